@@ -1,0 +1,149 @@
+"""Print a network's layers with their output shapes and parameter counts.
+
+The chapter prints ``layer.name, 'output shape:', X.shape`` for each top-level
+layer; ``summarize`` does the same for any network of the registry, adds the
+parameter counts, and explains an input that is too small for the network.
+"""
+
+from ._mxnet import mx
+from mxnet.gluon import nn
+
+__all__ = ["top_level_layers", "summarize", "format_summary", "count_parameters",
+           "InputTooSmallError"]
+
+
+class InputTooSmallError(ValueError):
+    """The input is too small: some layer can no longer shrink the feature map."""
+
+
+def top_level_layers(net):
+    """The layers a shape table lists, as ``(label, block)`` pairs.
+
+    A ``Sequential`` lists its children; a network with ``features`` and
+    ``output`` lists the children of both; anything else is one layer.
+    """
+    def children(block):
+        if isinstance(block, (nn.HybridSequential, nn.Sequential)):
+            return list(block._children.values())
+        return [block]
+
+    if isinstance(net, (nn.HybridSequential, nn.Sequential)):
+        blocks = children(net)
+        parent = net
+    elif hasattr(net, "features") and hasattr(net, "output"):
+        blocks = children(net.features) + children(net.output)
+        parent = net
+    else:
+        return [(net.name, net)]
+    prefix = parent.prefix
+    labels = []
+    for b in blocks:
+        name = b.name
+        for p in (prefix, getattr(net, "features", parent).prefix):
+            if name.startswith(p):
+                name = name[len(p):]
+        labels.append(name or b.name)
+    return list(zip(labels, blocks))
+
+
+def count_parameters(block):
+    """Number of scalars in ``block``'s parameters (they must be initialised)."""
+    total = 0
+    for p in block.collect_params().values():
+        n = 1
+        for d in p.shape:
+            n *= d
+        total += n
+    return total
+
+
+def _is_initialised(net):
+    try:
+        for p in net.collect_params().values():
+            p.data()
+        return True
+    except RuntimeError:  # deferred or no initialisation yet
+        return False
+
+
+def summarize(net, input_shape=(1, 1, 224, 224), ctx=None):
+    """Run ``net`` layer by layer on a random input and record each output.
+
+    Parameters
+    ----------
+    net : mxnet.gluon.Block
+        An initialised or uninitialised network (initialised here if needed,
+        with MXNet's default initialiser).
+    input_shape : tuple of int, default (1, 1, 224, 224)
+        ``(N, C, H, W)`` of the input.
+    ctx : mxnet.Context, optional
+        Where to run; the CPU by default.
+
+    Returns
+    -------
+    list of dict
+        One row per top-level layer: ``name``, ``kind`` (class name),
+        ``shape`` (output shape) and ``params`` (parameter count).
+
+    Raises
+    ------
+    InputTooSmallError
+        When a layer that downsamples receives a feature map already smaller
+        than its stride, or a layer cannot run on its input at all.
+    """
+    ctx = ctx or mx.cpu()
+    layers = top_level_layers(net)
+    x = mx.nd.random.uniform(shape=tuple(input_shape), ctx=ctx)
+    if not _is_initialised(net):
+        net.initialize(ctx=ctx)
+    rows = []
+    for label, layer in layers:
+        in_shape = x.shape
+        try:
+            x = layer(x)
+            x.wait_to_read()
+        except mx.base.MXNetError as exc:
+            raise InputTooSmallError(
+                "input %s is too small or malformed for this network: layer %s (%s) "
+                "cannot run on a %s feature map (%s)"
+                % (tuple(input_shape), label, type(layer).__name__, tuple(in_shape),
+                   str(exc).strip().splitlines()[0])
+            ) from None
+        rows.append({"name": label, "kind": type(layer).__name__, "shape": tuple(x.shape),
+                     "params": count_parameters(layer), "in_shape": tuple(in_shape)})
+    _check_no_collapse(net, rows, input_shape)
+    return rows
+
+
+def _check_no_collapse(net, rows, input_shape):
+    """Raise if a downsampling layer got a map smaller than its stride.
+
+    A layer's stride is read off a run at 224x224 (4-D outputs only): a layer
+    that halves a 224 map but received a 1x1 map at the user's size has
+    nothing left to downsample, which means the input is too small.
+    """
+    if len(input_shape) != 4 or min(input_shape[2:]) >= 224:
+        return
+    reference = summarize(net, tuple(input_shape[:2]) + (224, 224))
+    for row, ref in zip(rows, reference):
+        if len(ref["shape"]) != 4 or len(ref["in_shape"]) != 4:
+            continue
+        stride = max(ref["in_shape"][2] // max(ref["shape"][2], 1), 1)
+        if stride > 1 and min(row["in_shape"][2:]) < stride and ref["shape"][2] > 1:
+            raise InputTooSmallError(
+                "input %dx%d is too small for this network: layer %s (%s) should shrink "
+                "its input by %d but receives a %dx%d feature map. Use a larger input."
+                % (input_shape[2], input_shape[3], row["name"], row["kind"], stride,
+                   row["in_shape"][2], row["in_shape"][3])
+            )
+
+
+def format_summary(rows):
+    """The rows of ``summarize`` as a text table with a total line."""
+    width = max([len(r["name"]) + len(r["kind"]) + 3 for r in rows] + [5])
+    lines = ["%-*s  %-20s  %12s" % (width, "layer", "output shape", "parameters")]
+    for r in rows:
+        label = "%s (%s)" % (r["name"], r["kind"])
+        lines.append("%-*s  %-20s  %12s" % (width, label, r["shape"], format(r["params"], ",")))
+    lines.append("%-*s  %-20s  %12s" % (width, "total", "", format(sum(r["params"] for r in rows), ",")))
+    return "\n".join(lines)

@@ -1,0 +1,27 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="gluon-resnet",
+    version="0.1.0",
+    description="d2l-zh chapter 5.11 (ResNet) as an installable MXNet Gluon library",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["gluon_resnet", "gluon_resnet.*"]),
+    python_requires=">=3.8",
+    install_requires=[
+        # mxnet 1.9.1 (the last release) uses np.bool, which numpy 1.24 removed.
+        "numpy>=1.17,<1.24",
+        # The book's package: our API mirrors it and the tests use it as the oracle.
+        "d2lzh",
+        "matplotlib",
+        "tqdm",
+    ],
+    extras_require={
+        # MXNet itself is an extra so that a CUDA build (mxnet-cu112, ...) that is
+        # already installed is not overwritten by the CPU wheel.  1.9.1 is the last
+        # release and the one this project is tested with.
+        "cpu": ["mxnet==1.9.1"],
+        "test": ["pytest", "nbclient", "nbformat", "ipykernel"],
+    },
+    entry_points={"console_scripts": ["gluon-resnet=gluon_resnet.cli:main"]},
+)

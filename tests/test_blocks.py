@@ -1,0 +1,159 @@
+"""The chapter's Residual block and resnet_block: shapes, d2lzh parity, errors."""
+
+import d2lzh
+import numpy as np
+import pytest
+
+import mxnet as mx
+from mxnet import autograd
+from mxnet.gluon import nn
+
+from gluon_resnet import Residual, resnet_block
+from helpers import copy_params, randomize_params
+
+
+def _x(shape=(4, 3, 6, 6)):
+    return mx.nd.random.uniform(shape=shape)
+
+
+def test_book_shape_examples():
+    X = _x()
+    blk = Residual(3)
+    blk.initialize()
+    assert blk(X).shape == (4, 3, 6, 6)
+    blk = Residual(6, use_1x1conv=True, strides=2)
+    blk.initialize()
+    assert blk(X).shape == (4, 6, 3, 3)
+
+
+def _pair(ours, theirs, x):
+    ours.initialize()
+    theirs.initialize()
+    ours(x)
+    theirs(x)  # finish deferred initialisation
+    randomize_params(theirs)
+    copy_params(theirs, ours)
+
+
+def _outputs(net, x):
+    """Outputs in prediction mode and in training mode (batch statistics)."""
+    pred = net(x).asnumpy()
+    with autograd.record():
+        train = net(x).asnumpy()
+    return pred, train
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"use_1x1conv": True}, {"use_1x1conv": True, "strides": 2}])
+@pytest.mark.parametrize("hybridize", [False, True])
+def test_residual_matches_d2lzh(kwargs, hybridize):
+    channels = 3 if not kwargs else 6
+    x = _x()
+    ours, theirs = Residual(channels, **kwargs), d2lzh.Residual(channels, **kwargs)
+    _pair(ours, theirs, x)
+    if hybridize:
+        ours.hybridize()
+    for a, b in zip(_outputs(ours, x), _outputs(theirs, x)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_residual_output_depends_on_parameters():
+    """Guard for the parity test: different parameters give different outputs."""
+    x = _x()
+    a, b = Residual(3), Residual(3)
+    a.initialize(mx.init.Xavier())
+    b.initialize(mx.init.Xavier())
+    assert not np.allclose(a(x).asnumpy(), b(x).asnumpy())
+
+
+def _book_net(residual_cls):
+    """The chapter's network exactly as the book builds it, from a given block class."""
+    def block(num_channels, num_residuals, first_block=False):
+        blk = nn.Sequential()
+        for i in range(num_residuals):
+            if i == 0 and not first_block:
+                blk.add(residual_cls(num_channels, use_1x1conv=True, strides=2))
+            else:
+                blk.add(residual_cls(num_channels))
+        return blk
+
+    net = nn.Sequential()
+    net.add(nn.Conv2D(64, kernel_size=7, strides=2, padding=3), nn.BatchNorm(),
+            nn.Activation("relu"), nn.MaxPool2D(pool_size=3, strides=2, padding=1))
+    net.add(block(64, 2, first_block=True), block(128, 2), block(256, 2), block(512, 2))
+    net.add(nn.GlobalAvgPool2D(), nn.Dense(10))
+    return net
+
+
+@pytest.mark.parametrize("hybridize", [False, True])
+def test_chapter_net_matches_book_net_of_d2lzh_blocks(hybridize):
+    from gluon_resnet import chapter_resnet18
+
+    x = mx.nd.random.uniform(shape=(2, 1, 64, 64))
+    ours, theirs = chapter_resnet18(), _book_net(d2lzh.Residual)
+    _pair(ours, theirs, x)
+    if hybridize:
+        ours.hybridize()
+    for a, b in zip(_outputs(ours, x), _outputs(theirs, x)):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("hybridize", [False, True])
+def test_d2lzh_resnet18_parity(hybridize):
+    from gluon_resnet import resnet18
+
+    x = mx.nd.random.uniform(shape=(2, 1, 28, 28))
+    ours, theirs = resnet18(10), d2lzh.resnet18(10)
+    _pair(ours, theirs, x)
+    if hybridize:
+        ours.hybridize()
+    for a, b in zip(_outputs(ours, x), _outputs(theirs, x)):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+
+
+def test_resnet_block_is_hybrid_and_shapes():
+    blk = resnet_block(8, 2)
+    assert isinstance(blk, nn.HybridSequential)
+    assert len(blk) == 2 and blk[0].use_1x1conv and blk[0].strides == 2
+    blk.initialize()
+    assert blk(_x((2, 4, 8, 8))).shape == (2, 8, 4, 4)
+    first = resnet_block(4, 3, first_block=True)
+    first.initialize()
+    assert len(first) == 3 and not any(b.use_1x1conv for b in first)
+    assert first(_x((2, 4, 8, 8))).shape == (2, 4, 8, 8)
+
+
+@pytest.mark.parametrize("hybridize", [False, True])
+@pytest.mark.parametrize("channels, strides, in_shape", [(6, 1, (4, 3, 6, 6)), (3, 2, (4, 3, 6, 6))])
+def test_shortcut_mismatch_is_a_clear_error(channels, strides, in_shape, hybridize):
+    blk = Residual(channels, strides=strides)
+    blk.initialize()
+    if hybridize:
+        blk.hybridize()
+    with pytest.raises(ValueError) as info:
+        blk(_x(in_shape))
+    msg = str(info.value)
+    assert blk.name in msg and str(in_shape) in msg and "use_1x1conv=True" in msg
+
+
+def test_shortcut_mismatch_inside_a_sequential():
+    net = nn.Sequential()
+    net.add(Residual(4), Residual(8))
+    net.initialize()
+    with pytest.raises(ValueError, match="use_1x1conv=True"):
+        net(_x((1, 4, 6, 6)))
+
+
+@pytest.mark.parametrize("kwargs, bad", [
+    ({"num_channels": 0}, "num_channels"), ({"num_channels": -3}, "num_channels"),
+    ({"num_channels": 2.5}, "num_channels"), ({"num_channels": 3, "strides": 0}, "strides"),
+    ({"num_channels": 3, "strides": -1}, "strides"),
+])
+def test_bad_residual_arguments(kwargs, bad):
+    with pytest.raises(ValueError, match=bad):
+        Residual(**kwargs)
+
+
+@pytest.mark.parametrize("args, bad", [((0, 2), "num_channels"), ((8, 0), "num_residuals")])
+def test_bad_resnet_block_arguments(args, bad):
+    with pytest.raises(ValueError, match=bad):
+        resnet_block(*args)
