@@ -1,7 +1,10 @@
 """The ``gluon-resnet`` command.
 
-Sub-commands: ``shapes`` (the chapter's shape table for any registered model).
-Errors a user can fix are printed as one sentence with exit status 2.
+Sub-commands: ``train`` (the chapter's recipe by default), ``eval`` (test
+accuracy, per-class accuracy and figures of a trained network), ``shapes``
+(the chapter's shape table for any registered model).  Errors a user can fix
+are printed as one sentence with exit status 2; Ctrl-C during training saves
+a checkpoint and exits with status 130.
 """
 
 import argparse
@@ -20,6 +23,16 @@ def _positive_int(text):
     return value
 
 
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not a number" % text) from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be a positive number, got %s" % text)
+    return value
+
+
 def _cmd_shapes(args):
     from .models import get_model
     from .summary import summarize, format_summary
@@ -31,12 +44,78 @@ def _cmd_shapes(args):
     return 0
 
 
+def _cmd_train(args):
+    from .experiment import TrainConfig, run_training
+    from .training import TrainingDiverged, TrainingInterrupted
+
+    fields = {f: getattr(args, f) for f in ("model", "epochs", "lr", "batch_size", "resize",
+                                            "limit", "seed", "ctx", "data_root")}
+    if args.no_resize:
+        fields["resize"] = None
+    config = TrainConfig(**{k: v for k, v in fields.items() if v is not None})
+    try:
+        history, out = run_training(config, out=args.out, resume=args.resume,
+                                    progress=False if args.no_progress else None)
+    except TrainingInterrupted as exc:
+        print("\n%s." % exc, file=sys.stderr)
+        if exc.checkpoint:
+            print("Nothing is lost: the state is saved in %s.\nResume with: gluon-resnet train "
+                  "--resume %s" % (exc.checkpoint, exc.checkpoint), file=sys.stderr)
+        return 130
+    except TrainingDiverged as exc:
+        print("gluon-resnet train: %s The last good checkpoint, if any, is kept." % exc,
+              file=sys.stderr)
+        return 1
+    print("run folder: %s (checkpoint.ckpt, history.json, history.csv, learning_curve.png, "
+          "config.json)" % out)
+    return 0
+
+
+def _cmd_eval(args):
+    from .evaluation import evaluate_run
+
+    evaluate_run(args.params, model=args.model, resize=args.resize, data_root=args.data_root,
+                 confusion=args.confusion, samples=args.samples, limit=args.limit)
+    return 0
+
+
+def _add_train_parsers(sub):
+    p = sub.add_parser("train", help="train a model on Fashion-MNIST (the chapter's recipe by default)",
+                       description="Train on Fashion-MNIST. Defaults are d2l-zh 5.11's recipe: "
+                       "chapter_resnet18, resize 96, Xavier, SGD lr 0.05, batch 256, 5 epochs.")
+    p.add_argument("--model", help="registered model (default chapter_resnet18)")
+    p.add_argument("--epochs", type=_positive_int, help="epochs (default 5)")
+    p.add_argument("--lr", type=_positive_float, help="learning rate (default 0.05)")
+    p.add_argument("--batch-size", type=_positive_int, help="batch size (default 256)")
+    p.add_argument("--resize", type=_positive_int, help="input size (default 96)")
+    p.add_argument("--no-resize", action="store_true", help="train at 28x28")
+    p.add_argument("--limit", type=_positive_int, help="use a balanced subset of this many training images")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--ctx", help="devices: auto (default), cpu, gpu:0, gpu:0,1 or all")
+    p.add_argument("--data-root", help="folder with the four Fashion-MNIST IDX files")
+    p.add_argument("--out", help="run folder (default runs/<model>-<date>-<time>)")
+    p.add_argument("--resume", help="continue from this checkpoint.ckpt")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval", help="test accuracy, per-class accuracy and figures of a trained model")
+    p.add_argument("--params", required=True, help="a checkpoint.ckpt, or a .params file with --model")
+    p.add_argument("--model", help="model of a .params file (a checkpoint knows its own)")
+    p.add_argument("--resize", type=_positive_int, help="input size (a checkpoint knows its own)")
+    p.add_argument("--data-root", help="folder with the four Fashion-MNIST IDX files")
+    p.add_argument("--limit", type=_positive_int, help="evaluate on a subset of this many test images")
+    p.add_argument("--confusion", metavar="PNG", help="save the confusion matrix figure here")
+    p.add_argument("--samples", metavar="PNG", help="save a grid of sample predictions here")
+    p.set_defaults(func=_cmd_eval)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="gluon-resnet",
         description="d2l-zh chapter 5.11 (ResNet) on MXNet Gluon: shapes, training, models.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    _add_train_parsers(sub)
 
     p = sub.add_parser("shapes", help="print each layer's output shape and parameter count")
     p.add_argument("--model", default="chapter_resnet18", help="registered model name (see 'models')")
@@ -52,6 +131,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except ValueError as exc:
+    except (ValueError, FileNotFoundError) as exc:
         print("gluon-resnet %s: error: %s" % (args.command, exc), file=sys.stderr)
         return 2

@@ -1,0 +1,129 @@
+"""Evaluate a trained network on the Fashion-MNIST test set, with figures."""
+
+import os
+
+import numpy as np
+
+from ._mxnet import mx
+
+__all__ = ["predict", "per_class_accuracy", "evaluate_run"]
+
+
+def predict(net, data_iter, ctx=None):
+    """Labels and predicted classes over ``data_iter`` as two numpy arrays.
+
+    Predictions stay on the device until the end: one host sync in total.
+    """
+    ctx = ctx or mx.cpu()
+    labels, preds = [], []
+    for X, y in data_iter:
+        preds.append(net(X.as_in_context(ctx)).argmax(axis=1))
+        labels.append(y)
+    if not preds:
+        raise ValueError("predict: data_iter yielded no examples")
+    return (mx.nd.concat(*labels, dim=0).asnumpy().astype(np.int64),
+            mx.nd.concat(*preds, dim=0).asnumpy().astype(np.int64))
+
+
+def per_class_accuracy(labels, predictions, num_classes=10):
+    """Accuracy of each class (NaN for a class absent from ``labels``)."""
+    out = np.full(num_classes, np.nan)
+    for c in range(num_classes):
+        mask = labels == c
+        if mask.any():
+            out[c] = (predictions[mask] == c).mean()
+    return out
+
+
+def _load_net(path, model, ctx):
+    """The network stored at ``path`` and its training configuration."""
+    from .checkpoint import read_checkpoint_meta
+    from .experiment import TrainConfig, build_network
+
+    if not os.path.isfile(path):
+        raise ValueError("parameter file %s does not exist" % path)
+    if path.endswith(".ckpt"):
+        config = TrainConfig.from_dict(read_checkpoint_meta(path)["config"])
+        if model and model != config.model:
+            raise ValueError("%s is a checkpoint of %s, not of %s" % (path, config.model, model))
+    else:
+        if not model:
+            raise ValueError("a .params file does not say which network it holds: add --model NAME")
+        config = TrainConfig(model=model)
+    net = build_network(config, ctx)
+    return net, config
+
+
+def evaluate_run(path, model=None, resize=None, data_root=None, confusion=None, samples=None,
+                 limit=None, ctx=None, out=print):
+    """Print test accuracy and per-class accuracy of a saved network.
+
+    Parameters
+    ----------
+    path : str
+        A ``checkpoint.ckpt`` written by training, or a ``.params`` file
+        (then ``model`` names the network).
+    confusion, samples : str, optional
+        PNG paths for the confusion matrix and a grid of 32 test images with
+        predicted and true labels.
+
+    Returns
+    -------
+    dict
+        ``accuracy`` and ``per_class`` (list of 10 floats).
+    """
+    from .checkpoint import CheckpointError, load_checkpoint
+    from .data import get_fashion_mnist_labels, load_data_fashion_mnist
+
+    ctx = ctx or mx.cpu()
+    net, config = _load_net(path, model, ctx)
+    size = resize or config.resize
+    _, test_iter = load_data_fashion_mnist(256, resize=size, root=data_root or config.data_root)
+    X0, _ = next(iter(test_iter))
+    net(X0[:1].as_in_context(ctx))  # finish deferred shape inference
+    if path.endswith(".ckpt"):
+        load_checkpoint(path, net, ctx=ctx, restore_random_state=False)
+    else:
+        try:
+            net.load_parameters(path, ctx=ctx)
+        except (AssertionError, mx.base.MXNetError) as exc:
+            raise CheckpointError("%s does not hold the parameters of %s (%s)"
+                                  % (path, config.model, str(exc).splitlines()[0])) from None
+    if limit:
+        test_iter = _first_examples(test_iter, limit)
+    labels, preds = predict(net, test_iter, ctx)
+    acc = float((labels == preds).mean())
+    per_class = per_class_accuracy(labels, preds)
+    names = get_fashion_mnist_labels(range(10))
+    out("%s on %d test images (%dx%d): test acc %.4f" % (config.model, len(labels), size or 28,
+                                                        size or 28, acc))
+    for name, a in zip(names, per_class):
+        out("  %-12s %.4f" % (name, a))
+    if confusion:
+        from .plotting import confusion_matrix, plot_confusion_matrix
+
+        plot_confusion_matrix(confusion_matrix(labels, preds), names, path=confusion,
+                              title="%s: test acc %.4f" % (config.model, acc))
+        out("confusion matrix saved to %s" % confusion)
+    if samples:
+        from .plotting import plot_predictions
+
+        X, y = next(iter(test_iter))
+        X, y = X[:32], y[:32]
+        p = net(X.as_in_context(ctx)).argmax(axis=1).asnumpy()
+        plot_predictions(X.asnumpy(), get_fashion_mnist_labels(y.asnumpy()),
+                         get_fashion_mnist_labels(p), path=samples)
+        out("sample predictions saved to %s" % samples)
+    return {"accuracy": acc, "per_class": per_class.tolist()}
+
+
+def _first_examples(data_iter, limit):
+    """The first ``limit`` examples of ``data_iter`` as a list of batches."""
+    batches, n = [], 0
+    for X, y in data_iter:
+        take = min(limit - n, X.shape[0])
+        batches.append((X[:take], y[:take]))
+        n += take
+        if n >= limit:
+            break
+    return batches

@@ -1,0 +1,320 @@
+"""Training: d2lzh's ``train_ch5`` and ``evaluate_accuracy`` on a small ``Learner``.
+
+The loop (``Learner.fit -> _epoch -> _batch``) only trains and keeps score;
+everything optional hangs on it as a ``Callback``: printing the book's epoch
+lines, a progress bar, history files, learning-curve figures and checkpoints.
+
+Speed: metrics are summed on the device and read once per epoch.  The host
+waits for the *previous* batch's loss before queueing the next batch, so the
+engine always has work queued while memory stays bounded, and that finished
+value is what the divergence check reads: no batch waits for itself.
+
+Interruption: during ``fit`` the first Ctrl-C (SIGINT) asks the loop to stop
+after the current batch; the callbacks then save the last consistent state and
+``fit`` raises ``TrainingInterrupted`` (a ``KeyboardInterrupt``).  A second
+Ctrl-C interrupts at once.
+"""
+
+import math
+import signal
+import threading
+import time
+
+from ._mxnet import mx
+from mxnet import autograd, gluon
+
+__all__ = ["Learner", "Callback", "evaluate_accuracy", "train_ch5", "TrainingInterrupted",
+           "TrainingDiverged", "as_ctx_list"]
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped on Ctrl-C; ``checkpoint`` is where the state was saved (or None)."""
+
+    def __init__(self, message, checkpoint=None):
+        super().__init__(message)
+        self.checkpoint = checkpoint
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+def as_ctx_list(ctx):
+    """``ctx`` as a non-empty list of contexts (``None`` means the CPU)."""
+    if ctx is None:
+        return [mx.cpu()]
+    if isinstance(ctx, mx.Context):
+        return [ctx]
+    ctx = list(ctx)
+    if not ctx:
+        raise ValueError("ctx is an empty list; give at least one device, for example mx.cpu()")
+    return ctx
+
+
+def _split(batch, ctxs):
+    if len(ctxs) == 1:
+        return [batch.as_in_context(ctxs[0])]
+    return gluon.utils.split_and_load(batch, ctxs, even_split=False)
+
+
+def evaluate_accuracy(data_iter, net, ctx=None):
+    """Accuracy of ``net`` on ``data_iter`` (d2lzh's signature).
+
+    Parameters
+    ----------
+    data_iter : iterable of (X, y)
+        Batches of inputs ``(N, C, H, W)`` and integer labels ``(N,)``.
+    net : mxnet.gluon.Block
+        Maps ``X`` to scores ``(N, num_classes)``.
+    ctx : mxnet.Context or list of Context, optional
+        Devices; the batch is split across several.  CPU by default.
+
+    Returns
+    -------
+    float
+        Fraction of correctly classified examples; the host syncs once.
+    """
+    ctxs = as_ctx_list(ctx)
+    correct = mx.nd.zeros((1,), ctx=ctxs[0])
+    n = 0
+    for X, y in data_iter:
+        for xs, ys in zip(_split(X, ctxs), _split(y, ctxs)):
+            hits = (net(xs).argmax(axis=1) == ys.astype("float32")).sum()
+            correct += hits.as_in_context(ctxs[0])
+        n += y.shape[0]
+    if n == 0:
+        raise ValueError("evaluate_accuracy: data_iter yielded no examples")
+    return correct.asscalar() / n
+
+
+class Callback:
+    """Hooks around ``Learner.fit``; override the ones you need.
+
+    Each hook receives the ``Learner``, whose attributes (``epoch``, ``batch``,
+    ``history``, ``net``, ``trainer``...) describe the current state.
+    """
+
+    order = 0
+
+    def before_fit(self, learner):
+        pass
+
+    def before_epoch(self, learner):
+        pass
+
+    def after_batch(self, learner):
+        pass
+
+    def after_epoch(self, learner):
+        pass
+
+    def after_interrupt(self, learner):
+        pass
+
+    def after_fit(self, learner):
+        pass
+
+
+class Learner:
+    """Train ``net`` with ``trainer`` on ``train_iter``, evaluate on ``test_iter``.
+
+    Parameters
+    ----------
+    net : mxnet.gluon.Block
+        Initialised network, inputs ``(N, C, H, W)`` to scores ``(N, classes)``.
+    train_iter, test_iter : iterable of (X, y)
+        Data; ``test_iter`` may be None.  A loader with a settable ``epoch``
+        attribute (as ``load_data_fashion_mnist`` returns) gets the epoch
+        number set, so that its shuffle order is reproducible on resume.
+    trainer : mxnet.gluon.Trainer
+    ctx : Context or list of Context, optional
+        Devices; batches are split across several.  CPU by default.
+    loss : mxnet.gluon.loss.Loss, optional
+        ``SoftmaxCrossEntropyLoss()`` by default.
+    callbacks : list of Callback
+    handle_sigint : bool, default True
+        Turn the first Ctrl-C into a clean stop (main thread only).
+    amp : bool, default False
+        Scale the loss with ``mx.contrib.amp`` (the trainer must have been
+        passed to ``amp.init_trainer``).
+
+    Attributes
+    ----------
+    epoch : int
+        Epochs completed so far (0-based index of the running epoch).
+    batch : int
+        Batches completed within the running epoch.
+    history : list of dict
+        One entry per finished epoch: ``epoch``, ``loss``, ``train_acc``,
+        ``test_acc``, ``time``, ``lr``.
+    """
+
+    def __init__(self, net, train_iter, test_iter, trainer, ctx=None, loss=None,
+                 callbacks=(), handle_sigint=True, amp=False):
+        self.net, self.train_iter, self.test_iter, self.trainer = net, train_iter, test_iter, trainer
+        self.ctxs = as_ctx_list(ctx)
+        self.loss = loss or gluon.loss.SoftmaxCrossEntropyLoss()
+        self.callbacks = sorted(callbacks, key=lambda cb: cb.order)
+        self.handle_sigint = handle_sigint
+        self.amp = amp
+        self.epoch, self.batch, self.history = 0, 0, []
+        self.partial = None  # metric sums of an interrupted epoch: [loss, correct, n, seconds]
+        self.interrupt_requested = False
+        self.num_epochs = 0
+
+    # -- events --------------------------------------------------------------
+    def _event(self, name):
+        for cb in self.callbacks:
+            getattr(cb, name)(self)
+
+    # -- state ---------------------------------------------------------------
+    def state(self):
+        """What a checkpoint needs besides parameters and optimizer state."""
+        return {"epoch": self.epoch, "batch": self.batch, "history": self.history,
+                "partial": self.partial}
+
+    def restore(self, meta):
+        """Continue from a checkpoint's ``meta`` (see ``checkpoint.load_checkpoint``)."""
+        self.epoch, self.batch = meta["epoch"], meta["batch"]
+        self.history = list(meta["history"])
+        self.partial = meta.get("partial")
+
+    # -- loop ----------------------------------------------------------------
+    def fit(self, num_epochs):
+        """Train until ``num_epochs`` epochs are complete; return the history."""
+        if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or num_epochs < 0:
+            raise ValueError("num_epochs must be a non-negative integer, got %r" % (num_epochs,))
+        self.num_epochs = num_epochs
+        previous = self._install_sigint()
+        try:
+            self._event("before_fit")
+            while self.epoch < num_epochs:
+                self._run_epoch()
+            self._event("after_fit")
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+        return self.history
+
+    def _install_sigint(self):
+        if not self.handle_sigint or threading.current_thread() is not threading.main_thread():
+            return None
+
+        def on_sigint(signum, frame):
+            if self.interrupt_requested:
+                raise KeyboardInterrupt
+            self.interrupt_requested = True
+
+        return signal.signal(signal.SIGINT, on_sigint)
+
+    def _sums(self):
+        ctx = self.ctxs[0]
+        loss_sum, correct, n, seconds = self.partial or (0.0, 0.0, 0, 0.0)
+        return mx.nd.array([loss_sum], ctx=ctx), mx.nd.array([correct], ctx=ctx), n, seconds
+
+    def _run_epoch(self):
+        loss_sum, correct, n, seconds = self._sums()
+        start, skip = time.time(), self.batch
+        if hasattr(self.train_iter, "epoch"):
+            self.train_iter.epoch = self.epoch
+        self._event("before_epoch")
+        pending = None  # (batch index, loss NDArray) of the batch queued last
+        for i, (X, y) in enumerate(self.train_iter):
+            if i < skip:
+                continue  # resuming inside an epoch: these batches are done
+            batch_loss, batch_correct = self._step(X, y)
+            loss_sum += batch_loss.as_in_context(loss_sum.context)
+            correct += batch_correct.as_in_context(correct.context)
+            n += y.shape[0]
+            if pending is not None:
+                self._check_finite(*pending)
+            pending = (i, batch_loss)
+            self.batch = i + 1
+            self.batch_size = y.shape[0]
+            self._event("after_batch")
+            if self.interrupt_requested:
+                self._check_finite(*pending)
+                self.partial = [loss_sum.asscalar(), correct.asscalar(), n,
+                                seconds + time.time() - start]
+                self._event("after_interrupt")
+                saved = getattr(self, "last_checkpoint", None)
+                raise TrainingInterrupted(
+                    "training interrupted in epoch %d after batch %d" % (self.epoch + 1, self.batch),
+                    checkpoint=saved)
+        if pending is not None:
+            self._check_finite(*pending)
+        if n == 0:
+            raise ValueError("the training data yielded no examples")
+        train_time = seconds + time.time() - start
+        test_acc = (evaluate_accuracy(self.test_iter, self.net, self.ctxs)
+                    if self.test_iter is not None else float("nan"))
+        self.history.append({
+            "epoch": self.epoch + 1, "loss": loss_sum.asscalar() / n,
+            "train_acc": correct.asscalar() / n, "test_acc": test_acc,
+            "time": seconds + time.time() - start, "train_time": train_time,
+            "lr": self.trainer.learning_rate})
+        self.epoch, self.batch, self.partial = self.epoch + 1, 0, None
+        self._event("after_epoch")
+
+    def _step(self, X, y):
+        xs, ys = _split(X, self.ctxs), _split(y, self.ctxs)
+        with autograd.record():
+            outs = [self.net(x) for x in xs]
+            losses = [self.loss(o, t).sum() for o, t in zip(outs, ys)]
+        if self.amp:
+            from mxnet.contrib import amp
+            with amp.scale_loss(losses, self.trainer) as scaled:
+                autograd.backward(scaled)
+        else:
+            autograd.backward(losses)
+        self.trainer.step(X.shape[0])
+        home = self.ctxs[0]
+        batch_loss = mx.nd.add_n(*[l.as_in_context(home) for l in losses])
+        batch_correct = mx.nd.add_n(*[
+            (o.argmax(axis=1) == t.astype("float32")).sum().as_in_context(home)
+            for o, t in zip(outs, ys)])
+        return batch_loss, batch_correct
+
+    def _check_finite(self, index, batch_loss):
+        value = batch_loss.asscalar()  # the engine has finished this batch by now or soon
+        self.last_loss = value
+        if not math.isfinite(value):
+            raise TrainingDiverged(
+                "the loss became %s in epoch %d, batch %d: training stopped. The learning "
+                "rate (%g) is probably too high; try a lower one, for example %g."
+                % (value, self.epoch + 1, index + 1, self.trainer.learning_rate,
+                   self.trainer.learning_rate / 10))
+
+
+class PrintEpochs(Callback):
+    """Print d2lzh's lines: ``training on cpu(0)`` and one line per epoch."""
+
+    def before_fit(self, learner):
+        ctx = learner.ctxs[0] if len(learner.ctxs) == 1 else learner.ctxs
+        print("training on", ctx, flush=True)
+
+    def after_epoch(self, learner):
+        h = learner.history[-1]
+        print("epoch %d, loss %.4f, train acc %.3f, test acc %.3f, time %.1f sec"
+              % (h["epoch"], h["loss"], h["train_acc"], h["test_acc"], h["time"]), flush=True)
+
+
+def train_ch5(net, train_iter, test_iter, batch_size, trainer, ctx, num_epochs):
+    """Train and evaluate as d2lzh's ``train_ch5`` does, and return the history.
+
+    Prints ``training on cpu(0)`` and, per epoch, ``epoch 1, loss 0.4856, train
+    acc 0.828, test acc 0.894, time 61.8 sec``.  ``batch_size`` is accepted for
+    d2lzh compatibility; the optimizer step uses each batch's actual size.
+    Ctrl-C stops after the current batch, keeps the trained parameters in
+    ``net`` and raises ``TrainingInterrupted``.
+
+    Returns
+    -------
+    list of dict
+        Per epoch: ``epoch``, ``loss``, ``train_acc``, ``test_acc``, ``time``, ``lr``.
+    """
+    from .callbacks import ProgressBar
+
+    learner = Learner(net, train_iter, test_iter, trainer, ctx,
+                      callbacks=[PrintEpochs(), ProgressBar(enabled=None)])
+    return learner.fit(num_epochs)
