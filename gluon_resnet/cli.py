@@ -2,7 +2,8 @@
 
 Sub-commands: ``train`` (the chapter's recipe by default), ``eval`` (test
 accuracy, per-class accuracy and figures of a trained network), ``shapes``
-(the chapter's shape table for any registered model).  Errors a user can fix
+(the chapter's shape table for any registered model), ``models`` (every
+registered model with its parameter count).  Errors a user can fix
 are printed as one sentence with exit status 2; Ctrl-C during training saves
 a checkpoint and exits with status 130.
 """
@@ -49,12 +50,14 @@ def _cmd_train(args):
     from .training import TrainingDiverged, TrainingInterrupted
 
     fields = {f: getattr(args, f) for f in ("model", "epochs", "lr", "batch_size", "resize",
-                                            "limit", "seed", "ctx", "data_root")}
+                                            "limit", "seed", "ctx", "data_root", "precision")}
+    config = None
     if args.no_resize:
-        fields["resize"] = None
-    config = TrainConfig(**{k: v for k, v in fields.items() if v is not None})
+        if args.resume:
+            raise ValueError("--no-resize cannot be combined with --resume")
+        config = TrainConfig(resize=None)
     try:
-        history, out = run_training(config, out=args.out, resume=args.resume,
+        history, out = run_training(config, out=args.out, resume=args.resume, overrides=fields,
                                     progress=False if args.no_progress else None)
     except TrainingInterrupted as exc:
         print("\n%s." % exc, file=sys.stderr)
@@ -92,6 +95,9 @@ def _add_train_parsers(sub):
     p.add_argument("--limit", type=_positive_int, help="use a balanced subset of this many training images")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--ctx", help="devices: auto (default), cpu, gpu:0, gpu:0,1 or all")
+    p.add_argument("--precision", choices=["fp32", "bf16", "auto"],
+                   help="fp32 (default), bf16 (AMP on CPUs with AVX512-BF16, else fp32 with a "
+                   "notice) or auto")
     p.add_argument("--data-root", help="folder with the four Fashion-MNIST IDX files")
     p.add_argument("--out", help="run folder (default runs/<model>-<date>-<time>)")
     p.add_argument("--resume", help="continue from this checkpoint.ckpt")
@@ -109,6 +115,25 @@ def _add_train_parsers(sub):
     p.set_defaults(func=_cmd_eval)
 
 
+def _cmd_models(args):
+    from .models import count_model_parameters, list_models, model_description, \
+        model_input_channels
+
+    kwargs = {} if args.num_classes is None else {"num_classes": args.num_classes}
+    names = list_models()
+    width = max(len(n) for n in names)
+    print("Registered models. Parameters: trainable ones (BN running statistics excluded), "
+          "for %s classes and the input channels of column 'in' (1: Fashion-MNIST, "
+          "3: ImageNet/CIFAR)."
+          % ("each model's default number of" if args.num_classes is None else args.num_classes))
+    print("%-*s  %2s  %11s  %s" % (width, "model", "in", "parameters", "description"))
+    for name in names:
+        count = count_model_parameters(name, **kwargs)
+        print("%-*s  %2d  %11s  %s" % (width, name, model_input_channels(name), format(count, ","),
+                                       model_description(name)))
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="gluon-resnet",
@@ -123,6 +148,11 @@ def build_parser():
     p.add_argument("--channels", type=_positive_int, default=1, help="input channels (default 1)")
     p.add_argument("--num-classes", type=_positive_int, default=10, help="output classes (default 10)")
     p.set_defaults(func=_cmd_shapes)
+
+    p = sub.add_parser("models", help="list the registered models with their parameter counts")
+    p.add_argument("--num-classes", type=_positive_int, default=None,
+                   help="output classes (default: each model's own, 1000 for ImageNet nets)")
+    p.set_defaults(func=_cmd_models)
     return parser
 
 

@@ -16,6 +16,8 @@ import time
 import numpy as np
 
 from ._mxnet import mx
+from .checkpoint import read_checkpoint_meta
+from .precision import PRECISIONS, enable_bf16, resolve_precision
 from mxnet import gluon, init
 
 __all__ = ["TrainConfig", "run_training", "build_network", "RunError"]
@@ -42,6 +44,7 @@ class TrainConfig:
     ctx: str = "auto"
     data_root: str = None
     num_classes: int = 10
+    precision: str = "fp32"
 
     def validate(self):
         for name in ("epochs", "batch_size", "num_classes"):
@@ -54,6 +57,9 @@ class TrainConfig:
                 raise RunError("%s must be a positive integer or None, got %r" % (name, value))
         if not self.lr > 0 or not np.isfinite(self.lr):
             raise RunError("lr must be a positive number, got %r" % self.lr)
+        if self.precision not in PRECISIONS:
+            raise RunError("precision must be one of %s, got %r" % (", ".join(PRECISIONS),
+                                                                    self.precision))
         if self.momentum < 0 or self.wd < 0:
             raise RunError("momentum and wd must not be negative")
         from .models import list_models
@@ -96,27 +102,52 @@ def _trainer(config, net):
     return gluon.Trainer(net.collect_params(), config.optimizer, params)
 
 
-def _prepare_folder(out, resume):
+def _prepare_folder(out, resume, model):
     if resume:
         return out or os.path.dirname(os.path.abspath(resume))
+    out = out or os.path.join("runs", "%s-%s" % (model, time.strftime("%Y%m%d-%H%M%S")))
     if os.path.exists(os.path.join(out, "checkpoint.ckpt")):
         raise RunError("%s already holds a checkpoint; resume it with --resume %s, or choose "
                        "another --out" % (out, os.path.join(out, "checkpoint.ckpt")))
     return out
 
 
-def run_training(config, out=None, resume=None, progress=None, quiet=False):
+#: What may change when a run is resumed: the rest would change the data or the network.
+RESUME_CHANGES = ("epochs", "lr", "ctx", "data_root", "precision")
+
+
+def _resolve_config(config, resume, overrides):
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if not resume:
+        return TrainConfig.from_dict(dict((config or TrainConfig()).to_dict(), **overrides)), None
+    meta = read_checkpoint_meta(resume)
+    stored = meta["config"]
+    fixed = sorted(k for k, v in overrides.items() if k not in RESUME_CHANGES and v != stored.get(k))
+    if fixed:
+        raise RunError("cannot change %s when resuming %s (it was trained with %s); only %s "
+                       "may change" % (", ".join(fixed), resume,
+                                       ", ".join("%s=%r" % (k, stored.get(k)) for k in fixed),
+                                       ", ".join(RESUME_CHANGES)))
+    return TrainConfig.from_dict(dict(stored, **overrides)), meta
+
+
+def run_training(config=None, out=None, resume=None, overrides=None, progress=None, quiet=False):
     """Train as ``config`` says, with checkpoints, history and figure in ``out``.
 
     Parameters
     ----------
-    config : TrainConfig
-        Ignored when resuming, except ``epochs`` (to train longer).
+    config : TrainConfig, optional
+        The run; ``TrainConfig()`` (the chapter's recipe) by default.  Not used
+        when resuming: the checkpoint holds the configuration.
     out : str, optional
         Run folder; by default ``runs/<model>-<date>-<time>``, or the folder
         of the checkpoint when resuming.
     resume : str, optional
         A ``checkpoint.ckpt`` to continue from, exactly where it stopped.
+    overrides : dict, optional
+        Fields of ``TrainConfig`` to change (None values are ignored).  When
+        resuming only ``RESUME_CHANGES`` may differ from the checkpoint's:
+        train longer, or continue with a lower learning rate.
     progress : bool or None
         Progress bar: None shows it when standard error is a terminal.
     quiet : bool
@@ -135,40 +166,42 @@ def run_training(config, out=None, resume=None, progress=None, quiet=False):
         When the loss becomes NaN or infinite; the last checkpoint is kept.
     """
     from .callbacks import Checkpointer, CurvePlotter, HistoryWriter, ProgressBar
-    from .checkpoint import load_checkpoint, read_checkpoint_meta
+    from .checkpoint import load_checkpoint
     from .data import load_data_fashion_mnist
     from .devices import parse_ctx
     from .training import Learner, PrintEpochs
 
-    meta = None
-    if resume:
-        meta = read_checkpoint_meta(resume)
-        epochs = config.epochs
-        config = TrainConfig.from_dict(meta["config"])
-        config.epochs = max(epochs, meta["epoch"])
+    config, meta = _resolve_config(config, resume, overrides)
     config.validate()
-    out = _prepare_folder(out or os.path.join(
-        "runs", "%s-%s" % (config.model, time.strftime("%Y%m%d-%H%M%S"))), resume)
+    out = _prepare_folder(out, resume, config.model)
     ctxs = parse_ctx(config.ctx)
     seed_everything(config.seed)
     train_iter, test_iter = load_data_fashion_mnist(
         config.batch_size, resize=config.resize, root=config.data_root, limit=config.limit,
         seed=config.seed)
+    precision = resolve_precision(config.precision, ctxs)
+    if precision == "bf16":
+        enable_bf16()  # before the network is built
     net = build_network(config, ctxs)
     trainer = _trainer(config, net)
+    if precision == "bf16":
+        from mxnet.contrib import amp
+
+        amp.init_trainer(trainer)
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "config.json"), "w") as f:
-        json.dump(config.to_dict(), f, indent=1)
+        json.dump(dict(config.to_dict(), precision_used=precision), f, indent=1)
     callbacks = [ProgressBar(progress), HistoryWriter(out),
                  CurvePlotter(os.path.join(out, "learning_curve.png"), title=config.model),
                  Checkpointer(os.path.join(out, "checkpoint.ckpt"), config.to_dict())]
     if not quiet:
         callbacks.append(PrintEpochs())
     learner = Learner(net, train_iter, test_iter, trainer, ctxs, callbacks=callbacks)
-    if resume:
+    if meta is not None:
         # One forward pass finishes deferred shape inference before loading.
         X, _ = next(iter(test_iter))
         net(X[:1].as_in_context(ctxs[0]))
         learner.restore(load_checkpoint(resume, net, trainer, ctx=ctxs))
+        trainer.set_learning_rate(config.lr)  # the saved optimizer brings its own
     history = learner.fit(config.epochs)
     return history, out

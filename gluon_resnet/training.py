@@ -134,9 +134,6 @@ class Learner:
     callbacks : list of Callback
     handle_sigint : bool, default True
         Turn the first Ctrl-C into a clean stop (main thread only).
-    amp : bool, default False
-        Scale the loss with ``mx.contrib.amp`` (the trainer must have been
-        passed to ``amp.init_trainer``).
 
     Attributes
     ----------
@@ -150,13 +147,12 @@ class Learner:
     """
 
     def __init__(self, net, train_iter, test_iter, trainer, ctx=None, loss=None,
-                 callbacks=(), handle_sigint=True, amp=False):
+                 callbacks=(), handle_sigint=True):
         self.net, self.train_iter, self.test_iter, self.trainer = net, train_iter, test_iter, trainer
         self.ctxs = as_ctx_list(ctx)
         self.loss = loss or gluon.loss.SoftmaxCrossEntropyLoss()
         self.callbacks = sorted(callbacks, key=lambda cb: cb.order)
         self.handle_sigint = handle_sigint
-        self.amp = amp
         self.epoch, self.batch, self.history = 0, 0, []
         self.partial = None  # metric sums of an interrupted epoch: [loss, correct, n, seconds]
         self.interrupt_requested = False
@@ -234,7 +230,7 @@ class Learner:
             self._event("after_batch")
             if self.interrupt_requested:
                 self._check_finite(*pending)
-                self.partial = [loss_sum.asscalar(), correct.asscalar(), n,
+                self.partial = [float(loss_sum.asscalar()), float(correct.asscalar()), n,
                                 seconds + time.time() - start]
                 self._event("after_interrupt")
                 saved = getattr(self, "last_checkpoint", None)
@@ -249,8 +245,8 @@ class Learner:
         test_acc = (evaluate_accuracy(self.test_iter, self.net, self.ctxs)
                     if self.test_iter is not None else float("nan"))
         self.history.append({
-            "epoch": self.epoch + 1, "loss": loss_sum.asscalar() / n,
-            "train_acc": correct.asscalar() / n, "test_acc": test_acc,
+            "epoch": self.epoch + 1, "loss": float(loss_sum.asscalar()) / n,
+            "train_acc": float(correct.asscalar()) / n, "test_acc": float(test_acc),
             "time": seconds + time.time() - start, "train_time": train_time,
             "lr": self.trainer.learning_rate})
         self.epoch, self.batch, self.partial = self.epoch + 1, 0, None
@@ -261,12 +257,7 @@ class Learner:
         with autograd.record():
             outs = [self.net(x) for x in xs]
             losses = [self.loss(o, t).sum() for o, t in zip(outs, ys)]
-        if self.amp:
-            from mxnet.contrib import amp
-            with amp.scale_loss(losses, self.trainer) as scaled:
-                autograd.backward(scaled)
-        else:
-            autograd.backward(losses)
+        autograd.backward(losses)  # bf16 AMP needs no loss scaling
         self.trainer.step(X.shape[0])
         home = self.ctxs[0]
         batch_loss = mx.nd.add_n(*[l.as_in_context(home) for l in losses])

@@ -1,0 +1,172 @@
+"""Training on real Fashion-MNIST subsets: d2lzh's lines, resume, Ctrl-C, NaN, errors."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import mxnet as mx
+from mxnet import gluon, init
+
+from gluon_resnet import chapter_resnet18
+from gluon_resnet.checkpoint import CheckpointError, read_checkpoint_meta, save_checkpoint
+from gluon_resnet.cli import main
+from gluon_resnet.experiment import TrainConfig, run_training
+from gluon_resnet.training import TrainingDiverged, evaluate_accuracy, train_ch5
+
+from helpers import DATA_DIR
+
+pytestmark = pytest.mark.skipif(not os.path.isdir(DATA_DIR),
+                                reason="Debian's dataset-fashion-mnist is not installed")
+
+EPOCH_LINE = re.compile(r"^epoch (\d+), loss \d+\.\d{4}, train acc \d\.\d{3}, "
+                        r"test acc \d\.\d{3}, time \d+\.\d sec$")
+# A small, fast run: 28x28 inputs, a balanced subset, a few epochs.
+QUICK = dict(resize=None, limit=1000, batch_size=100, seed=3)
+
+
+def _quick_config(**kw):
+    return TrainConfig(**dict(QUICK, **kw))
+
+
+def test_train_ch5_prints_d2lzh_lines_and_learns(capsys):
+    from gluon_resnet.data import load_data_fashion_mnist
+
+    train_iter, test_iter = load_data_fashion_mnist(100, limit=2000)
+    net = chapter_resnet18()
+    net.initialize(init.Xavier())
+    net.hybridize()
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1})
+    history = train_ch5(net, train_iter, test_iter, 100, trainer, mx.cpu(), 2)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "training on cpu(0)"
+    assert len(lines) == 3 and all(EPOCH_LINE.match(l) for l in lines[1:]), lines
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert history[-1]["loss"] < history[0]["loss"]
+    # Ten classes: chance is 0.1.
+    assert history[-1]["test_acc"] > 0.5
+    assert abs(evaluate_accuracy(test_iter, net, mx.cpu()) - history[-1]["test_acc"]) < 1e-6
+
+
+def _params(folder):
+    from gluon_resnet.checkpoint import load_checkpoint
+    from gluon_resnet.experiment import build_network
+
+    meta = read_checkpoint_meta(os.path.join(folder, "checkpoint.ckpt"))
+    net = build_network(TrainConfig.from_dict(meta["config"]), mx.cpu())
+    net(mx.nd.zeros((1, 1, 28, 28)))
+    load_checkpoint(os.path.join(folder, "checkpoint.ckpt"), net, restore_random_state=False)
+    return {k: v.data().asnumpy() for k, v in net._collect_params_with_prefix().items()}, meta
+
+
+def test_resume_continues_exactly(tmp_path):
+    straight = str(tmp_path / "straight")
+    run_training(_quick_config(epochs=2, momentum=0.9), out=straight, quiet=True)
+    split = str(tmp_path / "split")
+    run_training(_quick_config(epochs=1, momentum=0.9), out=split, quiet=True)
+    history, _ = run_training(resume=os.path.join(split, "checkpoint.ckpt"),
+                              overrides={"epochs": 2}, quiet=True)
+    a, meta_a = _params(straight)
+    b, meta_b = _params(split)
+    assert meta_a["epoch"] == meta_b["epoch"] == 2 and len(history) == 2
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    assert meta_a["history"][1]["loss"] == pytest.approx(meta_b["history"][1]["loss"], rel=1e-5)
+    # The run folder has everything the README promises.
+    for name in ("history.json", "history.csv", "learning_curve.png", "config.json"):
+        assert os.path.getsize(os.path.join(split, name)) > 0
+    assert len(json.load(open(os.path.join(split, "history.json")))) == 2
+
+
+def _cli(*args, **kw):
+    return subprocess.Popen([sys.executable, "-m", "gluon_resnet", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path):
+    out = str(tmp_path / "run")
+    proc = _cli("train", "--no-resize", "--limit", "3000", "--batch-size", "50", "--epochs", "2",
+                "--out", out, "--no-progress")
+    first = proc.stdout.readline() + proc.stdout.readline()  # "training on", "epoch 1, ..."
+    assert "epoch 1" in first, first + proc.stderr.read()
+    time.sleep(1.5)  # well inside epoch 2
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "--resume" in stderr and "Traceback" not in stderr
+    meta = read_checkpoint_meta(os.path.join(out, "checkpoint.ckpt"))
+    assert meta["epoch"] == 1 and 0 < meta["batch"] < 60, (meta["epoch"], meta["batch"])
+    done = _cli("train", "--resume", os.path.join(out, "checkpoint.ckpt"), "--no-progress")
+    stdout, stderr = done.communicate(timeout=300)
+    assert done.returncode == 0, stderr
+    assert "epoch 2" in stdout
+    meta = read_checkpoint_meta(os.path.join(out, "checkpoint.ckpt"))
+    assert meta["epoch"] == 2 and meta["batch"] == 0 and len(meta["history"]) == 2
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path):
+    out = str(tmp_path / "run")
+    run_training(_quick_config(epochs=1), out=out, quiet=True)
+    before = open(os.path.join(out, "checkpoint.ckpt"), "rb").read()
+    with pytest.raises(TrainingDiverged, match=r"epoch 2, batch \d+.*lower"):
+        run_training(resume=os.path.join(out, "checkpoint.ckpt"),
+                     overrides={"epochs": 2, "lr": 1e10}, quiet=True)
+    assert open(os.path.join(out, "checkpoint.ckpt"), "rb").read() == before
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    net = chapter_resnet18()
+    net.initialize()
+    net(mx.nd.zeros((1, 1, 28, 28)))
+    path = str(tmp_path / "c.ckpt")
+    save_checkpoint(path, net, None, {"epoch": 1})
+    good = open(path, "rb").read()
+
+    import zipfile
+
+    def crash(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(zipfile.ZipFile, "writestr", crash)
+    with pytest.raises(OSError):
+        save_checkpoint(path, net, None, {"epoch": 2})
+    assert open(path, "rb").read() == good
+    assert os.listdir(tmp_path) == ["c.ckpt"]  # no temporary file left behind
+
+
+def test_bad_arguments_give_one_sentence(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--epochs", "-1"])
+    assert info.value.code == 2 and "--epochs" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path / "nope.ckpt")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    # A checkpoint of another model.
+    other = str(tmp_path / "other")
+    run_training(_quick_config(epochs=1, model="resnet18", limit=200), out=other, quiet=True)
+    meta = read_checkpoint_meta(os.path.join(other, "checkpoint.ckpt"))
+    assert meta["config"]["model"] == "resnet18"
+    assert main(["eval", "--params", os.path.join(other, "checkpoint.ckpt"),
+                 "--model", "chapter_resnet18"]) == 2
+    assert "resnet18" in capsys.readouterr().err
+    # An occupied run folder is not overwritten.
+    assert main(["train", "--out", other, "--no-resize", "--limit", "200"]) == 2
+    assert "already holds a checkpoint" in capsys.readouterr().err
+
+
+def test_eval_command_prints_accuracy_and_saves_figures(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    run_training(_quick_config(epochs=1), out=out, quiet=True)
+    confusion, samples = str(tmp_path / "cm.png"), str(tmp_path / "samples.png")
+    assert main(["eval", "--params", os.path.join(out, "checkpoint.ckpt"), "--limit", "500",
+                 "--confusion", confusion, "--samples", samples]) == 0
+    text = capsys.readouterr().out
+    acc = float(re.search(r"test acc (\d\.\d+)", text).group(1))
+    assert 0.3 < acc <= 1.0
+    assert "ankle boot" in text and "t-shirt" in text
+    assert os.path.getsize(confusion) > 10000 and os.path.getsize(samples) > 10000
