@@ -4,16 +4,31 @@ This module holds the block of d2l-zh chapter 5.11 (``Residual``) and its
 stage builder (``resnet_block``), with the book's names, arguments and math,
 written as ``HybridBlock``s so that they run imperatively and hybridized.
 
+Below them come the blocks of the ResNet family of the papers, in
+torchvision's style (convolutions without bias, BN after each, stride on the
+3x3 convolution): ``BasicBlockV1`` and ``BottleneckV1`` (post-activation),
+``BasicBlockV2`` and ``BottleneckV2`` (pre-activation), the shortcut options
+A, B and C, and ``make_stage``, which builds one stage of any of them.
+
 References
 ----------
 He, Zhang, Ren, Sun. "Deep Residual Learning for Image Recognition", CVPR 2016,
-section 3.2 (identity mapping by shortcuts) and figure 2.
+section 3.2 (identity mapping by shortcuts), section 3.3 (options A and B),
+section 4.1 (option C, bottleneck architectures) and figures 2 and 5.
+
+He, Zhang, Ren, Sun. "Identity Mappings in Deep Residual Networks", ECCV 2016,
+section 4 and figure 4(e) (full pre-activation).
+
+Goyal et al. "Accurate, Large Minibatch SGD: Training ImageNet in 1 Hour",
+arXiv 1706.02677, section 5.1 (zero gamma in the last BN of each block).
 """
 
 from ._mxnet import mx
 from mxnet.gluon import nn
 
-__all__ = ["Residual", "resnet_block", "check_positive_int"]
+__all__ = ["Residual", "resnet_block", "check_positive_int", "SHORTCUTS", "check_shortcut",
+           "conv3x3", "conv1x1", "batch_norm", "ZeroPadShortcut", "make_shortcut",
+           "BasicBlockV1", "BottleneckV1", "BasicBlockV2", "BottleneckV2", "make_stage"]
 
 
 def check_positive_int(value, name, owner):
@@ -141,3 +156,333 @@ def resnet_block(num_channels, num_residuals, first_block=False, prefix=None):
             else:
                 blk.add(Residual(num_channels))
     return blk
+
+
+# ---------------------------------------------------------------------------
+# The ResNet family of the papers: helpers, shortcuts, blocks, stage builder.
+# ---------------------------------------------------------------------------
+
+SHORTCUTS = ("A", "B", "C")
+"""Shortcut options of He et al. 2016 (sections 3.3 and 4.1); ``None`` means none."""
+
+
+def check_shortcut(shortcut, owner):
+    """Return ``shortcut`` if it is ``'A'``, ``'B'``, ``'C'`` or ``None``; else raise ``ValueError``."""
+    if shortcut is not None and shortcut not in SHORTCUTS:
+        raise ValueError(
+            "%s: shortcut must be 'A' (identity, zero-padded where the shape changes), "
+            "'B' (1x1 projection where the shape changes), 'C' (1x1 projection in every "
+            "block) or None (plain network, no shortcut); got %r." % (owner, shortcut)
+        )
+    return shortcut
+
+
+def conv3x3(channels, stride=1, in_channels=0, **kwargs):
+    """3x3 convolution without bias, padding 1: ``(N, C, H, W) -> (N, channels, ceil(H/stride), ceil(W/stride))``."""
+    return nn.Conv2D(channels, kernel_size=3, strides=stride, padding=1, use_bias=False,
+                     in_channels=in_channels, **kwargs)
+
+
+def conv1x1(channels, stride=1, in_channels=0, **kwargs):
+    """1x1 convolution without bias: ``(N, C, H, W) -> (N, channels, ceil(H/stride), ceil(W/stride))``."""
+    return nn.Conv2D(channels, kernel_size=1, strides=stride, use_bias=False,
+                     in_channels=in_channels, **kwargs)
+
+
+def batch_norm(channels, zero_init=False, **kwargs):
+    """``BatchNorm`` over ``channels`` channels; ``zero_init`` makes its gamma start at 0.
+
+    The zero comes from the parameter's own initializer (``mx.init.Zero``),
+    which wins over the one passed to ``net.initialize``.
+    """
+    gamma_init = mx.init.Zero() if zero_init else "ones"
+    return nn.BatchNorm(in_channels=channels, gamma_initializer=gamma_init, **kwargs)
+
+
+def _shape_changes(in_channels, out_channels, stride):
+    """torchvision's rule: a block changes the shape iff it strides or changes channels."""
+    return stride != 1 or in_channels != out_channels
+
+
+class ZeroPadShortcut(nn.HybridBlock):
+    """Shortcut option A (He et al. 2016, section 3.3): identity with zero padding.
+
+    Keeps every ``stride``-th row and column, then appends ``extra_channels``
+    channels of zeros.  It has no parameters.
+
+    Parameters
+    ----------
+    extra_channels : int
+        Zero channels appended after the input's channels (0 or more).
+    stride : int, default 1
+        Subsampling step along height and width.
+
+    Shapes
+    ------
+    Input ``(N, C, H, W)``; output ``(N, C + extra_channels, ceil(H / stride),
+    ceil(W / stride))``, the same as a 3x3 convolution with padding 1.
+    """
+
+    def __init__(self, extra_channels, stride=1, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(extra_channels, bool) or not isinstance(extra_channels, int) \
+                or extra_channels < 0:
+            raise ValueError("ZeroPadShortcut: extra_channels must be an integer >= 0, got %r "
+                             "(option A cannot drop channels)." % (extra_channels,))
+        self.extra_channels = extra_channels
+        self.stride = check_positive_int(stride, "stride", "ZeroPadShortcut")
+
+    def hybrid_forward(self, F, x):
+        if self.stride > 1:
+            x = F.slice(x, begin=(None,) * 4, end=(None,) * 4,
+                        step=(1, 1, self.stride, self.stride))
+        if self.extra_channels:
+            # One zero channel shaped like x, broadcast to the missing channels.
+            zero = F.zeros_like(F.slice_axis(x, axis=1, begin=0, end=1))
+            x = F.concat(x, F.broadcast_axis(zero, axis=1, size=self.extra_channels), dim=1)
+        return x
+
+
+def make_shortcut(kind, in_channels, out_channels, stride, normalize=True):
+    """The shortcut branch of a block, or ``None`` when it is the identity (or absent).
+
+    Parameters
+    ----------
+    kind : {'A', 'B', 'C', None}
+        'A': ``ZeroPadShortcut`` where the shape changes, identity elsewhere.
+        'B': 1x1 projection where the shape changes, identity elsewhere.
+        'C': 1x1 projection in every block.  ``None``: no shortcut at all.
+    in_channels, out_channels : int
+        Channels entering and leaving the block.
+    stride : int
+        The block's stride.
+    normalize : bool, default True
+        Follow the projection with BN (post-activation blocks); pre-activation
+        blocks project an already normalised input and leave it out.
+
+    Returns
+    -------
+    mxnet.gluon.HybridBlock or None
+        ``(N, in_channels, H, W) -> (N, out_channels, ceil(H/stride), ceil(W/stride))``.
+    """
+    check_shortcut(kind, "make_shortcut")
+    if kind is None or (kind in "AB" and not _shape_changes(in_channels, out_channels, stride)):
+        return None
+    if kind == "A":
+        return ZeroPadShortcut(out_channels - in_channels, stride, prefix="shortcut_")
+    proj = nn.HybridSequential(prefix="shortcut_")
+    with proj.name_scope():
+        proj.add(conv1x1(out_channels, stride, in_channels))
+        if normalize:
+            proj.add(batch_norm(out_channels))
+    return proj
+
+
+class _ResidualUnit(nn.HybridBlock):
+    """Convolutions, BNs and shortcut shared by the four blocks of the family.
+
+    Subclasses set ``kernels`` (the convolutions' kernel sizes), ``expansion``
+    (output channels / ``channels``) and ``version`` (1: post-activation,
+    2: pre-activation), and write ``hybrid_forward``.  See ``BasicBlockV1``
+    for the constructor's arguments.
+    """
+
+    kernels = ()
+    expansion = 1
+    version = 1
+
+    def __init__(self, in_channels, channels, stride=1, shortcut="B", stride_in_1x1=False,
+                 zero_init_last_bn=False, **kwargs):
+        super().__init__(**kwargs)
+        owner = type(self).__name__
+        self.in_channels = check_positive_int(in_channels, "in_channels", owner)
+        self.channels = check_positive_int(channels, "channels", owner)
+        self.stride = check_positive_int(stride, "stride", owner)
+        self.shortcut_kind = check_shortcut(shortcut, owner)
+        self.out_channels = channels * self.expansion
+        if shortcut == "A" and self.out_channels < in_channels:
+            raise ValueError("%s: shortcut 'A' can only add zero channels, but the block maps %d "
+                             "channels to %d; use shortcut 'B'." % (owner, in_channels,
+                                                                    self.out_channels))
+        preact = self.version == 2
+        strided = 0 if stride_in_1x1 else self.kernels.index(3)
+        widths = [channels] * (len(self.kernels) - 1) + [self.out_channels]
+        convs, bns = [], []
+        with self.name_scope():
+            c_in = in_channels
+            for i, (kernel, c_out) in enumerate(zip(self.kernels, widths)):
+                conv = (conv3x3 if kernel == 3 else conv1x1)(
+                    c_out, stride if i == strided else 1, c_in)
+                # v1: BN after the convolution; v2: BN (and ReLU) before it.
+                bn = batch_norm(c_in if preact else c_out,
+                                zero_init=zero_init_last_bn and i == len(widths) - 1)
+                setattr(self, "conv%d" % (i + 1), conv)
+                setattr(self, "bn%d" % (i + 1), bn)
+                convs.append(conv)
+                bns.append(bn)
+                c_in = c_out
+            self.shortcut = make_shortcut(shortcut, in_channels, self.out_channels, stride,
+                                          normalize=not preact)
+        self.convs, self.bns = tuple(convs), tuple(bns)
+        self.projects = self.shortcut is not None and not isinstance(self.shortcut,
+                                                                     ZeroPadShortcut)
+
+    @property
+    def last_bn(self):
+        """The BN whose gamma ``zero_init_last_bn`` sets to zero."""
+        return self.bns[-1]
+
+    def _add_shortcut(self, F, out, x):
+        if self.shortcut_kind is None:
+            return out
+        return out + (x if self.shortcut is None else self.shortcut(x))
+
+
+class _PostActivationUnit(_ResidualUnit):
+    version = 1
+
+    def hybrid_forward(self, F, x):
+        out = x
+        for i, (conv, bn) in enumerate(zip(self.convs, self.bns)):
+            if i:
+                out = F.relu(out)
+            out = bn(conv(out))
+        return F.relu(self._add_shortcut(F, out, x))
+
+
+class _PreActivationUnit(_ResidualUnit):
+    version = 2
+
+    def hybrid_forward(self, F, x):
+        act = F.relu(self.bns[0](x))
+        out = self.convs[0](act)
+        for conv, bn in zip(self.convs[1:], self.bns[1:]):
+            out = conv(F.relu(bn(out)))
+        # A projection reads the pre-activated input (as GluonCV does); a
+        # parameter-free shortcut keeps the clean identity path of the paper.
+        return self._add_shortcut(F, out, act if self.projects else x)
+
+
+class BasicBlockV1(_PostActivationUnit):
+    """Basic block of ResNet-18/34 (He et al. 2016, figure 5 left; section 3.3).
+
+    ``relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))`` with two 3x3
+    convolutions without bias.  All four blocks of the family share this
+    constructor.
+
+    Parameters
+    ----------
+    in_channels : int
+        Channels of the input (needed to decide and build the shortcut).
+    channels : int
+        Width of the block; the output has ``channels * expansion`` channels.
+    stride : int, default 1
+        Stride of the block: on the first 3x3 convolution (torchvision), or on
+        the first 1x1 convolution of a bottleneck when ``stride_in_1x1``.
+    shortcut : {'B', 'A', 'C', None}, default 'B'
+        Shortcut option (see ``make_shortcut``); ``None`` gives a plain block.
+    stride_in_1x1 : bool, default False
+        Bottlenecks only: stride on the first 1x1 convolution, as in the
+        original paper and Caffe models.  Basic blocks have no 1x1 convolution.
+    zero_init_last_bn : bool, default False
+        Initialise the gamma of the block's last BN to zero (Goyal et al. 2017,
+        section 5.1), so the residual branch starts at zero.
+
+    Attributes
+    ----------
+    expansion : int
+        1 here, 4 for bottlenecks.
+    version : int
+        1 here (post-activation), 2 for the pre-activation blocks.
+
+    Shapes
+    ------
+    Input ``(N, in_channels, H, W)``; output ``(N, channels * expansion,
+    ceil(H / stride), ceil(W / stride))``.
+    """
+
+    kernels = (3, 3)
+    expansion = 1
+
+
+class BottleneckV1(_PostActivationUnit):
+    """Bottleneck block of ResNet-50/101/152 (He et al. 2016, figure 5 right; section 4.1).
+
+    1x1 convolution reducing to ``channels``, 3x3 convolution, 1x1 convolution
+    expanding to ``4 * channels``, each followed by BN (and ReLU, the last one
+    after the shortcut's addition).  Same constructor as ``BasicBlockV1``.
+
+    Shapes
+    ------
+    Input ``(N, in_channels, H, W)``; output ``(N, 4 * channels,
+    ceil(H / stride), ceil(W / stride))``.
+    """
+
+    kernels = (1, 3, 1)
+    expansion = 4
+
+
+class BasicBlockV2(_PreActivationUnit):
+    """Pre-activation basic block (He et al. 2016b, "Identity Mappings", figure 4(e)).
+
+    ``conv2(relu(bn2(conv1(relu(bn1(x)))))) + shortcut(x)``: BN and ReLU come
+    before each convolution and nothing follows the addition, so the output
+    can be negative.  A projection shortcut reads ``relu(bn1(x))`` and has no
+    BN.  Same constructor and shapes as ``BasicBlockV1``.
+    """
+
+    kernels = (3, 3)
+    expansion = 1
+
+
+class BottleneckV2(_PreActivationUnit):
+    """Pre-activation bottleneck block (He et al. 2016b, figure 4(e); section 4).
+
+    BN, ReLU, 1x1 convolution to ``channels``; BN, ReLU, 3x3 convolution; BN,
+    ReLU, 1x1 convolution to ``4 * channels``; plus the shortcut, with no
+    activation after the addition.  Same constructor as ``BasicBlockV1``, same
+    shapes as ``BottleneckV1``.
+    """
+
+    kernels = (1, 3, 1)
+    expansion = 4
+
+
+def make_stage(block, in_channels, channels, num_blocks, stride=1, prefix=None, **block_kwargs):
+    """One stage of a family network: ``num_blocks`` blocks of class ``block``.
+
+    torchvision's ``_make_layer``: only the first block strides and changes
+    the channels, so only it gets a projection (or zero-padding) shortcut under
+    options 'A' and 'B'; the others map ``channels * block.expansion``
+    channels to themselves.
+
+    Parameters
+    ----------
+    block : type
+        ``BasicBlockV1``, ``BottleneckV1``, ``BasicBlockV2`` or ``BottleneckV2``.
+    in_channels : int
+        Channels entering the stage.
+    channels : int
+        Width of each block (output: ``channels * block.expansion``).
+    num_blocks : int
+        Number of blocks.
+    stride : int, default 1
+        Stride of the first block.
+    prefix : str, optional
+        Name prefix of the container, for example ``"stage2_"``.
+    **block_kwargs
+        ``shortcut``, ``stride_in_1x1``, ``zero_init_last_bn``: passed to every block.
+
+    Returns
+    -------
+    mxnet.gluon.nn.HybridSequential
+        Input ``(N, in_channels, H, W)``; output ``(N, channels *
+        block.expansion, ceil(H / stride), ceil(W / stride))``.
+    """
+    check_positive_int(num_blocks, "num_blocks", "make_stage")
+    stage = nn.HybridSequential(prefix=prefix)
+    with stage.name_scope():
+        for i in range(num_blocks):
+            stage.add(block(in_channels, channels, stride if i == 0 else 1, **block_kwargs))
+            in_channels = channels * block.expansion
+    return stage

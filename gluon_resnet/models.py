@@ -7,29 +7,48 @@ that says which one it is:
   max-pool, ``Residual`` blocks with biased convolutions, ``Dense(10)``).
 - ``resnet18``: ``d2lzh.resnet18(num_classes)``, the small-image variant used
   later in the book (3x3/1 stem, no max-pool).  Same name, same meaning.
+- ``resnet18_v1`` ... ``resnet152_v2``, ``plain18``, ``plain34``,
+  ``cifar_resnet20_v1`` ... ``cifar_resnet110_v2``: the family of the papers,
+  built by one ``ResNet`` class from one spec table (``RESNET_SPEC``, plus
+  ``cifar_spec`` for the 6n+2 CIFAR networks).  ``resnet18_v1`` is the
+  torchvision/paper ResNet-18 (bias-free convolutions, 1000 classes).
 
 Every network is reachable through ``get_model(name, **kwargs)``;
 ``list_models()`` lists the names.
 """
 
-from ._mxnet import mx  # noqa: F401  (clear error when MXNet is missing)
+import collections
+import functools
+
+from ._mxnet import mx
 from mxnet.gluon import nn
 
-from .blocks import resnet_block, check_positive_int
+from .blocks import (resnet_block, check_positive_int, check_shortcut, conv3x3, batch_norm,
+                     make_stage, _ResidualUnit, BasicBlockV1, BottleneckV1, BasicBlockV2,
+                     BottleneckV2)
+from .summary import count_parameters
 
 __all__ = ["chapter_resnet18", "resnet18", "register_model", "list_models",
-           "get_model", "model_description"]
+           "get_model", "model_description", "model_input_channels", "count_model_parameters",
+           "ResNet", "RESNET_SPEC", "CIFAR_DEPTHS", "BLOCKS", "cifar_spec", "get_resnet",
+           "cifar_resnet", "plain_resnet"]
 
+_Entry = collections.namedtuple("_Entry", "factory description input_channels")
 _REGISTRY = {}
 
 
-def register_model(name, description):
-    """Decorator: register ``factory`` under ``name`` with a one-line description."""
+def register_model(name, description, input_channels=1):
+    """Decorator: register ``factory`` under ``name`` with a one-line description.
+
+    ``input_channels`` is the channel count the model is meant for (1 for
+    Fashion-MNIST, 3 for ImageNet and CIFAR); ``gluon-resnet models`` counts
+    parameters at it.  The networks themselves infer their input channels.
+    """
 
     def wrap(factory):
         if name in _REGISTRY:
             raise RuntimeError("model %r is registered twice" % name)
-        _REGISTRY[name] = (factory, description)
+        _REGISTRY[name] = _Entry(factory, description, input_channels)
         return factory
 
     return wrap
@@ -42,7 +61,12 @@ def list_models():
 
 def model_description(name):
     """The one-line description a model was registered with."""
-    return _lookup(name)[1]
+    return _lookup(name).description
+
+
+def model_input_channels(name):
+    """The input channels a model was registered for (1 or 3)."""
+    return _lookup(name).input_channels
 
 
 def _lookup(name):
@@ -70,7 +94,7 @@ def get_model(name, **kwargs):
     mxnet.gluon.HybridBlock
         An uninitialised network.
     """
-    factory, _ = _lookup(name)
+    factory = _lookup(name).factory
     try:
         return factory(**kwargs)
     except TypeError as exc:
@@ -147,3 +171,288 @@ def resnet18(num_classes=10):
                 nn.Activation("relu"))
         _chapter_head(net, num_classes)
     return net
+
+
+def count_model_parameters(name, trainable_only=True, size=32, **kwargs):
+    """Parameters of the registered model ``name`` at its registered input channels.
+
+    The network is built with ``kwargs``, initialised and run once on a
+    ``(1, model_input_channels(name), size, size)`` input so that every shape
+    is known.
+
+    Parameters
+    ----------
+    name : str
+        One of ``list_models()``.
+    trainable_only : bool, default True
+        Leave out BN running statistics (torchvision's convention).
+    size : int, default 32
+        Input height and width; small is fast and changes no count.
+    **kwargs
+        Passed to the factory (for example ``num_classes=10``).
+    """
+    net = get_model(name, **kwargs)
+    net.initialize(mx.init.Zero())
+    net(mx.nd.zeros((1, model_input_channels(name), size, size)))
+    return count_parameters(net, trainable_only=trainable_only)
+
+
+# ---------------------------------------------------------------------------
+# The ResNet family of the papers: one class, one spec table, thin factories.
+# ---------------------------------------------------------------------------
+
+STEMS = {"imagenet": "7x7/2 stem + max-pool", "small": "3x3/1 stem"}
+VERSIONS = {1: "post-activation, He et al. 2016", 2: "pre-activation, He et al. 2016b"}
+
+BLOCKS = {("basic", 1): BasicBlockV1, ("bottleneck", 1): BottleneckV1,
+          ("basic", 2): BasicBlockV2, ("bottleneck", 2): BottleneckV2}
+"""Block class by (kind, version)."""
+
+RESNET_SPEC = {
+    18: ("basic", (2, 2, 2, 2), (64, 64, 128, 256, 512)),
+    34: ("basic", (3, 4, 6, 3), (64, 64, 128, 256, 512)),
+    50: ("bottleneck", (3, 4, 6, 3), (64, 64, 128, 256, 512)),
+    101: ("bottleneck", (3, 4, 23, 3), (64, 64, 128, 256, 512)),
+    152: ("bottleneck", (3, 8, 36, 3), (64, 64, 128, 256, 512)),
+}
+"""He et al. 2016, table 1: depth -> (block kind, blocks per stage, channels).
+
+``channels`` is the stem's width followed by each stage's block width; a
+bottleneck stage outputs 4 times its width.
+"""
+
+CIFAR_DEPTHS = (20, 32, 44, 56, 110)
+"""The CIFAR-10 networks of He et al. 2016, section 4.2, that are registered."""
+
+
+def cifar_spec(depth):
+    """Spec of the CIFAR ResNet with ``depth = 6n + 2`` layers (He et al. 2016, section 4.2).
+
+    Three stages of ``n`` basic blocks with 16, 32 and 64 channels after a
+    16-channel 3x3 stem, in ``RESNET_SPEC``'s format.
+    """
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
+        raise ValueError("CIFAR ResNets have 6n+2 layers for n >= 1 (registered: %s); got %r."
+                         % (", ".join(map(str, CIFAR_DEPTHS)), depth))
+    n = (depth - 2) // 6
+    return ("basic", (n, n, n), (16, 16, 32, 64))
+
+
+def _block_class(kind, version):
+    try:
+        return BLOCKS[kind, version]
+    except KeyError:
+        raise ValueError("version must be %s; got %r."
+                         % (" or ".join("%d (%s)" % kv for kv in VERSIONS.items()), version)
+                         ) from None
+
+
+def _stem(kind, width, in_channels):
+    """The layers before the first stage: conv, BN, ReLU (and max-pool for 'imagenet')."""
+    if kind not in STEMS:
+        raise ValueError("stem must be %s; got %r."
+                         % (" or ".join("%r (%s)" % kv for kv in STEMS.items()), kind))
+    if kind == "imagenet":
+        conv = nn.Conv2D(width, kernel_size=7, strides=2, padding=3, use_bias=False,
+                         in_channels=in_channels, prefix="conv_")
+    else:
+        conv = conv3x3(width, 1, in_channels, prefix="conv_")
+    layers = [conv, batch_norm(width, prefix="bn_"), nn.Activation("relu", prefix="relu_")]
+    if kind == "imagenet":
+        layers.append(nn.MaxPool2D(pool_size=3, strides=2, padding=1, prefix="pool_"))
+    return layers
+
+
+class ResNet(nn.HybridBlock):
+    """A ResNet of the papers: stem, stages of residual blocks, pool, classifier.
+
+    He et al. 2016, section 3.4 and table 1 (ImageNet), section 4.2 (CIFAR);
+    with pre-activation blocks, He et al. 2016b, whose appendix adds a final
+    BN and ReLU after the last block.
+
+    Parameters
+    ----------
+    block : type
+        ``BasicBlockV1``, ``BottleneckV1``, ``BasicBlockV2`` or ``BottleneckV2``;
+        its ``version`` decides whether the final BN + ReLU is added.
+    layers : sequence of int
+        Blocks per stage, for example ``(2, 2, 2, 2)``.
+    channels : sequence of int
+        Stem width, then each stage's block width (one more entry than ``layers``).
+    num_classes : int, default 1000
+        Size of the output layer.
+    in_channels : int, default 0
+        Input channels; 0 infers them at the first call.
+    stem : {'imagenet', 'small'}, default 'imagenet'
+        'imagenet': 7x7/2 convolution, BN, ReLU, 3x3/2 max-pool (4x smaller
+        maps); 'small': 3x3/1 convolution, BN, ReLU, for 28x28 or 32x32 images.
+    shortcut : {'B', 'A', 'C', None}, default 'B'
+        Shortcut option of every block (see ``make_shortcut``); ``None`` builds
+        the plain network of section 4.1.
+    stride_in_1x1 : bool, default False
+        Bottlenecks stride on their first 1x1 convolution instead of the 3x3.
+    zero_init_last_bn : bool, default False
+        Zero gamma in the last BN of every block (Goyal et al. 2017).
+    **kwargs
+        ``prefix`` and ``params`` of ``HybridBlock``.
+
+    Attributes
+    ----------
+    features : mxnet.gluon.nn.HybridSequential
+        conv, bn, relu, [pool], stage1 ... stageK, [post_bn, post_relu], gap.
+    output : mxnet.gluon.nn.Dense
+        The classifier.
+
+    Shapes
+    ------
+    Input ``(N, C, H, W)``; output ``(N, num_classes)``.  Stage ``k`` outputs
+    ``channels[k] * block.expansion`` channels; the first keeps the size of the
+    stem's output (H/4 for 'imagenet', H for 'small'), each later one halves it.
+    """
+
+    def __init__(self, block, layers, channels, num_classes=1000, in_channels=0,
+                 stem="imagenet", shortcut="B", stride_in_1x1=False, zero_init_last_bn=False,
+                 **kwargs):
+        super().__init__(**kwargs)
+        if not (isinstance(block, type) and issubclass(block, _ResidualUnit)):
+            raise ValueError("ResNet: block must be one of %s; got %r."
+                             % (", ".join(b.__name__ for b in BLOCKS.values()), block))
+        layers, channels = list(layers), list(channels)
+        if not layers or len(channels) != len(layers) + 1:
+            raise ValueError("ResNet: channels needs one entry for the stem plus one per stage "
+                             "(%d stages), got %d." % (len(layers), len(channels)))
+        for i, n in enumerate(layers):
+            check_positive_int(n, "layers[%d]" % i, "ResNet")
+        check_positive_int(num_classes, "num_classes", "ResNet")
+        if in_channels != 0 and not (isinstance(in_channels, int) and in_channels > 0):
+            raise ValueError("ResNet: in_channels must be a positive integer, or 0 to infer it "
+                             "at the first call; got %r." % (in_channels,))
+        check_shortcut(shortcut, "ResNet")
+        with self.name_scope():
+            self.features = nn.HybridSequential(prefix="")
+            self.features.add(*_stem(stem, channels[0], in_channels))
+            width = channels[0]
+            for i, (n, c) in enumerate(zip(layers, channels[1:])):
+                self.features.add(make_stage(
+                    block, width, c, n, stride=1 if i == 0 else 2, prefix="stage%d_" % (i + 1),
+                    shortcut=shortcut, stride_in_1x1=stride_in_1x1,
+                    zero_init_last_bn=zero_init_last_bn))
+                width = c * block.expansion
+            if block.version == 2:
+                self.features.add(batch_norm(width, prefix="post_bn_"),
+                                  nn.Activation("relu", prefix="post_relu_"))
+            self.features.add(nn.GlobalAvgPool2D(prefix="gap_"))
+            self.output = nn.Dense(num_classes, in_units=width, prefix="dense_")
+
+    def hybrid_forward(self, F, x):
+        return self.output(self.features(x))
+
+
+def _family_net(spec, version, prefix, **kwargs):
+    kind, layers, channels = spec
+    kwargs.setdefault("prefix", prefix)
+    return ResNet(_block_class(kind, version), layers, channels, **kwargs)
+
+
+def _imagenet_spec(depth):
+    if depth not in RESNET_SPEC:
+        raise ValueError("ResNet depth must be one of %s; got %r. For CIFAR networks of 6n+2 "
+                         "layers use cifar_resnet(depth)."
+                         % (", ".join(map(str, sorted(RESNET_SPEC))), depth))
+    return RESNET_SPEC[depth]
+
+
+def get_resnet(depth, version=1, num_classes=1000, shortcut="B", **kwargs):
+    """The ImageNet ResNet of ``depth`` layers (He et al. 2016, table 1).
+
+    Parameters
+    ----------
+    depth : int
+        18, 34, 50, 101 or 152 (``RESNET_SPEC``).
+    version : int, default 1
+        1: post-activation blocks; 2: pre-activation blocks (He et al. 2016b).
+    num_classes : int, default 1000
+        Size of the output layer.
+    shortcut : {'B', 'A', 'C', None}, default 'B'
+        Shortcut option; ``None`` gives the plain network.
+    **kwargs
+        ``in_channels``, ``stem``, ``stride_in_1x1``, ``zero_init_last_bn``,
+        ``prefix``: see ``ResNet``.
+
+    Returns
+    -------
+    ResNet
+        Uninitialised; ``(N, C, H, W) -> (N, num_classes)``.
+    """
+    return _family_net(_imagenet_spec(depth), version, "resnet%s_v%s_" % (depth, version),
+                       num_classes=num_classes, shortcut=shortcut, **kwargs)
+
+
+def plain_resnet(depth, version=1, num_classes=1000, shortcut=None, **kwargs):
+    """The plain network of ``depth`` layers (He et al. 2016, section 4.1, figure 4 left).
+
+    ``get_resnet(depth)`` without shortcuts, for the degradation experiment.
+    ``shortcut`` exists only to reject a shortcut with a clear message.
+    """
+    if shortcut is not None:
+        raise ValueError("plain networks have no shortcut, got shortcut=%r; use "
+                         "get_resnet(%r, shortcut=%r) for the residual network."
+                         % (shortcut, depth, shortcut))
+    return _family_net(_imagenet_spec(depth), version, "plain%s_" % (depth,),
+                       num_classes=num_classes, shortcut=None, **kwargs)
+
+
+def cifar_resnet(depth, version=1, num_classes=10, shortcut="A", stem="small", **kwargs):
+    """The CIFAR-10 ResNet of ``depth = 6n + 2`` layers (He et al. 2016, section 4.2).
+
+    Parameters
+    ----------
+    depth : int
+        20, 32, 44, 56, 110, or any other ``6n + 2``.
+    version : int, default 1
+        1: post-activation blocks; 2: pre-activation blocks (He et al. 2016b).
+    num_classes : int, default 10
+        Size of the output layer.
+    shortcut : {'A', 'B', 'C', None}, default 'A'
+        The paper uses option A (no parameters) on CIFAR.
+    stem : {'small', 'imagenet'}, default 'small'
+        A 3x3/1 convolution with 16 channels.
+    **kwargs
+        ``in_channels``, ``zero_init_last_bn``, ``prefix``: see ``ResNet``.
+
+    Returns
+    -------
+    ResNet
+        Uninitialised; ``(N, C, 32, 32) -> (N, num_classes)``, stages of
+        ``(N, 16, 32, 32)``, ``(N, 32, 16, 16)`` and ``(N, 64, 8, 8)``.
+    """
+    return _family_net(cifar_spec(depth), version, "cifar_resnet%s_v%s_" % (depth, version),
+                       num_classes=num_classes, shortcut=shortcut, stem=stem, **kwargs)
+
+
+def _describe(title, spec, stem, shortcut, version=None):
+    kind, layers, _ = spec
+    text = "%s: %s blocks %s, %s, " % (title, kind, "-".join(map(str, layers)), STEMS[stem])
+    text += "no shortcut (plain)" if shortcut is None else "shortcut %s" % shortcut
+    return text if version is None else "%s, v%d (%s)" % (text, version, VERSIONS[version])
+
+
+def _register_family():
+    for depth, spec in sorted(RESNET_SPEC.items()):
+        for version in VERSIONS:
+            register_model("resnet%d_v%d" % (depth, version),
+                           _describe("ResNet-%d" % depth, spec, "imagenet", "B", version),
+                           input_channels=3)(functools.partial(get_resnet, depth, version))
+    for depth in (18, 34):
+        register_model("plain%d" % depth,
+                       _describe("plain-%d" % depth, RESNET_SPEC[depth], "imagenet", None, 1),
+                       input_channels=3)(functools.partial(plain_resnet, depth))
+    for depth in CIFAR_DEPTHS:
+        for version in VERSIONS:
+            register_model("cifar_resnet%d_v%d" % (depth, version),
+                           _describe("CIFAR ResNet-%d" % depth, cifar_spec(depth), "small", "A",
+                                     version),
+                           input_channels=3)(functools.partial(cifar_resnet, depth, version))
+
+
+_register_family()

@@ -1,0 +1,420 @@
+"""The ResNet family: every registered model, parameter counts, golden outputs, options.
+
+Golden outputs
+--------------
+``tests/golden/<model>.json`` holds a model's output for a fixed input, with
+parameters from ``mx.random.seed(GOLDEN_SEED)`` and ``mx.init.Xavier()``, in
+prediction mode.  After an intended change to a network, regenerate them with::
+
+    GLUON_RESNET_REGEN_GOLDEN=1 python -m pytest -q tests/test_family.py -k golden
+
+and commit the new files with the change, saying why the outputs moved.
+"""
+
+import json
+import os
+import pathlib
+import types
+
+import numpy as np
+import pytest
+
+import mxnet as mx
+from mxnet import autograd
+from mxnet.gluon import nn
+
+from gluon_resnet.blocks import (BasicBlockV1, BasicBlockV2, BottleneckV1, BottleneckV2,
+                                 ZeroPadShortcut, make_stage)
+from gluon_resnet.cli import main
+from gluon_resnet.models import (CIFAR_DEPTHS, RESNET_SPEC, ResNet, cifar_resnet, get_model,
+                                 get_resnet, list_models, model_input_channels, plain_resnet)
+from gluon_resnet.summary import count_parameters, top_level_layers
+
+BLOCK_CLASSES = [BasicBlockV1, BottleneckV1, BasicBlockV2, BottleneckV2]
+GOLDEN_DIR = pathlib.Path(__file__).parent / "golden"
+GOLDEN_SEED = 1234
+GOLDEN_MODELS = ["chapter_resnet18", "resnet18_v1", "resnet50_v2", "cifar_resnet20_v1",
+                 "cifar_resnet20_v2", "plain18"]
+
+# torchvision's counts (3-channel input, 1000 classes) and the CIFAR paper's
+# (option A, 10 classes): trainable parameters only, BN running stats excluded.
+IMAGENET_COUNTS = {18: 11_689_512, 34: 21_797_672, 50: 25_557_032, 101: 44_549_160,
+                   152: 60_192_808}
+CIFAR_COUNTS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962}
+
+
+def _input(channels, size=32, batch=2, seed=0):
+    rng = np.random.RandomState(seed)
+    return mx.nd.array(rng.uniform(-1, 1, size=(batch, channels, size, size)))
+
+
+def _built(name, seed=0, **kwargs):
+    """``name`` with 10 classes, Xavier-initialised from ``seed``, and its fixed input."""
+    mx.random.seed(seed)
+    net = get_model(name, num_classes=10, **kwargs)
+    net.initialize(mx.init.Xavier())
+    x = _input(model_input_channels(name))
+    return net, x, net(x).asnumpy()
+
+
+def _close(actual, expected, rtol=1e-4):
+    """Equal up to ``rtol`` relative to the largest output (float32 kernels differ by CPU)."""
+    scale = float(np.abs(expected).max()) or 1.0
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale)
+
+
+def _initialised_count(net, **kwargs):
+    net.initialize(mx.init.Zero())
+    return count_parameters(net, **kwargs)
+
+
+# --- every registered model ----------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=list_models())
+def model(request):
+    """One initialised network per registered name, shared by the four tests below."""
+    net, x, out = _built(request.param)
+    return types.SimpleNamespace(name=request.param, net=net, x=x, out=out)
+
+
+def test_output_shape(model):
+    assert model.out.shape == (2, 10)
+    assert np.isfinite(model.out).all()
+
+
+def test_hybridized_equals_imperative(model):
+    model.net.hybridize()
+    _close(model.net(model.x).asnumpy(), model.out)
+
+
+@pytest.mark.filterwarnings("ignore:Cannot decide type")  # SymbolBlock's input has no dtype
+def test_export_round_trip(model, tmp_path):
+    model.net.hybridize()
+    model.net(model.x)
+    path = str(tmp_path / model.name)
+    model.net.export(path)
+    loaded = nn.SymbolBlock.imports(path + "-symbol.json", ["data"], path + "-0000.params")
+    _close(loaded(model.x).asnumpy(), model.out)
+
+
+def _gradients(net, x):
+    labels = mx.nd.arange(x.shape[0], dtype=x.dtype)
+    with autograd.record():
+        loss = mx.gluon.loss.SoftmaxCrossEntropyLoss()(net(x), labels)
+    loss.backward()
+    return {n: p.grad().asnumpy() for n, p in net.collect_params().items()
+            if p.grad_req != "null"}
+
+
+def test_backward_gives_finite_gradients(model):
+    # A batch of 4: BN in training mode over a 1x1 map of 2 samples is degenerate.
+    model.net.hybridize(active=False)
+    grads = _gradients(model.net, _input(model_input_channels(model.name), batch=4, seed=1))
+    assert grads
+    assert all(np.isfinite(g).all() for g in grads.values())
+    dead = [n for n, g in grads.items() if not g.any()]
+    assert not dead, "parameters without gradient: %s" % dead
+
+
+@pytest.mark.parametrize("name", ["chapter_resnet18", "resnet18_v2", "resnet50_v1", "plain18",
+                                  "cifar_resnet20_v1", "cifar_resnet20_v2"])
+def test_hybridized_gradients_equal_imperative(name):
+    """In float64, where both modes run the same kernels, the gradients agree.
+
+    (In float32, oneDNN's kernels differ between the modes and deep
+    pre-activation nets in training mode amplify the rounding to ~1%.)
+    """
+    mx.random.seed(0)
+    net = get_model(name, num_classes=10)
+    net.initialize(mx.init.Xavier())
+    x = _input(model_input_channels(name), batch=4, seed=1)
+    net(x)
+    net.cast("float64")
+    x = x.astype("float64")
+    imperative = _gradients(net, x)
+    net.hybridize()
+    hybrid = _gradients(net, x)
+    for n, g in imperative.items():
+        np.testing.assert_allclose(hybrid[n], g, rtol=1e-9, atol=1e-12, err_msg=n)
+
+
+# --- parameter counts --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("depth", sorted(IMAGENET_COUNTS))
+def test_imagenet_parameter_counts_match_torchvision(depth):
+    net = get_model("resnet%d_v1" % depth, in_channels=3)
+    assert _initialised_count(net, trainable_only=True) == IMAGENET_COUNTS[depth]
+    # The default count also has each BN's running mean and variance.
+    bn_channels = sum(p.shape[0] for n, p in net.collect_params().items()
+                      if n.endswith("running_mean"))
+    assert count_parameters(net) == IMAGENET_COUNTS[depth] + 2 * bn_channels
+
+
+@pytest.mark.parametrize("depth", CIFAR_DEPTHS)
+def test_cifar_parameter_counts_match_the_paper(depth):
+    net = get_model("cifar_resnet%d_v1" % depth, in_channels=3)
+    assert _initialised_count(net, trainable_only=True) == CIFAR_COUNTS[depth]
+
+
+def test_counts_with_inferred_input_channels_agree():
+    net = get_model("resnet18_v1")
+    net.initialize()
+    net(_input(3, batch=1))
+    assert count_parameters(net, trainable_only=True) == IMAGENET_COUNTS[18]
+
+
+def test_any_6n_plus_2_depth_builds():
+    net = cifar_resnet(8)
+    stages = [b for label, b in top_level_layers(net) if label.startswith("stage")]
+    assert [len(s) for s in stages] == [1, 1, 1]
+
+
+# --- stage shapes ----------------------------------------------------------------------
+
+
+def _layer_shapes(net, x):
+    rows = []
+    for label, layer in top_level_layers(net):
+        x = layer(x)
+        rows.append((label, x.shape))
+    return rows
+
+
+@pytest.mark.parametrize("depth", sorted(RESNET_SPEC))
+def test_stage_shapes_follow_the_table(depth):
+    """Maps halve at each stage after the first; channels 64/128/256/512 x expansion."""
+    net = get_resnet(depth, num_classes=10, in_channels=3)
+    net.initialize()
+    e = 1 if RESNET_SPEC[depth][0] == "basic" else 4
+    assert _layer_shapes(net, _input(3, size=64, batch=1)) == [
+        ("conv", (1, 64, 32, 32)), ("bn", (1, 64, 32, 32)), ("relu", (1, 64, 32, 32)),
+        ("pool", (1, 64, 16, 16)), ("stage1", (1, 64 * e, 16, 16)),
+        ("stage2", (1, 128 * e, 8, 8)), ("stage3", (1, 256 * e, 4, 4)),
+        ("stage4", (1, 512 * e, 2, 2)), ("gap", (1, 512 * e, 1, 1)), ("dense", (1, 10))]
+
+
+def test_v2_net_ends_with_bn_and_relu():
+    labels = [label for label, _ in top_level_layers(get_resnet(18, version=2))]
+    assert labels[-4:] == ["post_bn", "post_relu", "gap", "dense"]
+
+
+def test_cifar_stage_shapes():
+    net = cifar_resnet(20, in_channels=3)
+    net.initialize()
+    shapes = dict(_layer_shapes(net, _input(3, batch=1)))
+    assert shapes["conv"] == (1, 16, 32, 32)
+    assert [shapes["stage%d" % i] for i in (1, 2, 3)] == [
+        (1, 16, 32, 32), (1, 32, 16, 16), (1, 64, 8, 8)]
+    assert "pool" not in shapes
+
+
+def test_shapes_command_prints_readable_stage_names(capsys):
+    assert main(["shapes", "--model", "resnet50_v1", "--channels", "3"]) == 0
+    out = capsys.readouterr().out
+    for label, shape in [("pool", (1, 64, 56, 56)), ("stage1", (1, 256, 56, 56)),
+                         ("stage2", (1, 512, 28, 28)), ("stage3", (1, 1024, 14, 14)),
+                         ("stage4", (1, 2048, 7, 7)), ("dense", (1, 10))]:
+        assert any(line.startswith(label + " (") and str(shape) in line
+                   for line in out.splitlines()), (label, shape)
+
+
+def test_models_command_lists_every_model_with_its_count(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line for line in out.splitlines()[2:]}
+    assert sorted(lines) == list_models()
+    assert "11,689,512" in lines["resnet18_v1"] and "269,722" in lines["cifar_resnet20_v1"]
+    assert "trainable" in out.splitlines()[0]
+
+
+# --- golden outputs --------------------------------------------------------------------
+
+
+def _golden_output(name):
+    net, x, out = _built(name, seed=GOLDEN_SEED)
+    return x, out
+
+
+@pytest.mark.parametrize("name", GOLDEN_MODELS)
+def test_golden_outputs(name):
+    x, out = _golden_output(name)
+    np.testing.assert_allclose(_golden_output(name)[1], out, rtol=1e-6, atol=1e-6)
+    path = GOLDEN_DIR / ("%s.json" % name)
+    if os.environ.get("GLUON_RESNET_REGEN_GOLDEN") == "1":
+        GOLDEN_DIR.mkdir(exist_ok=True)
+        record = {"model": name, "seed": GOLDEN_SEED, "init": "Xavier()",
+                  "input_shape": list(x.shape),
+                  "output": [[float("%.8g" % v) for v in row] for row in out]}
+        path.write_text(json.dumps(record, indent=1) + "\n")
+    assert path.exists(), "no golden file %s; run with GLUON_RESNET_REGEN_GOLDEN=1" % path
+    record = json.loads(path.read_text())
+    assert record["input_shape"] == list(x.shape)
+    _close(out, np.array(record["output"], dtype=np.float32))
+
+
+def test_golden_outputs_depend_on_the_seed():
+    """Guard: a different seed gives different outputs, so the golden test can fail."""
+    assert not np.allclose(_built("resnet18_v1", seed=1)[2], _golden_output("resnet18_v1")[1])
+
+
+# --- shortcuts, versions, zero init --------------------------------------------------------
+
+
+def _trainable(name, **kwargs):
+    return _initialised_count(get_model(name, in_channels=3, **kwargs), trainable_only=True)
+
+
+@pytest.mark.parametrize("name", ["resnet18_v1", "resnet50_v1", "cifar_resnet20_v1",
+                                  "cifar_resnet20_v2"])
+def test_shortcut_options_order_parameter_counts(name):
+    a, b, c = (_trainable(name, shortcut=s) for s in "ABC")
+    assert a < b < c
+
+
+def test_plain_net_lacks_only_the_projections():
+    # Option B projects where a stage starts: 1x1 conv plus BN gamma and beta.
+    widths = RESNET_SPEC[18][2][1:]
+    projections = sum(cin * cout + 2 * cout for cin, cout in zip(widths, widths[1:]))
+    assert _trainable("resnet18_v1") - _trainable("plain18") == projections == 173_824
+    assert _trainable("resnet34_v1") - _trainable("plain34") == projections
+
+
+def test_cifar_option_a_has_no_shortcut_parameters():
+    net = cifar_resnet(20, shortcut="A")
+    assert not [n for n in net.collect_params() if "shortcut" in n]
+    assert [n for n in cifar_resnet(20, shortcut="B").collect_params() if "shortcut" in n]
+
+
+def _block_input(in_channels, size=6, seed=3):
+    return mx.nd.array(np.random.RandomState(seed).normal(size=(2, in_channels, size, size)))
+
+
+@pytest.mark.parametrize("block", BLOCK_CLASSES)
+def test_v1_blocks_end_with_relu_v2_blocks_do_not(block):
+    blk = block(16, 16 // block.expansion)
+    blk.initialize(mx.init.Xavier())
+    out = blk(_block_input(16)).asnumpy()
+    assert out.shape == (2, 16, 6, 6)
+    if block.version == 1:
+        assert out.min() >= 0
+    else:
+        assert out.min() < 0
+
+
+@pytest.mark.parametrize("block", BLOCK_CLASSES)
+@pytest.mark.parametrize("hybridize", [False, True])
+def test_zero_pad_shortcut_with_zero_init_block(block, hybridize):
+    """With a zero last gamma the residual branch is 0: the block is its shortcut (option A)."""
+    blk = block(4, 8 // block.expansion, stride=2, shortcut="A", zero_init_last_bn=True)
+    blk.initialize(mx.init.Xavier())
+    if hybridize:
+        blk.hybridize()
+    x = _block_input(4, size=5)
+    expected = np.concatenate([x.asnumpy()[:, :, ::2, ::2], np.zeros((2, 4, 3, 3))], axis=1)
+    if block.version == 1:
+        expected = np.maximum(expected, 0)
+    with autograd.record():  # training mode: batch statistics
+        train = blk(x)
+    for out in (blk(x), train):
+        np.testing.assert_allclose(out.asnumpy(), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("block", BLOCK_CLASSES)
+def test_zero_init_makes_identity_blocks_and_plain_blocks_zero(block):
+    x = _block_input(8)
+    relu = block.version == 1
+    for shortcut, expected in [("B", np.maximum(x.asnumpy(), 0) if relu else x.asnumpy()),
+                               (None, np.zeros(x.shape))]:
+        blk = block(8, 8 // block.expansion, shortcut=shortcut, zero_init_last_bn=True)
+        blk.initialize(mx.init.Xavier())
+        np.testing.assert_allclose(blk(x).asnumpy(), expected, atol=1e-6)
+
+
+def test_zero_init_last_bn_sets_only_the_last_gammas():
+    net = get_resnet(50, version=1, zero_init_last_bn=True, in_channels=3)
+    net.initialize(mx.init.Xavier())
+    blocks = [b for label, stage in top_level_layers(net) if label.startswith("stage")
+              for b in stage]
+    assert len(blocks) == sum(RESNET_SPEC[50][1])
+    for b in blocks:
+        assert isinstance(b.last_bn.gamma.init, mx.init.Zero)
+        assert not b.last_bn.gamma.data().asnumpy().any()
+        assert all((bn.gamma.data().asnumpy() == 1).all() for bn in b.bns[:-1])
+    plain = get_resnet(50, in_channels=3)
+    plain.initialize(mx.init.Xavier())
+    gammas = [p.data().asnumpy() for n, p in plain.collect_params().items() if n.endswith("gamma")]
+    assert all((g == 1).all() for g in gammas)
+
+
+def test_stride_in_1x1_moves_the_stride():
+    x = _block_input(16, size=8)
+    shapes = {}
+    for flag in (False, True):
+        blk = BottleneckV1(16, 8, stride=2, stride_in_1x1=flag)
+        blk.initialize()
+        strides = [conv._kwargs["stride"] for conv in blk.convs]
+        assert strides == ([(2, 2), (1, 1), (1, 1)] if flag else [(1, 1), (2, 2), (1, 1)])
+        shapes[flag] = (blk(x).shape, count_parameters(blk))
+    assert shapes[False] == shapes[True]
+    assert shapes[True][0] == (2, 32, 4, 4)
+
+
+def test_zero_pad_shortcut_pads_channels_and_subsamples():
+    x = _block_input(3, size=7)
+    for hybridize in (False, True):
+        sc = ZeroPadShortcut(5, stride=2)
+        if hybridize:
+            sc.hybridize()
+        out = sc(x).asnumpy()
+        assert out.shape == (2, 8, 4, 4)
+        np.testing.assert_array_equal(out[:, :3], x.asnumpy()[:, :, ::2, ::2])
+        assert not out[:, 3:].any()
+    assert list(sc.collect_params().keys()) == []
+
+
+def test_make_stage_projects_only_the_first_block():
+    stage = make_stage(BottleneckV1, 64, 64, 3, stride=1, shortcut="B")
+    assert [b.shortcut is not None for b in stage] == [True, False, False]
+    stage = make_stage(BasicBlockV1, 64, 64, 2, stride=1, shortcut="B")
+    assert [b.shortcut is not None for b in stage] == [False, False]
+    stage = make_stage(BasicBlockV1, 64, 64, 2, stride=1, shortcut="C")
+    assert [b.shortcut is not None for b in stage] == [True, True]
+
+
+# --- bad inputs ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("call, words", [
+    (lambda: get_model("resnet19"), ["resnet18_v1", "cifar_resnet20_v1", "plain34"]),
+    (lambda: get_resnet(19), ["18, 34, 50, 101, 152", "cifar_resnet"]),
+    (lambda: cifar_resnet(21), ["6n+2", "20, 32, 44, 56, 110"]),
+    (lambda: cifar_resnet(2), ["6n+2"]),
+    (lambda: get_resnet(18, shortcut="D"), ["'A'", "'B'", "'C'", "None"]),
+    (lambda: get_model("resnet18_v1", shortcut="D"), ["'A'", "'B'", "'C'"]),
+    (lambda: get_resnet(18, version=3), ["1 (", "2 (", "3"]),
+    (lambda: get_model("plain18", shortcut="C"), ["plain networks have no shortcut", "'C'"]),
+    (lambda: plain_resnet(34, shortcut="B"), ["plain networks have no shortcut"]),
+    (lambda: get_resnet(18, stem="tiny"), ["'imagenet'", "'small'"]),
+    (lambda: get_model("resnet18_v1", num_classes=0), ["num_classes"]),
+    (lambda: get_model("resnet18_v1", in_channels=-1), ["in_channels"]),
+    (lambda: get_model("cifar_resnet20_v1", colour=True), ["cifar_resnet20_v1", "colour"]),
+    (lambda: ResNet(nn.Dense, [2], [8, 8]), ["BasicBlockV1", "BottleneckV2"]),
+    (lambda: ResNet(BasicBlockV1, [2, 2], [8, 8]), ["channels", "2 stages"]),
+    (lambda: BasicBlockV1(0, 8), ["in_channels"]),
+    (lambda: BottleneckV2(8, 0), ["channels"]),
+    (lambda: BasicBlockV1(16, 8, shortcut="A"), ["'A'", "16", "8"]),
+    (lambda: ZeroPadShortcut(-1), ["extra_channels"]),
+    (lambda: make_stage(BasicBlockV1, 8, 8, 0), ["num_blocks"]),
+])
+def test_bad_arguments_say_what_is_allowed(call, words):
+    with pytest.raises(ValueError) as info:
+        call()
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_unknown_model_on_the_command_line(capsys):
+    assert main(["shapes", "--model", "resnet19_v1"]) == 2
+    assert "resnet18_v1" in capsys.readouterr().err
