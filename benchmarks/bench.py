@@ -1,0 +1,598 @@
+"""Speed of the chapter's ResNet-18: the book's code against gluon_resnet.
+
+Usage::
+
+    python benchmarks/bench.py [--batch-size 256] [--size 96] [--rounds 5] [--steps 4]
+                               [--json out.json] [--tiny]
+
+Sides compared (same network, same random batches of shape (N, 1, size, size)):
+
+- ``ref``: the network of d2l-zh 5.11 built from ``d2lzh.Residual`` in an
+  ``nn.Sequential`` (not hybridized), trained by ``d2lzh.train_ch5`` itself
+  (imperative, the host reads the loss and the accuracy of every batch) and
+  evaluated by ``d2lzh.evaluate_accuracy``.
+- ``ours``: ``chapter_resnet18`` as ``gluon-resnet train`` runs it
+  (``build_network``: Xavier, ``hybridize(static_alloc=True, static_shape=True)``;
+  ``Learner``: metrics summed on the device), in fp32 and in bf16 (AMP);
+  inference also with oneDNN operator fusion.
+
+Every measurement runs in a fresh worker process (``--worker NAME``), because
+bf16 AMP is process-global and cannot be undone.  The variants are alternated
+round by round (ref, ours, ref, ours, ...) so that a change in the machine's
+load hits both sides alike; the figures reported are medians over rounds.
+
+Worker protocol: ``bench.py --worker NAME ...`` prints one line
+``BENCH_RESULT {json}`` on standard output (everything else goes to standard
+error) and exits 0.
+"""
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+
+RESULT_PREFIX = "BENCH_RESULT "
+
+#: Forward + backward FLOPs of one training image at 96x96 (chapter ResNet-18, 1 channel).
+TRAIN_GFLOP_96 = 1.91
+#: Forward FLOPs of one inference image at 96x96.
+INFER_GFLOP_96 = 0.64
+
+FULL_SETTINGS = dict(batch_size=256, size=96, rounds=5, steps=4, warmup=2, dot_size=2048,
+                     dot_reps=3, loader_limit=None)
+TINY_SETTINGS = dict(batch_size=8, size=32, rounds=1, steps=1, warmup=1, dot_size=256,
+                     dot_reps=2, loader_limit=512)
+
+
+class Variant:
+    """One measured configuration: a mode (train or infer), a side and a precision."""
+
+    def __init__(self, name, mode, side, precision, label, description):
+        self.name, self.mode, self.side, self.precision = name, mode, side, precision
+        self.label, self.description = label, description
+
+
+VARIANTS = [
+    Variant("train_ref", "train", "ref", "fp32", "ref (book)",
+            "d2lzh.Residual in nn.Sequential, not hybridized; d2lzh.train_ch5 "
+            "(imperative, loss and accuracy read on the host every batch)"),
+    Variant("train_fp32", "train", "ours", "fp32", "ours fp32",
+            "gluon-resnet train: build_network (hybridize static_alloc/static_shape) + Learner"),
+    Variant("train_bf16", "train", "ours", "bf16", "ours bf16",
+            "gluon-resnet train --precision bf16: amp.init(bfloat16) + amp.init_trainer"),
+    Variant("infer_ref", "infer", "ref", "fp32", "ref (book)",
+            "the book's network, not hybridized; d2lzh.evaluate_accuracy (host sync per batch)"),
+    Variant("infer_fp32", "infer", "ours", "fp32", "ours fp32",
+            "build_network (hybridized, static_alloc/static_shape); "
+            "gluon_resnet.evaluate_accuracy (one host sync)"),
+    Variant("infer_fused", "infer", "ours", "fp32", "ours fp32 fused",
+            "as ours fp32, hybridized with backend='MKLDNN' (oneDNN conv+BN+ReLU+add fusion)"),
+    Variant("infer_bf16", "infer", "ours", "bf16", "ours bf16",
+            "as ours fp32, with amp.init(bfloat16) before the network is built"),
+]
+VARIANT_BY_NAME = {v.name: v for v in VARIANTS}
+WORKERS = ["peak"] + [v.name for v in VARIANTS] + ["loader"]
+
+
+# ---------------------------------------------------------------------------
+# Workers (each runs in its own process)
+# ---------------------------------------------------------------------------
+
+def max_rss_mib():
+    """Peak resident memory of this process in MiB (``ru_maxrss`` is KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+class TimedBatches:
+    """Yield the same ``(X, y)`` ``warmup + steps`` times and time the last ``steps``.
+
+    The clock starts once the warm-up batches are finished (``mx.nd.waitall``)
+    and stops when the consumer asks for a batch after the last one and all
+    queued work is finished, so a loop that never waits (ours) and one that
+    waits every batch (the book's) are timed alike.
+    """
+
+    def __init__(self, X, y, warmup, steps):
+        self.X, self.y, self.warmup, self.steps = X, y, warmup, steps
+        self.start = self.stop = None
+
+    def __iter__(self):
+        import mxnet as mx
+
+        for i in range(self.warmup + self.steps):
+            if i == self.warmup:
+                mx.nd.waitall()
+                self.start = time.perf_counter()
+            yield self.X, self.y
+        mx.nd.waitall()
+        self.stop = time.perf_counter()
+
+    def images_per_second(self):
+        if self.start is None or self.stop is None:
+            raise RuntimeError("the batches were not consumed to the end")
+        return self.X.shape[0] * self.steps / (self.stop - self.start)
+
+
+def _random_batch(settings):
+    import mxnet as mx
+    import numpy as np
+
+    mx.random.seed(0)
+    n, s = settings["batch_size"], settings["size"]
+    X = mx.nd.random.uniform(shape=(n, 1, s, s))
+    y = mx.nd.array(np.random.RandomState(0).randint(0, 10, size=n), dtype="int32")
+    return X, y
+
+
+def book_resnet18():
+    """The network of d2l-zh 5.11, built as the book builds it, from ``d2lzh.Residual``."""
+    import d2lzh as d2l
+    from mxnet.gluon import nn
+
+    def resnet_block(num_channels, num_residuals, first_block=False):
+        blk = nn.Sequential()
+        for i in range(num_residuals):
+            if i == 0 and not first_block:
+                blk.add(d2l.Residual(num_channels, use_1x1conv=True, strides=2))
+            else:
+                blk.add(d2l.Residual(num_channels))
+        return blk
+
+    net = nn.Sequential()
+    net.add(nn.Conv2D(64, kernel_size=7, strides=2, padding=3),
+            nn.BatchNorm(), nn.Activation("relu"),
+            nn.MaxPool2D(pool_size=3, strides=2, padding=1))
+    net.add(resnet_block(64, 2, first_block=True), resnet_block(128, 2),
+            resnet_block(256, 2), resnet_block(512, 2))
+    net.add(nn.GlobalAvgPool2D(), nn.Dense(10))
+    return net
+
+
+def _ours_precision(variant):
+    """``(precision actually used, reason if bf16 is not available)``."""
+    import mxnet as mx
+    from gluon_resnet.precision import resolve_precision
+
+    if variant.precision != "bf16":
+        return "fp32", None
+    used = resolve_precision("bf16", [mx.cpu()], notice=lambda message: None)
+    if used != "bf16":
+        return used, "bf16 unavailable (no AVX512-BF16/AMX-BF16, or GLUON_RESNET_DISABLE_BF16 set)"
+    return used, None
+
+
+def work_variant(variant, settings):
+    """Train or evaluate for ``warmup + steps`` batches; images per second of the timed ones."""
+    import mxnet as mx
+    from mxnet import gluon, init
+
+    ctx = mx.cpu()
+    X, y = _random_batch(settings)
+    batches = TimedBatches(X, y, settings["warmup"], settings["steps"])
+    if variant.side == "ref":
+        import d2lzh as d2l
+
+        net = book_resnet18()
+        net.initialize(init=init.Xavier(), ctx=ctx)
+        with contextlib.redirect_stdout(sys.stderr):  # train_ch5 prints its epoch line
+            if variant.mode == "train":
+                trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.05})
+                # The evaluation train_ch5 runs after the epoch sees one image, untimed.
+                d2l.train_ch5(net, batches, [(X[:1], y[:1])], settings["batch_size"], trainer,
+                              ctx, 1)
+            else:
+                d2l.evaluate_accuracy(batches, net, ctx)
+        return {"images_per_s": batches.images_per_second(), "max_rss_mib": max_rss_mib()}
+
+    from gluon_resnet.experiment import TrainConfig, _trainer, build_network, seed_everything
+    from gluon_resnet.precision import enable_bf16
+    from gluon_resnet.training import Learner, evaluate_accuracy
+
+    precision, why_not = _ours_precision(variant)
+    if why_not:
+        return {"unavailable": why_not}
+    config = TrainConfig(batch_size=settings["batch_size"], resize=settings["size"])
+    seed_everything(config.seed)
+    if precision == "bf16":
+        enable_bf16()  # before the network is built
+    if variant.name == "infer_fused":
+        from gluon_resnet.models import get_model
+
+        net = get_model(config.model, num_classes=config.num_classes)
+        net.initialize(init.Xavier(), ctx=ctx)
+        # oneDNN's partitioner needs the parameter shapes: one imperative call on the
+        # benchmark's batch first.  Partitioning a network whose shapes are still
+        # deferred (or were inferred on another batch shape) fails at its second call
+        # with "We can't generate TBlob for MKLDNN data" in MXNet 1.9.1.
+        # The environment variable MXNET_SUBGRAPH_BACKEND=MKLDNN alone does not
+        # partition a Gluon network in 1.9.1 (checked with MKLDNN_VERBOSE=1).
+        unfused = net(X).asnumpy()
+        net.hybridize(backend="MKLDNN", static_alloc=True, static_shape=True)
+        fused_diff = float(abs(net(X).asnumpy() - unfused).max())
+    else:
+        net = build_network(config, [ctx])
+    if variant.mode == "train":
+        trainer = _trainer(config, net)
+        if precision == "bf16":
+            from mxnet.contrib import amp
+
+            amp.init_trainer(trainer)
+        learner = Learner(net, batches, None, trainer, [ctx], handle_sigint=False)
+        learner.fit(1)
+    else:
+        evaluate_accuracy(batches, net, [ctx])
+    result = {"images_per_s": batches.images_per_second(), "max_rss_mib": max_rss_mib(),
+              "precision": precision}
+    if variant.name == "infer_fused":
+        result["max_abs_diff_vs_unfused"] = fused_diff
+    return result
+
+
+def _gflops(fn, arg, flop, reps):
+    fn(arg).wait_to_read()  # warm-up: allocation, kernel selection
+    start = time.perf_counter()
+    for _ in range(reps):
+        out = fn(arg)
+    out.wait_to_read()
+    return flop * reps / (time.perf_counter() - start) / 1e9
+
+
+def work_peak(settings):
+    """GFLOP/s of a large square matrix product, fp32 and bf16.
+
+    ``nd.dot`` and ``nd.FullyConnected`` (oneDNN inner product, the library the
+    convolutions use) are both timed; ``nd.dot`` in bf16 is tried and reported
+    unsupported if MXNet refuses it.
+    """
+    import mxnet as mx
+    import numpy as np
+    from gluon_resnet.precision import bf16_available
+
+    n, reps = settings["dot_size"], settings["dot_reps"]
+    flop = 2.0 * n ** 3
+    a = mx.nd.random.uniform(shape=(n, n))
+
+    def dot(m):
+        return mx.nd.dot(m, m)
+
+    def fully_connected(m):
+        return mx.nd.FullyConnected(m, m, no_bias=True, num_hidden=n)
+
+    result = {"dot_fp32": _gflops(dot, a, flop, reps),
+              "fc_fp32": _gflops(fully_connected, a, flop, reps)}
+    if not bf16_available():
+        reason = "bf16 unavailable (no AVX512-BF16/AMX-BF16, or GLUON_RESNET_DISABLE_BF16 set)"
+        result["fc_bf16"] = result["dot_bf16"] = {"unavailable": reason}
+        return result
+    b = a.astype(np.dtype([("bfloat16", np.uint16)]))  # MXNet's bfloat16 dtype
+    result["fc_bf16"] = _gflops(fully_connected, b, flop, reps)
+    try:
+        result["dot_bf16"] = _gflops(dot, b, flop, reps)
+    except mx.base.MXNetError as exc:
+        text = str(exc)
+        why = ("it supports only float32/float64 on CPUs" if "dot only supports" in text
+               else " ".join(text.split())[-160:])
+        result["dot_bf16"] = {"unavailable": "nd.dot refuses bfloat16 in MXNet %s: %s"
+                                             % (mx.__version__, why)}
+    return result
+
+
+def work_loader(settings):
+    """Images per second of the Fashion-MNIST training loader alone (resize to ``size``)."""
+    import gluon_resnet.data as data
+
+    try:
+        files = data.find_fashion_mnist(download=False)
+    except data.DatasetNotFoundError as exc:
+        return {"unavailable": "Fashion-MNIST files not found, loader not measured (%s)"
+                               % str(exc).splitlines()[0]}
+    root = os.path.dirname(files.train_images)
+    rate = data.measure_loader_throughput(settings["batch_size"], settings["size"],
+                                          limit=settings["loader_limit"], root=root)
+    return {"images_per_s": rate, "root": root}
+
+
+def run_worker(name, settings):
+    if name == "peak":
+        return work_peak(settings)
+    if name == "loader":
+        return work_loader(settings)
+    return work_variant(VARIANT_BY_NAME[name], settings)
+
+
+# ---------------------------------------------------------------------------
+# The driver: alternate workers round by round, then summarise
+# ---------------------------------------------------------------------------
+
+#: Seconds a worker may run before it counts as failed.
+WORKER_TIMEOUT = 3600
+
+
+def _worker_env():
+    env = dict(os.environ)
+    # A subgraph backend inherited from the caller would change what is measured.
+    env.pop("MXNET_SUBGRAPH_BACKEND", None)
+    return env
+
+
+def launch(name, settings):
+    """Run worker ``name`` in a fresh process; its result dict, or ``{"error": ...}``."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", name,
+           "--settings", json.dumps(settings)]
+    try:
+        proc = subprocess.run(cmd, env=_worker_env(), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, universal_newlines=True,
+                              timeout=WORKER_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return {"error": "worker %s did not finish within %d s" % (name, WORKER_TIMEOUT)}
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
+    if proc.returncode != 0 or not lines:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-8:])
+        return {"error": "worker %s exited with %d: %s" % (name, proc.returncode, tail)}
+    return json.loads(lines[-1][len(RESULT_PREFIX):])
+
+
+def _median(values):
+    return statistics.median(values) if values else None
+
+
+def _ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count()
+
+
+def collect(runs, settings, meta, errors):
+    """The summary (what the JSON holds) from the per-round worker results."""
+    scale = (settings["size"] / 96.0) ** 2
+    gflop = {"train": TRAIN_GFLOP_96 * scale, "infer": INFER_GFLOP_96 * scale}
+
+    peak = {}
+    for key in ("dot_fp32", "fc_fp32", "fc_bf16", "dot_bf16"):
+        values = [r[key] for r in runs["peak"] if isinstance(r.get(key), (int, float))]
+        notes = [r[key]["unavailable"] for r in runs["peak"] if isinstance(r.get(key), dict)]
+        peak[key] = ({"gflops": _median(values), "runs": values} if values
+                     else {"gflops": None, "unavailable": notes[0] if notes else "not measured"})
+    fp32_candidates = [peak[k]["gflops"] for k in ("dot_fp32", "fc_fp32") if peak[k]["gflops"]]
+    bf16_candidates = [peak[k]["gflops"] for k in ("dot_bf16", "fc_bf16") if peak[k]["gflops"]]
+    peak["fp32_gflops"] = max(fp32_candidates) if fp32_candidates else None
+    peak["bf16_gflops"] = max(bf16_candidates) if bf16_candidates else None
+    peak["matrix_size"] = settings["dot_size"]
+
+    variants = {}
+    for v in VARIANTS:
+        results = runs[v.name]
+        values = [r["images_per_s"] for r in results if "images_per_s" in r]
+        notes = [r["unavailable"] for r in results if "unavailable" in r]
+        entry = {"mode": v.mode, "side": v.side, "precision": v.precision, "label": v.label,
+                 "description": v.description, "runs": values}
+        if not values:
+            entry.update(available=False, images_per_s=None,
+                         unavailable=notes[0] if notes else "failed (see errors)")
+        else:
+            rate = _median(values)
+            achieved = rate * gflop[v.mode]
+            peak_value = peak["bf16_gflops" if v.precision == "bf16" else "fp32_gflops"]
+            entry.update(available=True, images_per_s=rate, gflops=achieved,
+                         share_of_peak=_ratio(achieved, peak_value),
+                         max_rss_mib=max(r["max_rss_mib"] for r in results if "max_rss_mib" in r))
+            diffs = [r["max_abs_diff_vs_unfused"] for r in results
+                     if "max_abs_diff_vs_unfused" in r]
+            if diffs:
+                entry["max_abs_diff_vs_unfused"] = max(diffs)
+        variants[v.name] = entry
+    for v in VARIANTS:
+        ref = variants["%s_ref" % v.mode]
+        variants[v.name]["ratio"] = (_ratio(variants[v.name]["images_per_s"], ref["images_per_s"])
+                                     if variants[v.name]["available"] else None)
+
+    loader_values = [r["images_per_s"] for r in runs["loader"] if "images_per_s" in r]
+    loader_notes = [r["unavailable"] for r in runs["loader"] if "unavailable" in r]
+    ours_train = [variants[n]["images_per_s"] for n in ("train_fp32", "train_bf16")
+                  if variants[n]["available"]]
+    best_train = max(ours_train) if ours_train else None
+    if loader_values:
+        loader = {"available": True, "images_per_s": _median(loader_values), "runs": loader_values,
+                  "resize": settings["size"], "limit": settings["loader_limit"]}
+        loader["ratio_to_training"] = _ratio(loader["images_per_s"], best_train)
+    else:
+        loader = {"available": False, "images_per_s": None, "ratio_to_training": None,
+                  "unavailable": loader_notes[0] if loader_notes else "failed (see errors)"}
+
+    def best(names):
+        ratios = [variants[n]["ratio"] for n in names if variants[n]["ratio"] is not None]
+        return max(ratios) if ratios else None
+
+    rss = [variants[n]["max_rss_mib"] for n in ("train_fp32", "train_bf16")
+           if variants[n]["available"]]
+    targets = [
+        ("fp32 training vs book", variants["train_fp32"]["ratio"], ">=", 1.8, "x"),
+        ("bf16 training vs book", variants["train_bf16"]["ratio"], ">=", 3.0, "x"),
+        ("inference vs book (best of bf16, fused fp32)", best(["infer_bf16", "infer_fused"]),
+         ">=", 3.0, "x"),
+        ("loader vs ours training (fastest)", loader["ratio_to_training"], ">=", 50.0, "x"),
+        ("peak RSS of ours training", max(rss) if rss else None, "<", 4096.0, " MiB"),
+    ]
+    targets = [{"name": name, "value": value, "op": op, "target": goal, "unit": unit,
+                "met": None if value is None else (value >= goal if op == ">=" else value < goal)}
+               for name, value, op, goal, unit in targets]
+    return {"meta": meta, "settings": settings, "gflop_per_image": gflop, "peak": peak,
+            "variants": variants, "loader": loader, "targets": targets, "errors": errors}
+
+
+def _fmt(value, spec, none="-"):
+    return none if value is None else format(value, spec)
+
+
+def format_report(summary):
+    """The printed header and table."""
+    meta, s, peak = summary["meta"], summary["settings"], summary["peak"]
+    lines = [
+        "gluon_resnet benchmark: chapter ResNet-18, book (d2lzh) vs gluon_resnet",
+        "date %s | CPU %s | %d cores | mxnet %s | load average at start %s"
+        % (meta["date"], meta["cpu_model"], meta["cores"], meta["mxnet_version"],
+           " ".join("%.2f" % x for x in meta["load_average_start"])),
+        "command: %s" % meta["command"],
+        "batch %d, %dx%d, %d round(s) x %d timed step(s) after %d warm-up; medians over rounds"
+        % (s["batch_size"], s["size"], s["size"], s["rounds"], s["steps"], s["warmup"]),
+        "GFLOP per image: training %.3f, inference %.3f"
+        % (summary["gflop_per_image"]["train"], summary["gflop_per_image"]["infer"]),
+        "",
+    ]
+    header = "%-17s %10s %8s %9s %8s %10s" % ("variant", "img/s", "ratio", "GFLOP/s", "% peak",
+                                              "peak RSS")
+    for mode, title in (("train", "training"), ("infer", "inference")):
+        lines += [title, header]
+        for v in VARIANTS:
+            if v.mode != mode:
+                continue
+            e = summary["variants"][v.name]
+            if not e["available"]:
+                lines.append("%-17s %s" % (v.label, "unavailable: " + e["unavailable"]))
+                continue
+            share = e["share_of_peak"]
+            lines.append("%-17s %10.1f %7.2fx %9.1f %8s %7.0f MiB"
+                         % (v.label, e["images_per_s"], e["ratio"], e["gflops"],
+                            _fmt(None if share is None else 100 * share, ".1f"),
+                            e["max_rss_mib"]))
+            if "max_abs_diff_vs_unfused" in e:
+                lines.append("%-17s (fused outputs differ from unfused by at most %.1e)"
+                             % ("", e["max_abs_diff_vs_unfused"]))
+        lines.append("")
+
+    def peak_text(key):
+        p = peak[key]
+        return "%.1f" % p["gflops"] if p["gflops"] is not None else "unavailable (%s)" % p[
+            "unavailable"]
+
+    lines += [
+        "peak (%dx%d matrix product, GFLOP/s): nd.dot fp32 %s | FullyConnected fp32 %s | "
+        "FullyConnected bf16 %s | nd.dot bf16 %s"
+        % (peak["matrix_size"], peak["matrix_size"], peak_text("dot_fp32"), peak_text("fc_fp32"),
+           peak_text("fc_bf16"), peak_text("dot_bf16")),
+        "  %% peak uses the best fp32 figure (%s) for fp32 rows and the best bf16 figure (%s) "
+        "for bf16 rows" % (_fmt(peak["fp32_gflops"], ".1f"), _fmt(peak["bf16_gflops"], ".1f")),
+    ]
+    loader = summary["loader"]
+    if loader["available"]:
+        lines.append("loader (Fashion-MNIST, resize %d, %s images): %.0f img/s = %sx ours training"
+                     % (loader["resize"], loader["limit"] or "all 60000", loader["images_per_s"],
+                        _fmt(loader["ratio_to_training"], ".1f")))
+    else:
+        lines.append("loader: not measured: %s" % loader["unavailable"])
+    lines += ["", "targets (printed, not enforced)"]
+    for t in summary["targets"]:
+        verdict = {True: "met", False: "NOT met", None: "n/a"}[t["met"]]
+        spec = ".0f" if t["unit"] == " MiB" else ".2f"
+        value = "n/a" if t["value"] is None else format(t["value"], spec) + t["unit"]
+        lines.append("  %-46s %10s   target %s %s%s   %s"
+                     % (t["name"], value, t["op"], format(t["target"], spec.replace("2", "1")),
+                        t["unit"], verdict))
+    if summary["errors"]:
+        lines += ["", "ERRORS"] + ["  " + e.replace("\n", "\n    ") for e in summary["errors"]]
+    return "\n".join(lines)
+
+
+def resolve_settings(args):
+    base = dict(TINY_SETTINGS if args.tiny else FULL_SETTINGS)
+    for key in ("batch_size", "size", "rounds", "steps", "warmup", "dot_size", "loader_limit"):
+        value = getattr(args, key)
+        if value is not None:
+            base[key] = value
+    for key in ("batch_size", "size", "rounds", "steps", "dot_size"):
+        if base[key] <= 0:
+            raise SystemExit("bench.py: --%s must be a positive integer" % key.replace("_", "-"))
+    if base["warmup"] < 1:
+        raise SystemExit("bench.py: --warmup must be at least 1 (the first step builds the graph)")
+    base["tiny"] = bool(args.tiny)
+    return base
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch-size", type=int, help="images per batch (default 256)")
+    parser.add_argument("--size", type=int, help="image side in pixels (default 96)")
+    parser.add_argument("--rounds", type=int, help="rounds of alternated runs (default 5)")
+    parser.add_argument("--steps", type=int, help="timed steps per run (default 4)")
+    parser.add_argument("--warmup", type=int, help="untimed steps before them (default 2)")
+    parser.add_argument("--dot-size", type=int, help="side of the peak matrix product (2048)")
+    parser.add_argument("--loader-limit", type=int,
+                        help="images the loader pass reads (default: all 60000)")
+    parser.add_argument("--json", metavar="PATH", help="write the results here")
+    parser.add_argument("--tiny", action="store_true",
+                        help="batch 8, 32x32, 1 round, 1 step, small matrix: a smoke test")
+    parser.add_argument("--worker", choices=WORKERS, help=argparse.SUPPRESS)
+    parser.add_argument("--settings", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.worker:
+        result = run_worker(args.worker, json.loads(args.settings))
+        sys.stdout.write(RESULT_PREFIX + json.dumps(result) + "\n")
+        sys.stdout.flush()
+        return 0
+
+    settings = resolve_settings(args)
+    import mxnet as mx
+
+    meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "cpu_model": _cpu_model(), "cores": _cores(), "mxnet_version": mx.__version__,
+            "python": platform.python_version(),
+            "command": " ".join(shlex.quote(a) for a in ["python"] + sys.argv),
+            "load_average_start": list(os.getloadavg())}
+    runs = {name: [] for name in WORKERS}
+    errors = []
+    started = time.perf_counter()
+    for r in range(settings["rounds"]):
+        for name in WORKERS:
+            result = launch(name, settings)
+            if "error" in result:
+                errors.append("round %d: %s" % (r + 1, result["error"]))
+            runs[name].append(result)
+            print("round %d/%d %-12s %s" % (r + 1, settings["rounds"], name,
+                                            _progress_text(result)), file=sys.stderr, flush=True)
+    meta["seconds"] = time.perf_counter() - started
+    meta["load_average_end"] = list(os.getloadavg())
+    summary = collect(runs, settings, meta, errors)
+    print(format_report(summary))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(summary, f, indent=1)
+    return 1 if errors else 0
+
+
+def _progress_text(result):
+    if "error" in result:
+        return "FAILED"
+    if "unavailable" in result:
+        return "unavailable"
+    if "images_per_s" in result:
+        return "%.1f img/s" % result["images_per_s"]
+    return " ".join("%s %.1f" % (k, v) for k, v in result.items() if isinstance(v, float))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,243 @@
+"""benchmarks/bench.py: a tiny run end to end, and its arithmetic on known numbers.
+
+The end-to-end runs start ``bench.py --tiny`` as a subprocess (about 15 s each
+on two cores); the arithmetic tests call the summary code directly.
+"""
+
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+import pytest
+
+from gluon_resnet.data import DatasetNotFoundError, find_fashion_mnist
+from gluon_resnet.precision import DISABLE_ENV, bf16_available
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "benchmarks", "bench.py")
+
+
+def _load_bench():
+    spec = importlib.util.spec_from_file_location("gluon_resnet_bench", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_bench()
+VARIANT_NAMES = [v.name for v in bench.VARIANTS]
+BF16_VARIANTS = ["train_bf16", "infer_bf16"]
+
+
+def _run_tiny(tmp_path_factory, disable_bf16):
+    out = tmp_path_factory.mktemp("bench") / "tiny.json"
+    env = dict(os.environ)
+    env.pop(DISABLE_ENV, None)
+    if disable_bf16:
+        env[DISABLE_ENV] = "1"
+    proc = subprocess.run([sys.executable, BENCH, "--tiny", "--json", str(out)], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with open(str(out)) as f:
+        return proc, json.load(f)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return _run_tiny(tmp_path_factory, disable_bf16=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_no_bf16(tmp_path_factory):
+    return _run_tiny(tmp_path_factory, disable_bf16=True)
+
+
+def _cpu_has_bf16(monkeypatch):
+    monkeypatch.delenv(DISABLE_ENV, raising=False)
+    return bf16_available()
+
+
+def _data_present():
+    try:
+        find_fashion_mnist(download=False)
+        return True
+    except DatasetNotFoundError:
+        return False
+
+
+# ---------------------------------------------------------------------------
+# The tiny run
+# ---------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_tiny_run_records_its_context(tiny):
+    proc, result = tiny
+    meta, settings = result["meta"], result["settings"]
+    assert settings["tiny"] and settings["batch_size"] == 8 and settings["size"] == 32
+    assert settings["rounds"] == 1 and settings["steps"] == 1
+    assert meta["cores"] >= 1 and meta["cpu_model"]
+    assert meta["mxnet_version"] == "1.9.1"
+    assert "--tiny" in meta["command"] and meta["date"][:2] == "20"
+    assert result["errors"] == []
+    for line in (meta["cpu_model"], meta["command"], "training", "inference", "targets"):
+        assert line in proc.stdout
+
+
+@pytest.mark.slow
+def test_tiny_run_measures_every_variant(tiny, monkeypatch):
+    _, result = tiny
+    has_bf16 = _cpu_has_bf16(monkeypatch)
+    assert sorted(result["variants"]) == sorted(VARIANT_NAMES)
+    for name, entry in result["variants"].items():
+        if name in BF16_VARIANTS and not has_bf16:
+            assert entry["available"] is False and "bf16" in entry["unavailable"]
+            continue
+        assert entry["available"] is True, (name, entry)
+        assert len(entry["runs"]) == result["settings"]["rounds"]
+        assert all(r > 0 for r in entry["runs"])
+        assert entry["images_per_s"] == statistics.median(entry["runs"])
+        assert entry["max_rss_mib"] > 50  # a process with MXNet loaded, in MiB
+    fused = result["variants"]["infer_fused"]
+    assert fused["max_abs_diff_vs_unfused"] < 1e-3  # fusion must not change the answer
+
+
+@pytest.mark.slow
+def test_tiny_run_ratios_are_medians_over_the_reference(tiny):
+    _, result = tiny
+    variants = result["variants"]
+    for name, entry in variants.items():
+        if not entry["available"]:
+            assert entry["ratio"] is None
+            continue
+        ref = variants[entry["mode"] + "_ref"]
+        assert entry["ratio"] == pytest.approx(entry["images_per_s"] / ref["images_per_s"],
+                                               rel=1e-12)
+    assert variants["train_ref"]["ratio"] == 1.0 and variants["infer_ref"]["ratio"] == 1.0
+
+
+@pytest.mark.slow
+def test_tiny_run_gflops_and_peak(tiny):
+    _, result = tiny
+    scale = (32 / 96.0) ** 2
+    assert result["gflop_per_image"]["train"] == pytest.approx(1.91 * scale)
+    assert result["gflop_per_image"]["infer"] == pytest.approx(0.64 * scale)
+    peak = result["peak"]
+    assert peak["dot_fp32"]["gflops"] > 0 and peak["fc_fp32"]["gflops"] > 0
+    assert peak["fp32_gflops"] == max(peak["dot_fp32"]["gflops"], peak["fc_fp32"]["gflops"])
+    for entry in result["variants"].values():
+        if not entry["available"]:
+            continue
+        assert entry["gflops"] == pytest.approx(
+            entry["images_per_s"] * result["gflop_per_image"][entry["mode"]], rel=1e-12)
+        peak_value = peak["bf16_gflops" if entry["precision"] == "bf16" else "fp32_gflops"]
+        assert peak_value > 0
+        assert entry["share_of_peak"] == pytest.approx(entry["gflops"] / peak_value, rel=1e-12)
+
+
+@pytest.mark.slow
+def test_tiny_run_loader_and_targets(tiny):
+    _, result = tiny
+    loader, variants = result["loader"], result["variants"]
+    if _data_present():
+        best = max(variants[n]["images_per_s"] for n in ("train_fp32", "train_bf16")
+                   if variants[n]["available"])
+        assert loader["available"] and loader["images_per_s"] > 0
+        assert loader["ratio_to_training"] == pytest.approx(loader["images_per_s"] / best)
+    else:
+        assert not loader["available"] and "not found" in loader["unavailable"]
+    targets = {t["name"]: t for t in result["targets"]}
+    assert len(targets) == 5
+    fp32 = targets["fp32 training vs book"]
+    assert fp32["value"] == variants["train_fp32"]["ratio"]
+    assert fp32["met"] == (fp32["value"] >= 1.8)
+    rss = targets["peak RSS of ours training"]
+    assert rss["value"] > 0 and rss["met"] == (rss["value"] < 4096)
+
+
+@pytest.mark.slow
+def test_tiny_run_without_bf16_marks_bf16_unavailable(tiny_no_bf16):
+    proc, result = tiny_no_bf16
+    assert result["errors"] == []
+    for name in VARIANT_NAMES:
+        entry = result["variants"][name]
+        if name in BF16_VARIANTS:
+            assert entry["available"] is False and entry["images_per_s"] is None
+            assert "bf16 unavailable" in entry["unavailable"] and entry["ratio"] is None
+        else:
+            assert entry["available"] is True and entry["images_per_s"] > 0
+    assert result["peak"]["bf16_gflops"] is None
+    assert result["peak"]["fp32_gflops"] > 0
+    bf16_target = [t for t in result["targets"] if t["name"] == "bf16 training vs book"][0]
+    assert bf16_target["met"] is None
+    assert proc.stdout.count("unavailable: bf16 unavailable") == 2
+
+
+# ---------------------------------------------------------------------------
+# The arithmetic, on made-up worker results (no MXNet work)
+# ---------------------------------------------------------------------------
+
+SETTINGS = dict(bench.FULL_SETTINGS, rounds=3, tiny=False)
+
+
+def _fake_runs(rates, peak=None, loader=(1000.0,)):
+    runs = {name: [] for name in bench.WORKERS}
+    for name, values in rates.items():
+        runs[name] = [v if isinstance(v, dict) else {"images_per_s": v, "max_rss_mib": 100.0 + v}
+                      for v in values]
+    runs["peak"] = [peak or {"dot_fp32": 100.0, "fc_fp32": 200.0, "fc_bf16": 400.0,
+                             "dot_bf16": {"unavailable": "no"}}]
+    runs["loader"] = [{"images_per_s": v} for v in loader]
+    return runs
+
+
+def test_collect_uses_medians_and_their_ratio():
+    unavailable = {"unavailable": "bf16 unavailable (test)"}
+    runs = _fake_runs({
+        "train_ref": [10.0, 40.0, 20.0], "train_fp32": [50.0, 40.0, 90.0],
+        "train_bf16": [unavailable], "infer_ref": [100.0], "infer_fp32": [250.0],
+        "infer_fused": [350.0], "infer_bf16": [unavailable]})
+    summary = bench.collect(runs, SETTINGS, {}, [])
+    v = summary["variants"]
+    assert v["train_ref"]["images_per_s"] == 20.0 and v["train_fp32"]["images_per_s"] == 50.0
+    assert v["train_fp32"]["ratio"] == 2.5
+    assert v["train_fp32"]["max_rss_mib"] == 190.0  # the largest of the rounds
+    assert v["train_fp32"]["gflops"] == pytest.approx(50 * 1.91)
+    assert v["train_fp32"]["share_of_peak"] == pytest.approx(50 * 1.91 / 200.0)
+    assert v["infer_fused"]["ratio"] == 3.5
+    assert v["train_bf16"]["available"] is False and v["train_bf16"]["ratio"] is None
+    assert summary["peak"]["fp32_gflops"] == 200.0 and summary["peak"]["bf16_gflops"] == 400.0
+    assert summary["loader"]["ratio_to_training"] == 20.0  # 1000 / 50
+    met = {t["name"]: t["met"] for t in summary["targets"]}
+    assert met["fp32 training vs book"] is True
+    assert met["bf16 training vs book"] is None
+    assert met["inference vs book (best of bf16, fused fp32)"] is True
+    assert met["loader vs ours training (fastest)"] is False
+    report = bench.format_report(dict(summary, meta={
+        "date": "d", "cpu_model": "c", "cores": 2, "mxnet_version": "1.9.1", "command": "x",
+        "load_average_start": [0.0, 0.0, 0.0]}))
+    assert "2.50x" in report and "unavailable: bf16 unavailable (test)" in report
+
+
+def test_size_scales_the_flop_count():
+    runs = _fake_runs({name: [10.0] for name in VARIANT_NAMES})
+    summary = bench.collect(runs, dict(SETTINGS, size=192), {}, [])
+    assert summary["gflop_per_image"] == {"train": pytest.approx(4 * 1.91),
+                                          "infer": pytest.approx(4 * 0.64)}
+
+
+def test_a_failed_worker_makes_the_run_fail(monkeypatch, capsys):
+    def fake_launch(name, settings):
+        if name == "train_fp32":
+            return {"error": "worker train_fp32 exited with 1: boom"}
+        if name == "peak":
+            return {"dot_fp32": 1.0, "fc_fp32": 2.0, "fc_bf16": 3.0, "dot_bf16": 4.0}
+        return {"images_per_s": 5.0, "max_rss_mib": 6.0}
+
+    monkeypatch.setattr(bench, "launch", fake_launch)
+    assert bench.main(["--tiny"]) == 1
+    out = capsys.readouterr().out
+    assert "ERRORS" in out and "boom" in out
