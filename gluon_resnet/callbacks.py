@@ -9,7 +9,7 @@ import sys
 from .checkpoint import atomic_write, save_checkpoint
 from .training import Callback
 
-__all__ = ["ProgressBar", "HistoryWriter", "CurvePlotter", "Checkpointer"]
+__all__ = ["ProgressBar", "HistoryWriter", "CurvePlotter", "Checkpointer", "OneCycleSchedule"]
 
 
 class ProgressBar(Callback):
@@ -117,3 +117,30 @@ class Checkpointer(Callback):
         learner.last_checkpoint = self.path
 
     after_epoch = after_interrupt = _save
+
+
+class OneCycleSchedule(Callback):
+    """One-cycle learning rate (Smith 2018): up linearly, then down to near zero.
+
+    The rate rises from ``max_lr / div`` to ``max_lr`` over the first
+    ``warmup`` share of all steps, then falls linearly to ``max_lr /
+    final_div`` at the last step.  It is a function of the step number
+    (``epoch * batches_per_epoch + batch``) only, so a resumed run continues
+    the same curve.
+    """
+
+    def __init__(self, max_lr, warmup=0.25, div=10.0, final_div=1000.0):
+        self.max_lr, self.warmup, self.div, self.final_div = max_lr, warmup, div, final_div
+
+    def rate(self, step, total):
+        """The learning rate of step ``step`` (0-based) out of ``total``."""
+        peak = max(1, int(round(self.warmup * total)))
+        low, high, end = self.max_lr / self.div, self.max_lr, self.max_lr / self.final_div
+        if step < peak:
+            return low + (high - low) * step / peak
+        return high + (end - high) * (step - peak) / max(1, total - 1 - peak)
+
+    def before_batch(self, learner):
+        per_epoch = len(learner.train_iter)
+        step = learner.epoch * per_epoch + learner.batch
+        learner.trainer.set_learning_rate(self.rate(step, learner.num_epochs * per_epoch))

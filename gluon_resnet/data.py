@@ -471,10 +471,18 @@ class FashionMNISTLoader:
         Which shard this loader serves.
     ctx : mxnet.Context, optional
         Where the batches go (default ``mx.cpu()``); they are made on the CPU.
+    augment : bool, default False
+        Flip each image left-right with probability 1/2 and shift it by up to
+        ``max_shift`` pixels (of the output size) in each direction, filling
+        with zeros: one batched affine resampling per batch.  The draws depend
+        only on ``(seed, epoch)``, like the shuffling.
+    max_shift : int, default 2
+        Largest shift, in pixels, when ``augment`` is set.
     """
 
     def __init__(self, images, labels, batch_size, shuffle=False, seed=0, resize=None,
-                 last_batch="keep", num_parts=1, part_index=0, ctx=None):
+                 last_batch="keep", num_parts=1, part_index=0, ctx=None, augment=False,
+                 max_shift=2):
         owner = type(self).__name__
         images, labels = np.asarray(images), np.asarray(labels)
         if images.ndim != 3 or images.dtype != np.uint8:
@@ -495,6 +503,7 @@ class FashionMNISTLoader:
         self.shuffle, self.seed, self.last_batch = bool(shuffle), int(seed), last_batch
         self.num_parts, self.part_index = num_parts, part_index
         self.ctx = ctx if ctx is not None else mx.cpu()
+        self.augment, self.max_shift = bool(augment), int(max_shift)
         self.epoch = 0
         total = len(images)
         self.num_examples = total // num_parts + (1 if part_index < total % num_parts else 0)
@@ -512,19 +521,40 @@ class FashionMNISTLoader:
             order = np.arange(len(self.images))
         return order[self.part_index::self.num_parts]
 
-    def batch(self, idx):
-        """``(X, y)`` for the examples ``idx`` (indices into ``images``)."""
+    def batch(self, idx, affine=None):
+        """``(X, y)`` for the examples ``idx`` (indices into ``images``).
+
+        ``affine``, an ``(len(idx), 6)`` array of per-image affine transforms
+        in MXNet's normalised coordinates, resamples the batch (augmentation).
+        """
         X = mx.nd.array(self.images[idx][:, :, :, None], dtype=np.uint8)  # NHWC, as d2lzh
         if self.resize is not None:
             X = mx.nd.image.resize(X, (self.resize, self.resize))
         X = mx.nd.image.to_tensor(X)  # NCHW float32 / 255
+        if affine is not None:
+            grid = mx.nd.GridGenerator(mx.nd.array(affine), transform_type="affine",
+                                       target_shape=X.shape[2:])
+            X = mx.nd.BilinearSampler(X, grid)
         y = mx.nd.array(self.labels[idx], dtype=np.int32)
         return X.as_in_context(self.ctx), y.as_in_context(self.ctx)
 
+    def augmentation(self, epoch, n):
+        """Affine transforms (flip, shift) of ``n`` examples in ``epoch``: ``(n, 6)``."""
+        rng = np.random.RandomState([self.seed, epoch, 1])
+        side = self.resize or self.images.shape[1]
+        flip = np.where(rng.rand(n) < 0.5, -1.0, 1.0)
+        # Pixel centres span [-1, 1]: one pixel is 2 / (side - 1) there.
+        shift = rng.randint(-self.max_shift, self.max_shift + 1, size=(n, 2)) * 2.0 / (side - 1)
+        affine = np.zeros((n, 6), dtype=np.float32)
+        affine[:, 0], affine[:, 2], affine[:, 4], affine[:, 5] = flip, shift[:, 0], 1.0, shift[:, 1]
+        return affine
+
     def __iter__(self):
         order = self.indices(self.epoch)
+        affine = self.augmentation(self.epoch, len(order)) if self.augment else None
         self.epoch += 1
-        return (self.batch(order[i:i + self.batch_size])
+        return (self.batch(order[i:i + self.batch_size],
+                           None if affine is None else affine[i:i + self.batch_size])
                 for i in range(0, len(self) * self.batch_size, self.batch_size))
 
     def __repr__(self):
@@ -534,7 +564,8 @@ class FashionMNISTLoader:
 
 
 def load_data_fashion_mnist(batch_size, resize=None, root=None, *, limit=None, test_limit=None,
-                            seed=0, shuffle=True, num_parts=1, part_index=0, verify=True):
+                            seed=0, shuffle=True, num_parts=1, part_index=0, verify=True,
+                            augment=False):
     """d2lzh's ``load_data_fashion_mnist``: ``(train_iter, test_iter)`` over Fashion-MNIST.
 
     Parameters
@@ -563,6 +594,9 @@ def load_data_fashion_mnist(batch_size, resize=None, root=None, *, limit=None, t
         every worker gets the whole test set.
     verify : bool, default True
         Check counts and checksums (see ``load_fashion_mnist_arrays``).
+    augment : bool, default False
+        Random flips and shifts of the training images (see
+        ``FashionMNISTLoader``); the test set is never augmented.
 
     Returns
     -------
@@ -585,7 +619,8 @@ def load_data_fashion_mnist(batch_size, resize=None, root=None, *, limit=None, t
         keep = balanced_subset(test_y, test_limit)
         test_x, test_y = test_x[keep], test_y[keep]
     train_iter = FashionMNISTLoader(train_x, train_y, batch_size, shuffle=shuffle, seed=seed,
-                                    resize=resize, num_parts=num_parts, part_index=part_index)
+                                    resize=resize, num_parts=num_parts, part_index=part_index,
+                                    augment=augment)
     test_iter = FashionMNISTLoader(test_x, test_y, batch_size, resize=resize)
     return train_iter, test_iter
 

@@ -46,10 +46,22 @@ def top_level_layers(net):
     return list(zip(labels, blocks))
 
 
-def count_parameters(block):
-    """Number of scalars in ``block``'s parameters (they must be initialised)."""
+def count_parameters(block, trainable_only=False):
+    """Number of scalars in ``block``'s parameters (their shapes must be known).
+
+    Parameters
+    ----------
+    block : mxnet.gluon.Block
+        Initialised, or built with every input size given (``in_channels``).
+    trainable_only : bool, default False
+        Count only parameters with gradients (``grad_req != 'null'``), leaving
+        out BN running means and variances: the convention of torchvision's
+        and the papers' parameter counts.
+    """
     total = 0
     for p in block.collect_params().values():
+        if trainable_only and p.grad_req == "null":
+            continue
         n = 1
         for d in p.shape:
             n *= d
@@ -83,7 +95,8 @@ def summarize(net, input_shape=(1, 1, 224, 224), ctx=None):
     -------
     list of dict
         One row per top-level layer: ``name``, ``kind`` (class name),
-        ``shape`` (output shape) and ``params`` (parameter count).
+        ``shape`` (output shape) and ``params`` (trainable parameter count:
+        BN running statistics are left out, as torchvision counts).
 
     Raises
     ------
@@ -110,7 +123,7 @@ def summarize(net, input_shape=(1, 1, 224, 224), ctx=None):
                    str(exc).strip().splitlines()[0])
             ) from None
         rows.append({"name": label, "kind": type(layer).__name__, "shape": tuple(x.shape),
-                     "params": count_parameters(layer), "in_shape": tuple(in_shape)})
+                     "params": count_parameters(layer, trainable_only=True), "in_shape": tuple(in_shape)})
     _check_no_collapse(net, rows, input_shape)
     return rows
 
@@ -142,6 +155,7 @@ def format_summary(rows):
     """The rows of ``summarize`` as a text table with a total line."""
     width = max([len(r["name"]) + len(r["kind"]) + 3 for r in rows] + [5])
     lines = ["%-*s  %-20s  %12s" % (width, "layer", "output shape", "parameters")]
+    # Trainable parameters only, as in the tables of torchvision and the papers.
     for r in rows:
         label = "%s (%s)" % (r["name"], r["kind"])
         lines.append("%-*s  %-20s  %12s" % (width, label, r["shape"], format(r["params"], ",")))

@@ -24,7 +24,7 @@ from ._mxnet import mx
 from mxnet import autograd, gluon
 
 __all__ = ["Learner", "Callback", "evaluate_accuracy", "train_ch5", "TrainingInterrupted",
-           "TrainingDiverged", "as_ctx_list"]
+           "TrainingDiverged", "as_ctx_list", "LabelSmoothingLoss"]
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -87,6 +87,31 @@ def evaluate_accuracy(data_iter, net, ctx=None):
     return correct.asscalar() / n
 
 
+class LabelSmoothingLoss(gluon.loss.Loss):
+    """Softmax cross-entropy against labels smoothed towards the uniform distribution.
+
+    The target of class ``y`` is ``1 - smoothing + smoothing / C`` and every
+    other class gets ``smoothing / C`` (Szegedy et al. 2016, section 7).
+    ``smoothing=0`` is ``SoftmaxCrossEntropyLoss``.
+
+    Shapes
+    ------
+    ``pred`` ``(N, C)`` scores, ``label`` ``(N,)`` integers; output ``(N,)``.
+    """
+
+    def __init__(self, smoothing=0.1, num_classes=10, **kwargs):
+        super().__init__(weight=None, batch_axis=0, **kwargs)
+        if not 0 <= smoothing < 1:
+            raise ValueError("label smoothing must be in [0, 1), got %r" % (smoothing,))
+        self.smoothing, self.num_classes = smoothing, num_classes
+
+    def hybrid_forward(self, F, pred, label):
+        logp = F.log_softmax(pred.astype("float32"), axis=-1)
+        target = F.one_hot(label, self.num_classes, on_value=1 - self.smoothing + self.smoothing /
+                           self.num_classes, off_value=self.smoothing / self.num_classes)
+        return -F.sum(logp * target, axis=-1)
+
+
 class Callback:
     """Hooks around ``Learner.fit``; override the ones you need.
 
@@ -100,6 +125,9 @@ class Callback:
         pass
 
     def before_epoch(self, learner):
+        pass
+
+    def before_batch(self, learner):
         pass
 
     def after_batch(self, learner):
@@ -218,6 +246,8 @@ class Learner:
         for i, (X, y) in enumerate(self.train_iter):
             if i < skip:
                 continue  # resuming inside an epoch: these batches are done
+            self.batch = i
+            self._event("before_batch")
             batch_loss, batch_correct = self._step(X, y)
             loss_sum += batch_loss.as_in_context(loss_sum.context)
             correct += batch_correct.as_in_context(correct.context)

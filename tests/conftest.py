@@ -1,9 +1,9 @@
-import os
 import random
 
 import numpy as np
 import pytest
 
+import gluon_resnet  # noqa: F401  (before MXNet: it sets the thread count)
 import mxnet as mx
 
 

@@ -3,6 +3,7 @@
 import numpy as np
 
 import mxnet as mx
+from mxnet.gluon import nn
 
 
 def randomize_params(net, seed=0):
@@ -27,3 +28,22 @@ def copy_params(src, dst):
 
 
 DATA_DIR = "/usr/share/datasets/fashion-mnist"
+
+
+def book_net(residual_cls):
+    """The chapter's network exactly as the book builds it, from a given block class."""
+    def block(num_channels, num_residuals, first_block=False):
+        blk = nn.Sequential()
+        for i in range(num_residuals):
+            if i == 0 and not first_block:
+                blk.add(residual_cls(num_channels, use_1x1conv=True, strides=2))
+            else:
+                blk.add(residual_cls(num_channels))
+        return blk
+
+    net = nn.Sequential()
+    net.add(nn.Conv2D(64, kernel_size=7, strides=2, padding=3), nn.BatchNorm(),
+            nn.Activation("relu"), nn.MaxPool2D(pool_size=3, strides=2, padding=1))
+    net.add(block(64, 2, first_block=True), block(128, 2), block(256, 2), block(512, 2))
+    net.add(nn.GlobalAvgPool2D(), nn.Dense(10))
+    return net

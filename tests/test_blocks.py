@@ -9,7 +9,7 @@ from mxnet import autograd
 from mxnet.gluon import nn
 
 from gluon_resnet import Residual, resnet_block
-from helpers import copy_params, randomize_params
+from helpers import book_net, copy_params, randomize_params
 
 
 def _x(shape=(4, 3, 6, 6)):
@@ -65,31 +65,12 @@ def test_residual_output_depends_on_parameters():
     assert not np.allclose(a(x).asnumpy(), b(x).asnumpy())
 
 
-def _book_net(residual_cls):
-    """The chapter's network exactly as the book builds it, from a given block class."""
-    def block(num_channels, num_residuals, first_block=False):
-        blk = nn.Sequential()
-        for i in range(num_residuals):
-            if i == 0 and not first_block:
-                blk.add(residual_cls(num_channels, use_1x1conv=True, strides=2))
-            else:
-                blk.add(residual_cls(num_channels))
-        return blk
-
-    net = nn.Sequential()
-    net.add(nn.Conv2D(64, kernel_size=7, strides=2, padding=3), nn.BatchNorm(),
-            nn.Activation("relu"), nn.MaxPool2D(pool_size=3, strides=2, padding=1))
-    net.add(block(64, 2, first_block=True), block(128, 2), block(256, 2), block(512, 2))
-    net.add(nn.GlobalAvgPool2D(), nn.Dense(10))
-    return net
-
-
 @pytest.mark.parametrize("hybridize", [False, True])
 def test_chapter_net_matches_book_net_of_d2lzh_blocks(hybridize):
     from gluon_resnet import chapter_resnet18
 
     x = mx.nd.random.uniform(shape=(2, 1, 64, 64))
-    ours, theirs = chapter_resnet18(), _book_net(d2lzh.Residual)
+    ours, theirs = chapter_resnet18(), book_net(d2lzh.Residual)
     _pair(ours, theirs, x)
     if hybridize:
         ours.hybridize()

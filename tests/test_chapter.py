@@ -24,6 +24,18 @@ def test_chapter_shape_table():
     assert rows[0]["params"] == 64 * 49 + 64
 
 
+def test_chapter_parameter_count_equals_the_book_net():
+    import d2lzh
+    from gluon_resnet.summary import count_parameters
+    from helpers import book_net
+
+    book = book_net(d2lzh.Residual)
+    book.initialize()
+    book(mx.nd.zeros((1, 1, 96, 96)))
+    rows = summarize(chapter_resnet18(), (1, 1, 96, 96))
+    assert sum(r["params"] for r in rows) == count_parameters(book, trainable_only=True) > 11e6
+
+
 def test_shapes_command_prints_the_table(capsys):
     assert main(["shapes"]) == 0
     out = capsys.readouterr().out

@@ -161,12 +161,13 @@ def test_bad_arguments_give_one_sentence(tmp_path, capsys):
 
 def test_eval_command_prints_accuracy_and_saves_figures(tmp_path, capsys):
     out = str(tmp_path / "run")
-    run_training(_quick_config(epochs=1), out=out, quiet=True)
+    history, _ = run_training(_quick_config(epochs=2, limit=2000), out=out, quiet=True)
     confusion, samples = str(tmp_path / "cm.png"), str(tmp_path / "samples.png")
     assert main(["eval", "--params", os.path.join(out, "checkpoint.ckpt"), "--limit", "500",
                  "--confusion", confusion, "--samples", samples]) == 0
     text = capsys.readouterr().out
     acc = float(re.search(r"test acc (\d\.\d+)", text).group(1))
-    assert 0.3 < acc <= 1.0
+    # Another sample of the test set than training's own evaluation: close, not equal.
+    assert 0.4 < acc <= 1.0 and abs(acc - history[-1]["test_acc"]) < 0.1, (acc, history[-1])
     assert "ankle boot" in text and "t-shirt" in text
     assert os.path.getsize(confusion) > 10000 and os.path.getsize(samples) > 10000
