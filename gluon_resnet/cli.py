@@ -3,7 +3,8 @@
 Sub-commands: ``train`` (the chapter's recipe by default), ``eval`` (test
 accuracy, per-class accuracy and figures of a trained network), ``shapes``
 (the chapter's shape table for any registered model), ``models`` (every
-registered model with its parameter count).  Errors a user can fix
+registered model with its parameter count), ``launch`` (``train`` on several
+worker processes, see ``gluon_resnet.distributed``).  Errors a user can fix
 are printed as one sentence with exit status 2; Ctrl-C during training saves
 a checkpoint and exits with status 130.
 """
@@ -12,6 +13,12 @@ import argparse
 import sys
 
 __all__ = ["main", "build_parser"]
+
+#: The recipes of ``gluon_resnet.experiment.RECIPES`` (named here to keep
+#: ``--help`` free of an MXNet import).
+RECIPE_NAMES = ("chapter", "fast", "best")
+#: ``gluon_resnet.experiment.KVSTORES``, for the same reason.
+KVSTORE_NAMES = ("device", "local", "dist_sync", "dist_device_sync")
 
 
 def _positive_int(text):
@@ -46,16 +53,21 @@ def _cmd_shapes(args):
 
 
 def _cmd_train(args):
-    from .experiment import TrainConfig, run_training
+    from .experiment import recipe_config, run_training
     from .training import TrainingDiverged, TrainingInterrupted
 
     fields = {f: getattr(args, f) for f in ("model", "epochs", "lr", "batch_size", "resize",
-                                            "limit", "seed", "ctx", "data_root", "precision")}
+                                            "limit", "seed", "ctx", "data_root", "precision",
+                                            "kvstore")}
     config = None
-    if args.no_resize:
-        if args.resume:
-            raise ValueError("--no-resize cannot be combined with --resume")
-        config = TrainConfig(resize=None)
+    if args.resume:
+        if args.recipe or args.no_resize:
+            raise ValueError("a resumed run keeps its recipe and input size: leave out "
+                             "--recipe and --no-resize")
+    else:
+        config = recipe_config(args.recipe or "chapter")
+        if args.no_resize:
+            config.resize = None
     try:
         history, out = run_training(config, out=args.out, resume=args.resume, overrides=fields,
                                     progress=False if args.no_progress else None)
@@ -69,8 +81,9 @@ def _cmd_train(args):
         print("gluon-resnet train: %s The last good checkpoint, if any, is kept." % exc,
               file=sys.stderr)
         return 1
-    print("run folder: %s (checkpoint.ckpt, history.json, history.csv, learning_curve.png, "
-          "config.json)" % out)
+    if out is not None:  # None on distributed workers other than worker 0
+        print("run folder: %s (checkpoint.ckpt, history.json, history.csv, learning_curve.png, "
+              "config.json)" % out)
     return 0
 
 
@@ -86,6 +99,8 @@ def _add_train_parsers(sub):
     p = sub.add_parser("train", help="train a model on Fashion-MNIST (the chapter's recipe by default)",
                        description="Train on Fashion-MNIST. Defaults are d2l-zh 5.11's recipe: "
                        "chapter_resnet18, resize 96, Xavier, SGD lr 0.05, batch 256, 5 epochs.")
+    p.add_argument("--recipe", choices=sorted(RECIPE_NAMES),
+                   help="chapter (default: the book's), fast or best; other options change it")
     p.add_argument("--model", help="registered model (default chapter_resnet18)")
     p.add_argument("--epochs", type=_positive_int, help="epochs (default 5)")
     p.add_argument("--lr", type=_positive_float, help="learning rate (default 0.05)")
@@ -95,6 +110,9 @@ def _add_train_parsers(sub):
     p.add_argument("--limit", type=_positive_int, help="use a balanced subset of this many training images")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--ctx", help="devices: auto (default), cpu, gpu:0, gpu:0,1 or all")
+    p.add_argument("--kvstore", choices=KVSTORE_NAMES,
+                   help="how the gradients of several devices are added up: device (default, "
+                   "on the devices) or local (on the CPU); dist_sync in a launched job")
     p.add_argument("--precision", choices=["fp32", "bf16", "auto"],
                    help="fp32 (default), bf16 (AMP on CPUs with AVX512-BF16, else fp32 with a "
                    "notice) or auto")
@@ -113,6 +131,33 @@ def _add_train_parsers(sub):
     p.add_argument("--confusion", metavar="PNG", help="save the confusion matrix figure here")
     p.add_argument("--samples", metavar="PNG", help="save a grid of sample predictions here")
     p.set_defaults(func=_cmd_eval)
+
+
+def _cmd_launch(args):
+    from .distributed import launch, worker_command
+
+    return launch(worker_command(args.train_command), workers=args.workers, servers=args.servers,
+                  timeout=args.timeout, threads=args.threads_per_worker)
+
+
+def _add_launch_parser(sub):
+    p = sub.add_parser(
+        "launch", help="train with several worker processes on this machine (parameter server)",
+        description="Start MXNet's parameter server on 127.0.0.1: one scheduler, the servers and "
+        "the workers, each running 'gluon-resnet train' with the options after '--' and "
+        "--kvstore dist_sync. --batch-size is the global batch, split evenly over the workers; "
+        "only worker 0 evaluates, prints and writes the run folder. If a process fails, the "
+        "others are stopped.",
+        epilog="example: gluon-resnet launch --workers 2 -- train --no-resize --epochs 1")
+    p.add_argument("--workers", type=_positive_int, default=2, help="worker processes (default 2)")
+    p.add_argument("--servers", type=_positive_int, default=1, help="server processes (default 1)")
+    p.add_argument("--timeout", type=_positive_float, metavar="SECONDS",
+                   help="stop the whole job after this many seconds (exit status 124)")
+    p.add_argument("--threads-per-worker", type=_positive_int, metavar="N",
+                   help="OMP_NUM_THREADS of each worker (default: the cores divided among them)")
+    p.add_argument("train_command", nargs=argparse.REMAINDER, metavar="-- train ...",
+                   help="the training command and its options")
+    p.set_defaults(func=_cmd_launch)
 
 
 def _cmd_models(args):
@@ -153,6 +198,7 @@ def build_parser():
     p.add_argument("--num-classes", type=_positive_int, default=None,
                    help="output classes (default: each model's own, 1000 for ImageNet nets)")
     p.set_defaults(func=_cmd_models)
+    _add_launch_parser(sub)
     return parser
 
 

@@ -447,7 +447,11 @@ class FashionMNISTLoader:
     With ``num_parts > 1`` the loader serves only shard ``part_index``:
     positions ``part_index, part_index + num_parts, ...`` of the epoch's order.
     The shards of all workers are disjoint and together cover the data in
-    every epoch; their sizes differ by at most one example.
+    every epoch; their sizes differ by at most one example, unless
+    ``equal_parts`` drops the ``N % num_parts`` examples at the end of each
+    epoch's order: then every shard has ``N // num_parts`` examples, so
+    workers that train together run the same number of batches of the same
+    sizes (a different few examples are left out in each shuffled epoch).
 
     Parameters
     ----------
@@ -469,6 +473,8 @@ class FashionMNISTLoader:
         Number of shards (distributed workers).
     part_index : int, default 0
         Which shard this loader serves.
+    equal_parts : bool, default False
+        Give every shard exactly ``N // num_parts`` examples (see above).
     ctx : mxnet.Context, optional
         Where the batches go (default ``mx.cpu()``); they are made on the CPU.
     augment : bool, default False
@@ -482,7 +488,7 @@ class FashionMNISTLoader:
 
     def __init__(self, images, labels, batch_size, shuffle=False, seed=0, resize=None,
                  last_batch="keep", num_parts=1, part_index=0, ctx=None, augment=False,
-                 max_shift=2):
+                 max_shift=2, equal_parts=False):
         owner = type(self).__name__
         images, labels = np.asarray(images), np.asarray(labels)
         if images.ndim != 3 or images.dtype != np.uint8:
@@ -502,11 +508,13 @@ class FashionMNISTLoader:
         self.resize = _check_optional_positive_int(resize, "resize", owner)
         self.shuffle, self.seed, self.last_batch = bool(shuffle), int(seed), last_batch
         self.num_parts, self.part_index = num_parts, part_index
+        self.equal_parts = bool(equal_parts)
         self.ctx = ctx if ctx is not None else mx.cpu()
         self.augment, self.max_shift = bool(augment), int(max_shift)
         self.epoch = 0
         total = len(images)
-        self.num_examples = total // num_parts + (1 if part_index < total % num_parts else 0)
+        self.num_examples = total // num_parts + (
+            1 if part_index < total % num_parts and not self.equal_parts else 0)
 
     def __len__(self):
         """Number of batches per epoch."""
@@ -519,6 +527,8 @@ class FashionMNISTLoader:
             order = np.random.RandomState(self.seed + epoch).permutation(len(self.images))
         else:
             order = np.arange(len(self.images))
+        if self.equal_parts:
+            order = order[:len(order) - len(order) % self.num_parts]
         return order[self.part_index::self.num_parts]
 
     def batch(self, idx, affine=None):
@@ -565,7 +575,7 @@ class FashionMNISTLoader:
 
 def load_data_fashion_mnist(batch_size, resize=None, root=None, *, limit=None, test_limit=None,
                             seed=0, shuffle=True, num_parts=1, part_index=0, verify=True,
-                            augment=False):
+                            augment=False, equal_parts=False):
     """d2lzh's ``load_data_fashion_mnist``: ``(train_iter, test_iter)`` over Fashion-MNIST.
 
     Parameters
@@ -592,6 +602,9 @@ def load_data_fashion_mnist(batch_size, resize=None, root=None, *, limit=None, t
     num_parts, part_index : int, default 1, 0
         Serve only one shard of the training set (for distributed workers);
         every worker gets the whole test set.
+    equal_parts : bool, default False
+        Make all training shards the same size, ``N // num_parts`` (see
+        ``FashionMNISTLoader``), so that workers run equal batches.
     verify : bool, default True
         Check counts and checksums (see ``load_fashion_mnist_arrays``).
     augment : bool, default False
@@ -620,7 +633,7 @@ def load_data_fashion_mnist(batch_size, resize=None, root=None, *, limit=None, t
         test_x, test_y = test_x[keep], test_y[keep]
     train_iter = FashionMNISTLoader(train_x, train_y, batch_size, shuffle=shuffle, seed=seed,
                                     resize=resize, num_parts=num_parts, part_index=part_index,
-                                    augment=augment)
+                                    augment=augment, equal_parts=equal_parts)
     test_iter = FashionMNISTLoader(test_x, test_y, batch_size, resize=resize)
     return train_iter, test_iter
 

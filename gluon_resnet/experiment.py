@@ -20,7 +20,7 @@ from .checkpoint import read_checkpoint_meta
 from .precision import PRECISIONS, enable_bf16, resolve_precision
 from mxnet import gluon, init
 
-__all__ = ["TrainConfig", "run_training", "build_network", "RunError"]
+__all__ = ["TrainConfig", "run_training", "build_network", "RunError", "RECIPES", "recipe_config"]
 
 
 class RunError(ValueError):
@@ -45,6 +45,11 @@ class TrainConfig:
     data_root: str = None
     num_classes: int = 10
     precision: str = "fp32"
+    schedule: str = "constant"
+    label_smoothing: float = 0.0
+    augment: bool = False
+    recipe: str = "chapter"
+    kvstore: str = "device"
 
     def validate(self):
         for name in ("epochs", "batch_size", "num_classes"):
@@ -62,6 +67,14 @@ class TrainConfig:
                                                                     self.precision))
         if self.momentum < 0 or self.wd < 0:
             raise RunError("momentum and wd must not be negative")
+        if self.schedule not in SCHEDULES:
+            raise RunError("schedule must be one of %s, got %r" % (", ".join(SCHEDULES),
+                                                                   self.schedule))
+        if not 0 <= self.label_smoothing < 1:
+            raise RunError("label_smoothing must be in [0, 1), got %r" % self.label_smoothing)
+        if self.kvstore not in KVSTORES:
+            raise RunError("kvstore must be one of %s, got %r"
+                           % (", ".join(KVSTORES), self.kvstore))
         from .models import list_models
 
         if self.model not in list_models():
@@ -78,6 +91,42 @@ class TrainConfig:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
+#: Learning-rate schedules: the book's constant rate, or one cycle (up, then down).
+SCHEDULES = ("constant", "onecycle")
+
+#: How gradients of several devices or processes are added up (``gluon.Trainer(kvstore=...)``):
+#: one process ('device': on the devices, 'local': on the CPU; none with a single device), or
+#: workers of a distributed job (see ``gluon_resnet.distributed``).
+KVSTORES = ("device", "local", "dist_sync", "dist_device_sync")
+
+#: Named recipes: changes to ``TrainConfig()`` (the chapter's recipe).  The
+#: README gives the accuracy and time each one reached on this machine.
+RECIPES = {
+    # d2l-zh 5.11 as printed: the defaults of TrainConfig.
+    "chapter": {},
+    # The chapter's network at 28x28 (7x smaller work per image than at 96x96),
+    # Nesterov momentum, one-cycle schedule, label smoothing, 2 epochs.
+    # Measured: test acc 0.904 in 159 s of wall time (target 0.92 in 180 s).
+    "fast": {"model": "chapter_resnet18", "resize": None, "epochs": 2, "lr": 0.1,
+             "batch_size": 256, "optimizer": "nag", "momentum": 0.9, "wd": 5e-4,
+             "schedule": "onecycle", "label_smoothing": 0.1},
+    # The same with flips and shifts and 10 epochs (about 13 min here); not yet
+    # measured in full.
+    "best": {"model": "chapter_resnet18", "resize": None, "epochs": 10, "lr": 0.1,
+             "batch_size": 256, "optimizer": "nag", "momentum": 0.9, "wd": 5e-4,
+             "schedule": "onecycle", "label_smoothing": 0.1, "augment": True},
+}
+
+
+def recipe_config(name, **changes):
+    """``TrainConfig`` of recipe ``name`` with ``changes`` on top (None values ignored)."""
+    if name not in RECIPES:
+        raise RunError("unknown recipe %r; the recipes are: %s" % (name, ", ".join(RECIPES)))
+    fields = dict(RECIPES[name], recipe=name)
+    fields.update({k: v for k, v in changes.items() if v is not None})
+    return TrainConfig(**fields)
+
+
 def seed_everything(seed):
     """Seed Python's, numpy's and MXNet's generators."""
     random.seed(seed)
@@ -91,15 +140,59 @@ def build_network(config, ctx):
 
     net = get_model(config.model, num_classes=config.num_classes)
     net.initialize(init.Xavier(), ctx=ctx)
-    net.hybridize(static_alloc=True, static_shape=True)
+    # static_alloc plans memory once; static_shape=False lets the last, smaller
+    # batch and the evaluation batches reuse it instead of each keeping its own
+    # buffers: measured here, peak RSS 1.96 GiB instead of 3.49 GiB for the
+    # chapter's recipe, at the same speed.
+    net.hybridize(static_alloc=True, static_shape=False)
     return net
 
 
-def _trainer(config, net):
+def _trainer(config, net, kv=None):
     params = {"learning_rate": config.lr, "wd": config.wd}
     if config.optimizer in ("sgd", "nag"):
         params["momentum"] = config.momentum
-    return gluon.Trainer(net.collect_params(), config.optimizer, params)
+    if kv is not None:  # the servers only add gradients up; each worker runs the optimizer
+        return gluon.Trainer(net.collect_params(), config.optimizer, params, kvstore=kv,
+                             update_on_kvstore=False)
+    return gluon.Trainer(net.collect_params(), config.optimizer, params, kvstore=config.kvstore)
+
+
+def _join_job(config, resume, overrides):
+    """Settle ``config.kvstore`` for this process; a distributed worker joins its job.
+
+    Returns the distributed ``KVStore``, or None when training in one process.
+    """
+    from .distributed import DIST_KVSTORES, join_job, process_kvstore
+
+    explicit = resume is None or (overrides or {}).get("kvstore") is not None
+    try:
+        config.kvstore = process_kvstore(config.kvstore, explicit)
+        if config.kvstore not in DIST_KVSTORES:
+            return None
+        return join_job(config.kvstore, config.batch_size)
+    except ValueError as exc:
+        raise RunError(str(exc)) from None
+
+
+def _load_data(config, kv):
+    """The loaders; a worker of ``kv`` gets its equal share of every global batch."""
+    from .data import load_data_fashion_mnist
+
+    workers, rank = (kv.num_workers, kv.rank) if kv is not None else (1, 0)
+    return load_data_fashion_mnist(
+        config.batch_size // workers, resize=config.resize, root=config.data_root,
+        limit=config.limit, seed=config.seed, augment=config.augment, num_parts=workers,
+        part_index=rank, equal_parts=workers > 1)
+
+
+def _job_callbacks(kv):
+    """Callbacks of a distributed worker, and the parameter dump of ``GLUON_RESNET_DUMP_PARAMS``."""
+    from .distributed import AverageRunningStats, final_parameters_callback
+
+    callbacks = [AverageRunningStats(kv)] if kv is not None and kv.num_workers > 1 else []
+    dump = final_parameters_callback(kv.rank if kv is not None else 0)
+    return callbacks + ([dump] if dump is not None else [])
 
 
 def _prepare_folder(out, resume, model):
@@ -113,7 +206,7 @@ def _prepare_folder(out, resume, model):
 
 
 #: What may change when a run is resumed: the rest would change the data or the network.
-RESUME_CHANGES = ("epochs", "lr", "ctx", "data_root", "precision")
+RESUME_CHANGES = ("epochs", "lr", "ctx", "data_root", "precision", "kvstore")
 
 
 def _resolve_config(config, resume, overrides):
@@ -153,10 +246,15 @@ def run_training(config=None, out=None, resume=None, overrides=None, progress=No
     quiet : bool
         Do not print the epoch lines.
 
+    In a worker of a distributed job (``DMLC_ROLE=worker``, as started by
+    ``gluon-resnet launch``) the kvstore becomes ``dist_sync``, the batch size
+    stays the global one and each worker trains on its shard; only worker 0
+    evaluates, prints and writes ``out`` (see ``gluon_resnet.distributed``).
+
     Returns
     -------
-    (list of dict, str)
-        The history and the run folder.
+    (list of dict, str or None)
+        The history and the run folder (None on distributed workers but 0).
 
     Raises
     ------
@@ -165,38 +263,54 @@ def run_training(config=None, out=None, resume=None, overrides=None, progress=No
     TrainingDiverged
         When the loss becomes NaN or infinite; the last checkpoint is kept.
     """
-    from .callbacks import Checkpointer, CurvePlotter, HistoryWriter, ProgressBar
+    from .callbacks import (Checkpointer, CurvePlotter, HistoryWriter, OneCycleSchedule,
+                            ProgressBar)
     from .checkpoint import load_checkpoint
-    from .data import load_data_fashion_mnist
     from .devices import parse_ctx
-    from .training import Learner, PrintEpochs
+    from .distributed import finish_job
+    from .training import LabelSmoothingLoss, Learner, PrintEpochs
 
     config, meta = _resolve_config(config, resume, overrides)
     config.validate()
     out = _prepare_folder(out, resume, config.model)
     ctxs = parse_ctx(config.ctx)
+    kv = _join_job(config, resume, overrides)
+    lead = kv is None or kv.rank == 0  # evaluates, prints and writes the run folder
     seed_everything(config.seed)
-    train_iter, test_iter = load_data_fashion_mnist(
-        config.batch_size, resize=config.resize, root=config.data_root, limit=config.limit,
-        seed=config.seed)
+    train_iter, test_iter = _load_data(config, kv)
     precision = resolve_precision(config.precision, ctxs)
     if precision == "bf16":
         enable_bf16()  # before the network is built
     net = build_network(config, ctxs)
-    trainer = _trainer(config, net)
+    trainer = _trainer(config, net, kv)
     if precision == "bf16":
         from mxnet.contrib import amp
 
         amp.init_trainer(trainer)
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "config.json"), "w") as f:
-        json.dump(dict(config.to_dict(), precision_used=precision), f, indent=1)
-    callbacks = [ProgressBar(progress), HistoryWriter(out),
-                 CurvePlotter(os.path.join(out, "learning_curve.png"), title=config.model),
-                 Checkpointer(os.path.join(out, "checkpoint.ckpt"), config.to_dict())]
-    if not quiet:
-        callbacks.append(PrintEpochs())
-    learner = Learner(net, train_iter, test_iter, trainer, ctxs, callbacks=callbacks)
+    if lead:
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, "config.json"), "w") as f:
+            json.dump(dict(config.to_dict(), precision_used=precision,
+                           workers=kv.num_workers if kv is not None else 1), f, indent=1)
+        callbacks = [ProgressBar(progress), HistoryWriter(out),
+                     CurvePlotter(os.path.join(out, "learning_curve.png"), title=config.model),
+                     Checkpointer(os.path.join(out, "checkpoint.ckpt"), config.to_dict())]
+        if not quiet:
+            callbacks.append(PrintEpochs())
+            if kv is not None:
+                print("distributed: %d workers, kvstore %s, global batch %d = %d x %d"
+                      % (kv.num_workers, config.kvstore, config.batch_size, kv.num_workers,
+                         config.batch_size // kv.num_workers), flush=True)
+    else:
+        out, callbacks = None, []
+    callbacks += _job_callbacks(kv)
+    if config.schedule == "onecycle":
+        callbacks.append(OneCycleSchedule(config.lr))
+    loss = (LabelSmoothingLoss(config.label_smoothing, config.num_classes)
+            if config.label_smoothing else None)
+    learner = Learner(net, train_iter, test_iter if lead else None, trainer, ctxs, loss=loss,
+                      callbacks=callbacks, handle_sigint=lead,
+                      num_workers=kv.num_workers if kv is not None else 1)
     if meta is not None:
         # One forward pass finishes deferred shape inference before loading.
         X, _ = next(iter(test_iter))
@@ -204,4 +318,6 @@ def run_training(config=None, out=None, resume=None, overrides=None, progress=No
         learner.restore(load_checkpoint(resume, net, trainer, ctx=ctxs))
         trainer.set_learning_rate(config.lr)  # the saved optimizer brings its own
     history = learner.fit(config.epochs)
+    if kv is not None:
+        finish_job(kv)
     return history, out

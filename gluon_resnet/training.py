@@ -162,6 +162,11 @@ class Learner:
     callbacks : list of Callback
     handle_sigint : bool, default True
         Turn the first Ctrl-C into a clean stop (main thread only).
+    num_workers : int, default 1
+        Processes training together through a distributed kvstore.  Each
+        batch is this worker's equal share of a global batch ``num_workers``
+        times larger; the kvstore sums the gradients of all workers, and the
+        step divides by the global batch size.
 
     Attributes
     ----------
@@ -175,12 +180,13 @@ class Learner:
     """
 
     def __init__(self, net, train_iter, test_iter, trainer, ctx=None, loss=None,
-                 callbacks=(), handle_sigint=True):
+                 callbacks=(), handle_sigint=True, num_workers=1):
         self.net, self.train_iter, self.test_iter, self.trainer = net, train_iter, test_iter, trainer
         self.ctxs = as_ctx_list(ctx)
         self.loss = loss or gluon.loss.SoftmaxCrossEntropyLoss()
         self.callbacks = sorted(callbacks, key=lambda cb: cb.order)
         self.handle_sigint = handle_sigint
+        self.num_workers = num_workers
         self.epoch, self.batch, self.history = 0, 0, []
         self.partial = None  # metric sums of an interrupted epoch: [loss, correct, n, seconds]
         self.interrupt_requested = False
@@ -209,11 +215,16 @@ class Learner:
         if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or num_epochs < 0:
             raise ValueError("num_epochs must be a non-negative integer, got %r" % (num_epochs,))
         self.num_epochs = num_epochs
+        self.interrupt_requested = False
         previous = self._install_sigint()
         try:
             self._event("before_fit")
             while self.epoch < num_epochs:
                 self._run_epoch()
+                if self.interrupt_requested and self.epoch < num_epochs:
+                    # Ctrl-C during the evaluation: the epoch is complete and saved.
+                    raise TrainingInterrupted("training interrupted after epoch %d" % self.epoch,
+                                              checkpoint=getattr(self, "last_checkpoint", None))
             self._event("after_fit")
         finally:
             if previous is not None:
@@ -264,9 +275,12 @@ class Learner:
                                 seconds + time.time() - start]
                 self._event("after_interrupt")
                 saved = getattr(self, "last_checkpoint", None)
-                raise TrainingInterrupted(
-                    "training interrupted in epoch %d after batch %d" % (self.epoch + 1, self.batch),
-                    checkpoint=saved)
+                where = "training interrupted in epoch %d after batch %d" % (self.epoch + 1,
+                                                                             self.batch)
+                if saved is None:
+                    where += ("; the network keeps the parameters trained so far (a Checkpointer "
+                              "callback, as gluon-resnet train uses, would also save them)")
+                raise TrainingInterrupted(where, checkpoint=saved)
         if pending is not None:
             self._check_finite(*pending)
         if n == 0:
@@ -288,7 +302,7 @@ class Learner:
             outs = [self.net(x) for x in xs]
             losses = [self.loss(o, t).sum() for o, t in zip(outs, ys)]
         autograd.backward(losses)  # bf16 AMP needs no loss scaling
-        self.trainer.step(X.shape[0])
+        self.trainer.step(X.shape[0] * self.num_workers)
         home = self.ctxs[0]
         batch_loss = mx.nd.add_n(*[l.as_in_context(home) for l in losses])
         batch_correct = mx.nd.add_n(*[

@@ -171,3 +171,45 @@ def test_eval_command_prints_accuracy_and_saves_figures(tmp_path, capsys):
     assert 0.4 < acc <= 1.0 and abs(acc - history[-1]["test_acc"]) < 0.1, (acc, history[-1])
     assert "ankle boot" in text and "t-shirt" in text
     assert os.path.getsize(confusion) > 10000 and os.path.getsize(samples) > 10000
+
+
+def test_ctrl_c_inside_train_ch5_keeps_the_trained_network():
+    import signal as sig
+
+    from gluon_resnet.data import load_data_fashion_mnist
+    from gluon_resnet.training import Callback, Learner, TrainingInterrupted
+
+    class PressCtrlC(Callback):
+        def after_batch(self, learner):
+            if learner.batch == 2:
+                os.kill(os.getpid(), sig.SIGINT)
+
+    train_iter, test_iter = load_data_fashion_mnist(50, limit=500)
+    net = chapter_resnet18()
+    net.initialize(init.Xavier())
+    net(next(iter(test_iter))[0])
+    before = net[0].weight.data().asnumpy().copy()
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1})
+    learner = Learner(net, train_iter, test_iter, trainer, callbacks=[PressCtrlC()])
+    with pytest.raises(TrainingInterrupted, match="epoch 1 after batch 2.*keeps the parameters"):
+        learner.fit(3)
+    assert learner.epoch == 0 and learner.batch == 2 and learner.partial[2] == 100
+    assert not np.allclose(net[0].weight.data().asnumpy(), before)
+    # The handler is gone again: SIGINT means KeyboardInterrupt as usual.
+    assert sig.getsignal(sig.SIGINT) is sig.default_int_handler
+
+
+def test_progress_bar_shows_images_per_second(capsys):
+    from gluon_resnet.callbacks import ProgressBar
+    from gluon_resnet.data import load_data_fashion_mnist
+    from gluon_resnet.training import Learner
+
+    train_iter, _ = load_data_fashion_mnist(50, limit=200)
+    net = chapter_resnet18()
+    net.initialize(init.Xavier())
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1})
+    Learner(net, train_iter, None, trainer, callbacks=[ProgressBar(enabled=True)]).fit(1)
+    err = capsys.readouterr().err
+    assert "epoch 1/1" in err and "img/s" in err and "200/200" in err
+    Learner(net, train_iter, None, trainer, callbacks=[ProgressBar(enabled=False)]).fit(1)
+    assert capsys.readouterr().err == ""

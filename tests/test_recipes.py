@@ -1,0 +1,78 @@
+"""Recipes and their parts: one-cycle schedule, label smoothing, augmentation."""
+
+import os
+
+import numpy as np
+import pytest
+
+import mxnet as mx
+
+from gluon_resnet.callbacks import OneCycleSchedule
+from gluon_resnet.cli import RECIPE_NAMES
+from gluon_resnet.data import FashionMNISTLoader
+from gluon_resnet.experiment import RECIPES, RunError, recipe_config, run_training
+from gluon_resnet.training import LabelSmoothingLoss
+
+from helpers import DATA_DIR
+
+
+def test_cli_knows_every_recipe():
+    assert set(RECIPE_NAMES) == set(RECIPES)
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_recipe_is_valid_and_trains_a_few_batches(name, tmp_path):
+    if not os.path.isdir(DATA_DIR):
+        pytest.skip("Fashion-MNIST is not installed")
+    config = recipe_config(name, limit=200, epochs=1, batch_size=50).validate()
+    assert config.recipe == name
+    history, out = run_training(config, out=str(tmp_path / name), quiet=True)
+    assert len(history) == 1 and np.isfinite(history[0]["loss"])
+    assert os.path.exists(os.path.join(out, "checkpoint.ckpt"))
+
+
+def test_unknown_recipe():
+    with pytest.raises(RunError, match="fast"):
+        recipe_config("fastest")
+
+
+def test_one_cycle_rises_then_falls():
+    sched = OneCycleSchedule(1.0, warmup=0.25, div=10, final_div=1000)
+    rates = [sched.rate(s, 100) for s in range(100)]
+    peak = int(np.argmax(rates))
+    assert rates[0] == pytest.approx(0.1) and rates[peak] == pytest.approx(1.0)
+    assert peak == 25 and rates[-1] == pytest.approx(1e-3)
+    assert all(a <= b for a, b in zip(rates[:peak], rates[1:peak + 1]))
+    assert all(a >= b for a, b in zip(rates[peak:], rates[peak + 1:]))
+
+
+def test_label_smoothing_loss():
+    pred = mx.nd.random.normal(shape=(6, 10))
+    label = mx.nd.array([0, 1, 2, 3, 4, 9])
+    plain = mx.gluon.loss.SoftmaxCrossEntropyLoss()(pred, label).asnumpy()
+    np.testing.assert_allclose(LabelSmoothingLoss(0.0)(pred, label).asnumpy(), plain, rtol=1e-5)
+    smooth = LabelSmoothingLoss(0.1)(pred, label).asnumpy()
+    logp = mx.nd.log_softmax(pred).asnumpy()
+    expected = -(0.9 * logp[np.arange(6), label.asnumpy().astype(int)] + 0.1 * logp.mean(axis=1))
+    np.testing.assert_allclose(smooth, expected, rtol=1e-5)
+    with pytest.raises(ValueError, match="smoothing"):
+        LabelSmoothingLoss(1.0)
+
+
+def test_augmentation_flips_and_shifts_exactly_and_reproducibly():
+    images = np.zeros((64, 8, 8), np.uint8)
+    images[:, 2, 1] = 255
+    loader = FashionMNISTLoader(images, np.zeros(64, int), 64, augment=True, max_shift=1, seed=5)
+    first = next(iter(loader))[0].asnumpy()
+    loader.epoch = 0
+    again = next(iter(loader))[0].asnumpy()
+    np.testing.assert_array_equal(first, again)
+    positions = set()
+    for x in first:
+        hot = np.argwhere(x[0] > 0.99)
+        assert len(hot) == 1 and np.isclose(x.sum(), 1.0, atol=1e-4)  # moved, not blurred
+        positions.add(tuple(hot[0]))
+    rows = {r for r, _ in positions}
+    cols = {c for _, c in positions}
+    assert rows == {1, 2, 3} and cols == {0, 1, 2, 5, 6, 7}  # shifted by -1..1, some flipped
+    assert not np.array_equal(first, next(iter(loader))[0].asnumpy())  # a new epoch, new draws
