@@ -27,7 +27,9 @@ Worker side, used by ``run_training``.
     ``AverageRunningStats`` averages the BN running statistics over the
     workers at the end of each epoch, before worker 0 evaluates.  Only worker
     0 evaluates, prints and writes files; the others ignore Ctrl-C (worker 0
-    decides when the job stops).
+    decides when the job stops).  ``DistributedTrainer`` closes a race in the
+    first step of Gluon's ``Trainer``, and ``finish_job`` / a failing
+    worker's exit make sure the job ends promptly either way.
 
 Launcher, ``gluon-resnet launch``.
     ``launch`` starts the scheduler, the servers and the workers as
@@ -35,7 +37,8 @@ Launcher, ``gluon-resnet launch``.
     output with their role, and stops all of them (SIGTERM, then SIGKILL
     after a grace period) as soon as one fails, when ``timeout`` is exceeded,
     or after Ctrl-C (forwarded to the workers first, so that worker 0 saves a
-    checkpoint).  MXNet's own ``tools/launch.py`` (dmlc_tracker) does not run
+    checkpoint).  On Linux the processes also die with the launcher if it is
+    killed outright.  MXNet's own ``tools/launch.py`` (dmlc_tracker) does not run
     on Python 3.9 and later (it calls ``Thread.isAlive``).
 """
 
@@ -49,11 +52,13 @@ import sys
 import threading
 import time
 
+from ._mxnet import mx
 from .training import Callback
+from mxnet import gluon
 
-__all__ = ["DIST_KVSTORES", "process_kvstore", "join_job", "finish_job", "AverageRunningStats",
-           "SaveFinalParameters", "final_parameters_callback", "worker_command", "launch",
-           "LaunchError"]
+__all__ = ["DIST_KVSTORES", "process_kvstore", "join_job", "DistributedTrainer",
+           "finish_job", "AverageRunningStats", "SaveFinalParameters",
+           "final_parameters_callback", "worker_command", "launch", "LaunchError"]
 
 #: Distributed kvstores a worker can train with (synchronous: every step waits for all).
 DIST_KVSTORES = ("dist_sync", "dist_device_sync")
@@ -98,8 +103,6 @@ def join_job(kvstore, global_batch):
     leaves with an error does not wait for the others at exit (see
     ``finish_job``).
     """
-    from ._mxnet import mx
-
     workers = int(os.environ.get("DMLC_NUM_WORKER", "1"))
     if global_batch % workers:
         raise ValueError("the batch size %d is the global batch of all workers, so it must be "
@@ -117,6 +120,26 @@ def join_job(kvstore, global_batch):
     return kv
 
 
+class DistributedTrainer(gluon.Trainer):
+    """``gluon.Trainer`` whose first step gives every worker worker 0's parameters safely.
+
+    In its first ``step`` the Trainer initialises the kvstore with worker 0's
+    parameters and pulls them, then pushes the first gradients; pull and
+    push are independent engine operations.  When another worker's gradient
+    push reaches the server before a worker's pull, that pull returns a sum
+    of gradients instead of the initial parameters and the workers drift
+    apart (3 of 11 test runs here, before this class).  Waiting for the
+    pulls before any gradient leaves removes the race.  (Initialising
+    earlier, after an inference-mode forward pass, is no remedy: oneDNN then
+    keeps convolution weights in its own layout, and worker 0's first push
+    of such a weight never initialises its key on the server.)
+    """
+
+    def _init_params(self):
+        super()._init_params()
+        mx.nd.waitall()
+
+
 def finish_job(kv):
     """Leave the job after training: wait for all workers, then worker 0 stops the servers.
 
@@ -130,8 +153,6 @@ def finish_job(kv):
     switched off, the process ends at once, and the launcher then stops the
     rest of the job.
     """
-    from ._mxnet import mx
-
     mx.nd.waitall()
     mx.base.check_call(mx.base._LIB.MXKVStoreFree(kv.handle))
     kv.handle = mx.base.KVStoreHandle()  # a null handle: nothing left for __del__ to free
@@ -142,8 +163,6 @@ def finish_job(kv):
 def _leave_without_barrier():
     kv = _JOB["kv"]
     if kv is not None and not _JOB["done"]:
-        from ._mxnet import mx
-
         mx.base.check_call(mx.base._LIB.MXKVStoreSetBarrierBeforeExit(kv.handle, ctypes.c_int(0)))
 
 
@@ -219,7 +238,7 @@ GRACE_SECONDS = 5.0
 INTERRUPT_SECONDS = 60.0
 #: After all workers finished, seconds the scheduler and servers get to exit by themselves.
 WIND_DOWN_SECONDS = 10.0
-#: Exit statuses of ``launch`` besides a worker's own.
+#: Exit statuses of ``launch`` other than 0 (success).
 EXIT_FAILED, EXIT_TIMEOUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 124, 130, 143
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from ._mxnet import mx
 from .checkpoint import read_checkpoint_meta
 from .precision import PRECISIONS, enable_bf16, resolve_precision
-from mxnet import gluon, init
+from mxnet import autograd, gluon, init
 
 __all__ = ["TrainConfig", "run_training", "build_network", "RunError", "RECIPES", "recipe_config"]
 
@@ -153,8 +153,10 @@ def _trainer(config, net, kv=None):
     if config.optimizer in ("sgd", "nag"):
         params["momentum"] = config.momentum
     if kv is not None:  # the servers only add gradients up; each worker runs the optimizer
-        return gluon.Trainer(net.collect_params(), config.optimizer, params, kvstore=kv,
-                             update_on_kvstore=False)
+        from .distributed import DistributedTrainer
+
+        return DistributedTrainer(net.collect_params(), config.optimizer, params, kvstore=kv,
+                                  update_on_kvstore=False)
     return gluon.Trainer(net.collect_params(), config.optimizer, params, kvstore=config.kvstore)
 
 
@@ -312,9 +314,12 @@ def run_training(config=None, out=None, resume=None, overrides=None, progress=No
                       callbacks=callbacks, handle_sigint=lead,
                       num_workers=kv.num_workers if kv is not None else 1)
     if meta is not None:
-        # One forward pass finishes deferred shape inference before loading.
+        # One forward pass finishes deferred shape inference before loading.  In training
+        # mode, so that oneDNN leaves the weights in the default layout, the only one a
+        # distributed kvstore can push; the checkpoint overwrites whatever the pass changed.
         X, _ = next(iter(test_iter))
-        net(X[:1].as_in_context(ctxs[0]))
+        with autograd.train_mode():
+            net(X[:1].as_in_context(ctxs[0]))
         learner.restore(load_checkpoint(resume, net, trainer, ctx=ctxs))
         trainer.set_learning_rate(config.lr)  # the saved optimizer brings its own
     history = learner.fit(config.epochs)
