@@ -12,7 +12,7 @@ Sides compared (same network, same random batches of shape (N, 1, size, size)):
   (imperative, the host reads the loss and the accuracy of every batch) and
   evaluated by ``d2lzh.evaluate_accuracy``.
 - ``ours``: ``chapter_resnet18`` as ``gluon-resnet train`` runs it
-  (``build_network``: Xavier, ``hybridize(static_alloc=True, static_shape=True)``;
+  (``build_network``: Xavier, ``hybridize(static_alloc=True, static_shape=False)``;
   ``Learner``: metrics summed on the device), in fp32 and in bf16 (AMP);
   inference also with oneDNN operator fusion.
 
@@ -65,13 +65,13 @@ VARIANTS = [
             "d2lzh.Residual in nn.Sequential, not hybridized; d2lzh.train_ch5 "
             "(imperative, loss and accuracy read on the host every batch)"),
     Variant("train_fp32", "train", "ours", "fp32", "ours fp32",
-            "gluon-resnet train: build_network (hybridize static_alloc/static_shape) + Learner"),
+            "gluon-resnet train: build_network (hybridize static_alloc) + Learner"),
     Variant("train_bf16", "train", "ours", "bf16", "ours bf16",
             "gluon-resnet train --precision bf16: amp.init(bfloat16) + amp.init_trainer"),
     Variant("infer_ref", "infer", "ref", "fp32", "ref (book)",
             "the book's network, not hybridized; d2lzh.evaluate_accuracy (host sync per batch)"),
     Variant("infer_fp32", "infer", "ours", "fp32", "ours fp32",
-            "build_network (hybridized, static_alloc/static_shape); "
+            "build_network (hybridized, static_alloc); "
             "gluon_resnet.evaluate_accuracy (one host sync)"),
     Variant("infer_fused", "infer", "ours", "fp32", "ours fp32 fused",
             "as ours fp32, hybridized with backend='MKLDNN' (oneDNN conv+BN+ReLU+add fusion)"),

@@ -327,6 +327,45 @@ class _ResidualUnit(nn.HybridBlock):
         self.projects = self.shortcut is not None and not isinstance(self.shortcut,
                                                                      ZeroPadShortcut)
 
+    def layer_sequence(self):
+        """The block's operations in forward order, as short labels.
+
+        For diagrams and teaching (``plotting.plot_blocks`` draws them).
+
+        Returns
+        -------
+        main : list of str
+            The residual branch, then ``"add"`` where the shortcut joins and,
+            for post-activation blocks, the final ``"ReLU"``.
+        shortcut : list of str or None
+            The shortcut branch: ``[]`` for the identity, ``None`` for a plain
+            block without shortcut.
+        """
+        def conv_label(conv):
+            k, stride = conv._kwargs["kernel"][0], conv._kwargs["stride"][0]
+            return "conv %dx%d, %d%s" % (k, k, conv._channels, ", /%d" % stride if stride > 1 else "")
+
+        main = []
+        for i, conv in enumerate(self.convs):
+            if self.version == 2:
+                main += ["BN", "ReLU", conv_label(conv)]
+            else:
+                main += (["ReLU"] if i else []) + [conv_label(conv), "BN"]
+        if self.shortcut_kind is None:
+            return main + (["ReLU"] if self.version == 1 else []), None
+        main.append("add")
+        if self.version == 1:
+            main.append("ReLU")
+        if self.shortcut is None:
+            shortcut = []
+        elif isinstance(self.shortcut, ZeroPadShortcut):
+            shortcut = ["zero-pad +%d%s" % (self.shortcut.extra_channels,
+                                             ", /%d" % self.stride if self.stride > 1 else "")]
+        else:
+            shortcut = [conv_label(layer) if isinstance(layer, nn.Conv2D) else "BN"
+                        for layer in self.shortcut]
+        return main, shortcut
+
     @property
     def last_bn(self):
         """The BN whose gamma ``zero_init_last_bn`` sets to zero."""

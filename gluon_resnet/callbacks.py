@@ -9,7 +9,8 @@ import sys
 from .checkpoint import atomic_write, save_checkpoint
 from .training import Callback
 
-__all__ = ["ProgressBar", "HistoryWriter", "CurvePlotter", "Checkpointer", "OneCycleSchedule"]
+__all__ = ["ProgressBar", "HistoryWriter", "CurvePlotter", "LiveCurves", "Checkpointer",
+           "OneCycleSchedule"]
 
 
 class ProgressBar(Callback):
@@ -89,6 +90,92 @@ class CurvePlotter(Callback):
         from .plotting import plot_history
 
         plot_history(learner.history, path=self.path, title=self.title)
+
+
+class LiveCurves(Callback):
+    """Learning curves that grow while the network trains, like the book's animator.
+
+    Every ``every`` batches the running train loss and accuracy of the epoch
+    are added (read from the device: one short wait), and after each epoch
+    the test accuracy.  In a Jupyter notebook the figure below the cell is
+    redrawn in place; elsewhere it is saved to ``path`` (if given).
+
+    Parameters
+    ----------
+    every : int, optional
+        Batches between two points; by default about five points per epoch.
+    path : str, optional
+        Also save the figure there as PNG after each epoch and at the end.
+    title : str, optional
+    """
+
+    order = 5
+
+    def __init__(self, every=None, path=None, title=None):
+        if every is not None and (isinstance(every, bool) or not isinstance(every, int)
+                                  or every < 1):
+            raise ValueError("LiveCurves: every must be a positive integer, got %r" % (every,))
+        self.every, self.path, self.title = every, path, title
+        self.series, self.fig, self.handle = None, None, None
+
+    def _batches_per_epoch(self, learner):
+        try:
+            return len(learner.train_iter)
+        except TypeError:  # an iterator without a length
+            return None
+
+    def before_fit(self, learner):
+        from matplotlib.figure import Figure
+
+        self.series = {"train loss": ([], []), "train acc": ([], []), "test acc": ([], [])}
+        for h in learner.history:  # resuming: the epochs already done
+            self._add_epoch(h)
+        # A bare Figure (not pyplot's) is shown only where we display it.
+        self.fig = Figure(figsize=(6, 4))
+        self.num_batches = self._batches_per_epoch(learner)
+
+    def _add(self, label, x, y):
+        xs, ys = self.series[label]
+        xs.append(x)
+        ys.append(y)
+
+    def _add_epoch(self, h):
+        self._add("train loss", h["epoch"], h["loss"])
+        self._add("train acc", h["epoch"], h["train_acc"])
+        if h["test_acc"] == h["test_acc"]:  # not NaN
+            self._add("test acc", h["epoch"], h["test_acc"])
+
+    def after_batch(self, learner):
+        every = self.every or max(1, (self.num_batches or 250) // 5)
+        if learner.batch % every or (self.num_batches and learner.batch >= self.num_batches):
+            return  # the epoch's last point comes from after_epoch
+        loss_sum, correct, n = learner.running
+        x = learner.epoch + (learner.batch / self.num_batches if self.num_batches else 0.5)
+        self._add("train loss", x, float(loss_sum.asscalar()) / n)
+        self._add("train acc", x, float(correct.asscalar()) / n)
+        self._draw(learner)
+
+    def after_epoch(self, learner):
+        self._add_epoch(learner.history[-1])
+        self._draw(learner, save=True)
+
+    def _draw(self, learner, save=False):
+        from .plotting import _in_notebook, plot_curves
+
+        plot_curves(self.series, fig=self.fig, title=self.title,
+                    xlim=(0, max(learner.num_epochs, 1)),
+                    path=self.path if save else None)
+        if _in_notebook():
+            from IPython import display
+
+            # A PNG made here shows under any matplotlib backend the kernel has.
+            buffer = io.BytesIO()
+            self.fig.savefig(buffer, format="png", dpi=100)
+            image = display.Image(data=buffer.getvalue(), format="png")
+            if self.handle is None:
+                self.handle = display.display(image, display_id=True)
+            else:
+                self.handle.update(image)
 
 
 class Checkpointer(Callback):

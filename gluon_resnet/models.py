@@ -31,7 +31,7 @@ from .summary import count_parameters
 __all__ = ["chapter_resnet18", "resnet18", "register_model", "list_models",
            "get_model", "model_description", "model_input_channels", "count_model_parameters",
            "ResNet", "RESNET_SPEC", "CIFAR_DEPTHS", "BLOCKS", "cifar_spec", "get_resnet",
-           "cifar_resnet", "plain_resnet"]
+           "cifar_resnet", "cifar_plain", "CIFAR_PLAIN_DEPTHS", "plain_resnet"]
 
 _Entry = collections.namedtuple("_Entry", "factory description input_channels")
 _REGISTRY = {}
@@ -222,6 +222,8 @@ bottleneck stage outputs 4 times its width.
 """
 
 CIFAR_DEPTHS = (20, 32, 44, 56, 110)
+#: Depths of the plain CIFAR networks registered as ``cifar_plain<depth>``.
+CIFAR_PLAIN_DEPTHS = (20, 32, 44, 56)
 """The CIFAR-10 networks of He et al. 2016, section 4.2, that are registered."""
 
 
@@ -430,6 +432,20 @@ def cifar_resnet(depth, version=1, num_classes=10, shortcut="A", stem="small", *
                        num_classes=num_classes, shortcut=shortcut, stem=stem, **kwargs)
 
 
+def cifar_plain(depth, num_classes=10, shortcut=None, **kwargs):
+    """The plain CIFAR network of ``depth = 6n + 2`` layers (He et al. 2016, figure 6 left).
+
+    ``cifar_resnet(depth)`` without shortcuts; ``shortcut`` exists only to
+    reject one with a clear message.
+    """
+    if shortcut is not None:
+        raise ValueError("plain networks have no shortcut, got shortcut=%r; use "
+                         "cifar_resnet(%r, shortcut=%r) for the residual network."
+                         % (shortcut, depth, shortcut))
+    return _family_net(cifar_spec(depth), 1, "cifar_plain%s_" % (depth,),
+                       num_classes=num_classes, shortcut=None, stem="small", **kwargs)
+
+
 def _describe(title, spec, stem, shortcut, version=None):
     kind, layers, _ = spec
     text = "%s: %s blocks %s, %s, " % (title, kind, "-".join(map(str, layers)), STEMS[stem])
@@ -447,6 +463,10 @@ def _register_family():
         register_model("plain%d" % depth,
                        _describe("plain-%d" % depth, RESNET_SPEC[depth], "imagenet", None, 1),
                        input_channels=3)(functools.partial(plain_resnet, depth))
+    for depth in CIFAR_PLAIN_DEPTHS:  # the plain nets of the CIFAR paper's figure 6
+        register_model("cifar_plain%d" % depth,
+                       _describe("CIFAR plain-%d" % depth, cifar_spec(depth), "small", None, 1),
+                       input_channels=3)(functools.partial(cifar_plain, depth))
     for depth in CIFAR_DEPTHS:
         for version in VERSIONS:
             register_model("cifar_resnet%d_v%d" % (depth, version),

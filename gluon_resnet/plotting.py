@@ -7,7 +7,8 @@ saving from the command line.
 
 import numpy as np
 
-__all__ = ["plot_history", "plot_confusion_matrix", "plot_predictions", "confusion_matrix"]
+__all__ = ["plot_history", "plot_curves", "plot_error_comparison", "plot_blocks",
+           "plot_confusion_matrix", "plot_predictions", "confusion_matrix"]
 
 
 def _plt():
@@ -70,6 +71,141 @@ def plot_history(history, path=None, title=None, fig=None):
     ax.grid(alpha=0.3)
     if title:
         ax.set_title(title)
+    return _finish(fig, path)
+
+
+def plot_curves(series, fig=None, path=None, title=None, xlim=None):
+    """Curves against (fractional) epochs: losses on the left axis, the rest on the right.
+
+    Parameters
+    ----------
+    series : dict
+        ``label -> (xs, ys)``.  A label containing ``loss`` is drawn on the
+        left axis; every other one (accuracies) on the right axis, 0 to 1.
+    fig : matplotlib.figure.Figure, optional
+        Draw into this figure (cleared first), for live updates.
+    path : str, optional
+        Save the figure there as PNG.
+    title : str, optional
+    xlim : (float, float), optional
+        Range of the epoch axis; fixed ranges keep a live figure steady.
+    """
+    if fig is None:
+        fig = _plt().figure(figsize=(6, 4))
+    fig.clf()
+    ax = fig.add_subplot(1, 1, 1)
+    ax2 = ax.twinx()
+    styles = {"train loss": ("tab:blue", "-"), "train acc": ("tab:purple", "--"),
+              "test acc": ("tab:green", "-")}
+    for k, (label, (xs, ys)) in enumerate(series.items()):
+        color, style = styles.get(label, ("C%d" % k, "-"))
+        target = ax if "loss" in label else ax2
+        marker = "o" if len(xs) <= 20 else None
+        target.plot(xs, ys, linestyle=style, marker=marker, markersize=4, color=color,
+                    label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax2.set_ylabel("accuracy")
+    ax2.set_ylim(0, 1)
+    if xlim:
+        ax.set_xlim(*xlim)
+    lines = ax.get_lines() + ax2.get_lines()
+    if lines:
+        ax.legend(lines, [l.get_label() for l in lines], loc="center right")
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title)
+    return _finish(fig, path)
+
+
+def plot_error_comparison(histories, path=None, title=None):
+    """Training error and test error per epoch of several runs, side by side.
+
+    The figure of the degradation experiment: one colour per network, the
+    same colour in both panels; deeper networks drawn with thicker lines.
+
+    Parameters
+    ----------
+    histories : dict
+        ``name -> history`` (a list of per-epoch dicts with ``epoch``,
+        ``train_acc`` and ``test_acc``, as ``Learner.fit`` returns).
+    path : str, optional
+        Save the figure there as PNG.
+    title : str, optional
+        Title above both panels.
+    """
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for k, (name, history) in enumerate(histories.items()):
+        epochs = [h["epoch"] for h in history]
+        for ax, key in zip(axes, ("train_acc", "test_acc")):
+            ax.plot(epochs, [100 * (1 - h[key]) for h in history], "o-", color="C%d" % k,
+                    label=name, linewidth=1.2 + 0.4 * k, markersize=4)
+    for ax, what in zip(axes, ("training error", "test error")):
+        ax.set_xlabel("epoch")
+        ax.set_title(what)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    axes[0].set_ylabel("error (%)")
+    if title:
+        fig.suptitle(title)
+    return _finish(fig, path)
+
+
+def plot_blocks(blocks, titles=None, path=None):
+    """Residual blocks side by side as flow diagrams, input at the top.
+
+    Each operation of the residual branch is a box (convolutions blue, BN
+    grey, ReLU orange, the addition green); the shortcut runs on the right
+    from the input to the addition, labelled with its layers or "identity".
+
+    Parameters
+    ----------
+    blocks : list of blocks with ``layer_sequence()``
+        For example ``BasicBlockV1(64, 64)`` and ``BottleneckV1(256, 64)``.
+    titles : list of str, optional
+        One per block; the class names by default.
+    path : str, optional
+        Save the figure there as PNG.
+    """
+    plt = _plt()
+    from matplotlib.patches import FancyBboxPatch
+
+    titles = titles or [type(b).__name__ for b in blocks]
+    sequences = [b.layer_sequence() for b in blocks]
+    rows = max(len(main) for main, _ in sequences) + 2
+    fig, axes = plt.subplots(1, len(blocks), figsize=(3.8 * len(blocks), 0.55 * rows + 1.2),
+                             squeeze=False)
+    colors = {"conv": "#cfe2f3", "BN": "#e6e6e6", "ReLU": "#fde3c8", "add": "#d4edda"}
+    for ax, block, title, (main, shortcut) in zip(axes[0], blocks, titles, sequences):
+        ax.set_xlim(0, 11.5)
+        ax.set_ylim(-rows, 1)
+        ax.axis("off")
+        ax.set_title(title, fontsize=10)
+        labels = ["input, %d channels" % block.in_channels] + main + [
+            "output, %d channels" % block.out_channels]
+        for i, label in enumerate(labels):
+            y = -i
+            kind = label.split()[0]
+            face = colors.get(kind, "white")
+            ax.add_patch(FancyBboxPatch((1.0, y - 0.3), 5.0, 0.6, boxstyle="round,pad=0.05",
+                                        facecolor=face, edgecolor="black", linewidth=0.8))
+            ax.text(3.5, y, "+" if label == "add" else label, ha="center", va="center",
+                    fontsize=9 if label != "add" else 12)
+            if i:
+                ax.annotate("", xy=(3.5, y + 0.35), xytext=(3.5, y + 0.65),
+                            arrowprops=dict(arrowstyle="->", linewidth=0.8))
+        if shortcut is not None:
+            add_y = -(1 + main.index("add"))
+            ax.annotate("", xy=(6.1, add_y), xytext=(6.1, 0),
+                        arrowprops=dict(arrowstyle="->", linewidth=1.2, color="tab:green",
+                                        connectionstyle="bar,fraction=-0.12"))
+            text = "\n".join(shortcut) if shortcut else "identity"
+            ax.text(7.6, add_y / 2, "shortcut:\n" + text, ha="left", va="center", fontsize=8,
+                    color="tab:green")
+        else:
+            ax.text(7.6, -rows / 2, "no shortcut\n(plain)", ha="left", va="center",
+                    fontsize=8, color="gray")
     return _finish(fig, path)
 
 

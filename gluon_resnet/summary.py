@@ -9,7 +9,7 @@ from ._mxnet import mx
 from mxnet.gluon import nn
 
 __all__ = ["top_level_layers", "summarize", "format_summary", "count_parameters",
-           "InputTooSmallError"]
+           "count_flops", "InputTooSmallError"]
 
 
 class InputTooSmallError(ValueError):
@@ -161,3 +161,64 @@ def format_summary(rows):
         lines.append("%-*s  %-20s  %12s" % (width, label, r["shape"], format(r["params"], ",")))
     lines.append("%-*s  %-20s  %12s" % (width, "total", "", format(sum(r["params"] for r in rows), ",")))
     return "\n".join(lines)
+
+
+def count_flops(net, input_shape=(1, 1, 224, 224), ctx=None):
+    """Multiply-accumulates of one forward pass through the convolutions and dense layers.
+
+    Batch norm, activations, pooling and additions are left out (under 1% of
+    a ResNet's work), as in the papers and torchvision's tables.
+
+    Parameters
+    ----------
+    net : mxnet.gluon.Block
+        Not hybridized (the count hooks every layer's imperative call);
+        initialised here with MXNet's default initialiser if needed.
+    input_shape : tuple of int, default (1, 1, 224, 224)
+        ``(1, C, H, W)``; counts are per image.
+    ctx : mxnet.Context, optional
+
+    Returns
+    -------
+    dict
+        ``macs`` (multiply-accumulates per image) and ``flops`` (``2 * macs``:
+        one multiplication and one addition each).
+    """
+    if getattr(net, "_active", False):
+        raise ValueError("count_flops needs a network that is not hybridized: it hooks each "
+                         "layer's call; count on a fresh copy or call net.hybridize(False)")
+    if len(input_shape) != 4 or input_shape[0] != 1:
+        raise ValueError("count_flops: input_shape must be (1, C, H, W), got %r"
+                         % (tuple(input_shape),))
+    ctx = ctx or mx.cpu()
+    if not _is_initialised(net):
+        net.initialize(ctx=ctx)
+    total = [0]
+
+    def conv_hook(block, inputs, output):
+        weight = block.weight.shape  # (out, in / groups, kh, kw)
+        per_output = 1
+        for d in weight[1:]:
+            per_output *= d
+        total[0] += per_output * output.size
+
+    def dense_hook(block, inputs, output):
+        total[0] += block.weight.shape[1] * output.size
+
+    handles = []
+
+    def attach(block):
+        if isinstance(block, nn.Conv2D):
+            handles.append(block.register_forward_hook(conv_hook))
+        elif isinstance(block, nn.Dense):
+            handles.append(block.register_forward_hook(dense_hook))
+        for child in block._children.values():
+            attach(child)
+
+    attach(net)
+    try:
+        net(mx.nd.zeros(tuple(input_shape), ctx=ctx)).wait_to_read()
+    finally:
+        for h in handles:
+            h.detach()
+    return {"macs": total[0], "flops": 2 * total[0]}

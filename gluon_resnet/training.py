@@ -268,6 +268,9 @@ class Learner:
             pending = (i, batch_loss)
             self.batch = i + 1
             self.batch_size = y.shape[0]
+            # Running sums of the epoch on the device, for callbacks that plot
+            # them (reading them waits for the engine, so do it rarely).
+            self.running = (loss_sum, correct, n)
             self._event("after_batch")
             if self.interrupt_requested:
                 self._check_finite(*pending)
@@ -334,7 +337,8 @@ class PrintEpochs(Callback):
               % (h["epoch"], h["loss"], h["train_acc"], h["test_acc"], h["time"]), flush=True)
 
 
-def train_ch5(net, train_iter, test_iter, batch_size, trainer, ctx, num_epochs):
+def train_ch5(net, train_iter, test_iter, batch_size, trainer, ctx, num_epochs, *,
+              callbacks=()):
     """Train and evaluate as d2lzh's ``train_ch5`` does, and return the history.
 
     Prints ``training on cpu(0)`` and, per epoch, ``epoch 1, loss 0.4856, train
@@ -342,6 +346,10 @@ def train_ch5(net, train_iter, test_iter, batch_size, trainer, ctx, num_epochs):
     d2lzh compatibility; the optimizer step uses each batch's actual size.
     Ctrl-C stops after the current batch, keeps the trained parameters in
     ``net`` and raises ``TrainingInterrupted``.
+
+    ``callbacks`` (keyword only, not in d2lzh) adds ``Learner`` callbacks, for
+    example ``callbacks.LiveCurves()``: learning curves that update while the
+    network trains in a notebook.
 
     Returns
     -------
@@ -351,5 +359,5 @@ def train_ch5(net, train_iter, test_iter, batch_size, trainer, ctx, num_epochs):
     from .callbacks import ProgressBar
 
     learner = Learner(net, train_iter, test_iter, trainer, ctx,
-                      callbacks=[PrintEpochs(), ProgressBar(enabled=None)])
+                      callbacks=[PrintEpochs(), ProgressBar(enabled=None)] + list(callbacks))
     return learner.fit(num_epochs)

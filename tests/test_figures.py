@@ -1,0 +1,150 @@
+"""Figures and the numbers behind them: live curves, comparisons, block diagrams, FLOPs."""
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.image
+import numpy as np
+import pytest
+
+import mxnet as mx
+from mxnet import gluon, init
+
+from gluon_resnet import chapter_resnet18, get_model, load_data_fashion_mnist, train_ch5
+from gluon_resnet.blocks import BasicBlockV1, BasicBlockV2, BottleneckV1, BottleneckV2
+from gluon_resnet.callbacks import LiveCurves
+from gluon_resnet.plotting import plot_blocks, plot_curves, plot_error_comparison
+from gluon_resnet.summary import count_flops
+
+from helpers import DATA_DIR
+
+needs_data = pytest.mark.skipif(not os.path.isdir(DATA_DIR),
+                                reason="Debian's dataset-fashion-mnist is not installed")
+
+
+def _png(path):
+    """The saved image as an array; fails on a missing or blank (single-colour) image."""
+    assert os.path.getsize(path) > 1000
+    img = matplotlib.image.imread(path)
+    assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100
+    assert img[..., :3].std() > 0.01, "%s is blank" % path
+    return img
+
+
+# --- FLOPs ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, shape, gmacs", [
+    ("chapter_resnet18", (1, 1, 96, 96), 0.3187),   # 0.64 GFLOP per inference image (issue 5)
+    ("resnet18_v1", (1, 3, 224, 224), 1.814),       # torchvision: 1.81
+    ("resnet50_v1", (1, 3, 224, 224), 4.089),       # torchvision: 4.09
+    ("cifar_resnet20_v1", (1, 3, 32, 32), 0.04055),  # about 41 M in the literature
+])
+def test_count_flops_matches_published_figures(name, shape, gmacs):
+    counted = count_flops(get_model(name), shape)
+    assert counted["flops"] == 2 * counted["macs"]
+    assert abs(counted["macs"] / 1e9 - gmacs) / gmacs < 0.002
+
+
+def test_count_flops_scales_with_the_input_and_refuses_hybridized_nets():
+    small = count_flops(chapter_resnet18(), (1, 1, 96, 96))["macs"]
+    large = count_flops(chapter_resnet18(), (1, 1, 192, 192))["macs"]
+    assert 3.9 < large / small < 4.01  # convolutions scale with the area; the dense layer does not
+    net = chapter_resnet18()
+    net.initialize()
+    net.hybridize()
+    with pytest.raises(ValueError, match="not hybridized"):
+        count_flops(net, (1, 1, 96, 96))
+    with pytest.raises(ValueError, match=r"\(1, C, H, W\)"):
+        count_flops(chapter_resnet18(), (2, 1, 96, 96))
+
+
+# --- block diagrams --------------------------------------------------------------------
+
+
+def test_layer_sequences_follow_the_forward_order():
+    main, shortcut = BasicBlockV1(64, 128, stride=2).layer_sequence()
+    assert main == ["conv 3x3, 128, /2", "BN", "ReLU", "conv 3x3, 128", "BN", "add", "ReLU"]
+    assert shortcut == ["conv 1x1, 128, /2", "BN"]
+    main, shortcut = BasicBlockV2(64, 64).layer_sequence()
+    assert main == ["BN", "ReLU", "conv 3x3, 64", "BN", "ReLU", "conv 3x3, 64", "add"]
+    assert shortcut == []
+    main, shortcut = BottleneckV1(256, 64).layer_sequence()
+    assert [m for m in main if m.startswith("conv")] == ["conv 1x1, 64", "conv 3x3, 64",
+                                                         "conv 1x1, 256"]
+    assert BottleneckV2(64, 64, stride=2).layer_sequence()[1] == ["conv 1x1, 256, /2"]
+    assert BasicBlockV1(16, 32, stride=2, shortcut="A").layer_sequence()[1] == ["zero-pad +16, /2"]
+    main, shortcut = BasicBlockV1(16, 16, shortcut=None).layer_sequence()
+    assert shortcut is None and "add" not in main and main[-1] == "ReLU"
+
+
+def test_layer_sequence_counts_match_the_block():
+    for block in (BasicBlockV1(64, 64), BottleneckV1(64, 32, stride=2), BottleneckV2(128, 32)):
+        main, shortcut = block.layer_sequence()
+        convs = [m for m in main if m.startswith("conv")]
+        assert len(convs) == len(block.convs) and main.count("BN") == len(block.bns)
+
+
+def test_plot_blocks_draws_every_block(tmp_path):
+    path = str(tmp_path / "blocks.png")
+    fig = plot_blocks([BasicBlockV1(64, 64), BottleneckV1(256, 64, stride=2),
+                       BasicBlockV1(16, 16, shortcut=None)], ["basic", "bottleneck", "plain"],
+                      path=path)
+    assert len(fig.axes) == 3 and [ax.get_title() for ax in fig.axes] == ["basic", "bottleneck",
+                                                                          "plain"]
+    texts = [t.get_text() for t in fig.axes[1].texts]
+    assert "conv 1x1, 256" in texts and "+" in texts and any("shortcut" in t for t in texts)
+    _png(path)
+
+
+# --- curves ----------------------------------------------------------------------------
+
+
+def test_plot_curves_puts_losses_left_and_accuracies_right(tmp_path):
+    series = {"train loss": ([0.5, 1], [1.2, 0.6]), "train acc": ([0.5, 1], [0.6, 0.8]),
+              "test acc": ([1], [0.82])}
+    fig = plot_curves(series, path=str(tmp_path / "c.png"), xlim=(0, 3))
+    left, right = fig.axes
+    assert [l.get_label() for l in left.get_lines()] == ["train loss"]
+    assert [l.get_label() for l in right.get_lines()] == ["train acc", "test acc"]
+    assert left.get_xlim() == (0, 3) and right.get_ylim() == (0, 1)
+    _png(tmp_path / "c.png")
+
+
+def test_plot_error_comparison_draws_errors_in_percent(tmp_path):
+    hist = lambda accs: [{"epoch": i + 1, "train_acc": a, "test_acc": a - 0.05}
+                         for i, a in enumerate(accs)]
+    fig = plot_error_comparison({"plain-20": hist([0.8, 0.9]), "plain-56": hist([0.7, 0.85])},
+                                path=str(tmp_path / "e.png"))
+    train_ax, test_ax = fig.axes
+    y = train_ax.get_lines()[1].get_ydata()
+    np.testing.assert_allclose(y, [30, 15])
+    np.testing.assert_allclose(test_ax.get_lines()[0].get_ydata(), [25, 15])
+    assert train_ax.get_title() == "training error" and test_ax.get_title() == "test error"
+    _png(tmp_path / "e.png")
+
+
+def test_live_curves_rejects_a_bad_interval():
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="every"):
+            LiveCurves(every=bad)
+
+
+@needs_data
+def test_live_curves_follow_training_and_save_png(tmp_path):
+    train_iter, test_iter = load_data_fashion_mnist(100, limit=600, test_limit=200)
+    net = chapter_resnet18()
+    net.initialize(init.Xavier())
+    net.hybridize()
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1})
+    live = LiveCurves(every=2, path=str(tmp_path / "live.png"))
+    history = train_ch5(net, train_iter, test_iter, 100, trainer, mx.cpu(), 2, callbacks=[live])
+    xs, ys = live.series["train loss"]
+    # 6 batches per epoch: points after batches 2 and 4, then the epoch's mean.
+    np.testing.assert_allclose(xs, [1 / 3, 2 / 3, 1, 4 / 3, 5 / 3, 2])
+    assert ys[2] == pytest.approx(history[0]["loss"]) and ys[5] == pytest.approx(history[1]["loss"])
+    assert live.series["test acc"] == ([1, 2], [h["test_acc"] for h in history])
+    assert all(0 <= a <= 1 for a in live.series["train acc"][1])
+    _png(tmp_path / "live.png")
