@@ -96,8 +96,8 @@ class LiveCurves(Callback):
     """Learning curves that grow while the network trains, like the book's animator.
 
     Every ``every`` batches the running train loss and accuracy of the epoch
-    are added (read from the device: one short wait), and after each epoch
-    the test accuracy.  In a Jupyter notebook the figure below the cell is
+    so far are added (read from the device: one short wait), and after each
+    epoch the epoch's means and the test accuracy.  The x axis counts epochs.  In a Jupyter notebook the figure below the cell is
     redrawn in place; elsewhere it is saved to ``path`` (if given).
 
     Parameters
@@ -105,7 +105,7 @@ class LiveCurves(Callback):
     every : int, optional
         Batches between two points; by default about five points per epoch.
     path : str, optional
-        Also save the figure there as PNG after each epoch and at the end.
+        Also save the figure there as PNG after each epoch.
     title : str, optional
     """
 

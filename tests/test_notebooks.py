@@ -1,0 +1,83 @@
+"""The notebooks: stored outputs come from a full run, and each runs in quick mode.
+
+Quick mode (``GLUON_RESNET_QUICK=1``) trains on small subsets for one epoch;
+the cell timeout (3 minutes) bounds each notebook's slowest step.
+"""
+
+import importlib.util
+import pathlib
+
+import nbformat
+import pytest
+
+NOTEBOOK_DIR = pathlib.Path(__file__).resolve().parent.parent / "notebooks"
+EXPECTED = ["plain_vs_residual.ipynb", "resnet.ipynb", "resnet_family.ipynb"]
+#: Figures each notebook draws (learning curves, confusion matrix, block diagrams, ...).
+MIN_FIGURES = {"plain_vs_residual.ipynb": 1, "resnet.ipynb": 3, "resnet_family.ipynb": 4}
+
+
+def _runner():
+    spec = importlib.util.spec_from_file_location("notebook_runner", NOTEBOOK_DIR / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _errors(nb):
+    return [(i, out.get("ename"), out.get("evalue"))
+            for i, cell in enumerate(nb.cells) if cell.cell_type == "code"
+            for out in cell.get("outputs", []) if out.get("output_type") == "error"]
+
+
+def _images(nb):
+    return sum("image/png" in out.get("data", {})
+               for cell in nb.cells if cell.cell_type == "code"
+               for out in cell.get("outputs", []))
+
+
+def test_the_three_notebooks_exist():
+    assert sorted(p.name for p in NOTEBOOK_DIR.glob("*.ipynb")) == EXPECTED
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_stored_outputs_are_from_a_full_run_without_errors(name):
+    nb = nbformat.read(NOTEBOOK_DIR / name, as_version=4)
+    meta = nb.metadata.get("gluon_resnet", {})
+    assert meta.get("mode") == "full", "%s: stored outputs are not from a full run (%r); " \
+        "run python notebooks/run.py %s" % (name, meta, name)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    unexecuted = [i for i, c in enumerate(code) if c.get("execution_count") is None]
+    assert not unexecuted, "%s: code cells %s have no stored execution" % (name, unexecuted)
+    assert [c.execution_count for c in code] == list(range(1, len(code) + 1)), \
+        "%s: cells were not run top to bottom in one go" % name
+    assert not _errors(nb), "%s: stored outputs contain errors: %s" % (name, _errors(nb))
+    assert _images(nb) >= MIN_FIGURES[name], "%s: expected stored figures" % name
+
+
+def test_the_output_checks_can_fail(tmp_path):
+    """Guard: a notebook with an error output or no run is rejected by the checks above."""
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("1 / 0")
+    cell.outputs = [nbformat.v4.new_output("error", ename="ZeroDivisionError", evalue="division by zero",
+                                           traceback=[])]
+    nb.cells = [cell]
+    assert _errors(nb) == [(0, "ZeroDivisionError", "division by zero")]
+    assert nb.metadata.get("gluon_resnet", {}).get("mode") != "full"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", EXPECTED)
+def test_notebook_runs_in_quick_mode(name, tmp_path):
+    nb = nbformat.read(NOTEBOOK_DIR / name, as_version=4)
+    for cell in nb.cells:  # start from clean cells: nothing stored can mask a failure
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    source = tmp_path / name
+    nbformat.write(nb, str(source))
+    seconds = _runner().execute(source, quick=True, timeout=180)
+    ran = nbformat.read(source, as_version=4)
+    assert ran.metadata["gluon_resnet"]["mode"] == "quick"
+    assert not _errors(ran)
+    assert all(c.execution_count for c in ran.cells if c.cell_type == "code")
+    assert _images(ran) >= MIN_FIGURES[name], "%s: quick run drew too few figures" % name
+    print("%s quick run: %.1f s" % (name, seconds))
