@@ -57,7 +57,7 @@ def _split(batch, ctxs):
     return gluon.utils.split_and_load(batch, ctxs, even_split=False)
 
 
-def evaluate_accuracy(data_iter, net, ctx=None):
+def evaluate_accuracy(data_iter, net, ctx=None, *, flip=False):
     """Accuracy of ``net`` on ``data_iter`` (d2lzh's signature).
 
     Parameters
@@ -68,6 +68,10 @@ def evaluate_accuracy(data_iter, net, ctx=None):
         Maps ``X`` to scores ``(N, num_classes)``.
     ctx : mxnet.Context or list of Context, optional
         Devices; the batch is split across several.  CPU by default.
+    flip : bool, default False
+        Keyword only, not in d2lzh: test-time augmentation that adds the
+        softmax of each image's left-right mirror image to its own before
+        the argmax (twice the work).
 
     Returns
     -------
@@ -79,7 +83,10 @@ def evaluate_accuracy(data_iter, net, ctx=None):
     n = 0
     for X, y in data_iter:
         for xs, ys in zip(_split(X, ctxs), _split(y, ctxs)):
-            hits = (net(xs).argmax(axis=1) == ys.astype("float32")).sum()
+            scores = net(xs)
+            if flip:
+                scores = scores.softmax(axis=1) + net(xs.flip(axis=3)).softmax(axis=1)
+            hits = (scores.argmax(axis=1) == ys.astype("float32")).sum()
             correct += hits.as_in_context(ctxs[0])
         n += y.shape[0]
     if n == 0:
@@ -162,6 +169,8 @@ class Learner:
     callbacks : list of Callback
     handle_sigint : bool, default True
         Turn the first Ctrl-C into a clean stop (main thread only).
+    eval_flip : bool, default False
+        Evaluate with flip test-time augmentation (see ``evaluate_accuracy``).
     num_workers : int, default 1
         Processes training together through a distributed kvstore.  Each
         batch is this worker's equal share of a global batch ``num_workers``
@@ -180,13 +189,14 @@ class Learner:
     """
 
     def __init__(self, net, train_iter, test_iter, trainer, ctx=None, loss=None,
-                 callbacks=(), handle_sigint=True, num_workers=1):
+                 callbacks=(), handle_sigint=True, num_workers=1, eval_flip=False):
         self.net, self.train_iter, self.test_iter, self.trainer = net, train_iter, test_iter, trainer
         self.ctxs = as_ctx_list(ctx)
         self.loss = loss or gluon.loss.SoftmaxCrossEntropyLoss()
         self.callbacks = sorted(callbacks, key=lambda cb: cb.order)
         self.handle_sigint = handle_sigint
         self.num_workers = num_workers
+        self.eval_flip = eval_flip
         self.epoch, self.batch, self.history = 0, 0, []
         self.partial = None  # metric sums of an interrupted epoch: [loss, correct, n, seconds]
         self.interrupt_requested = False
@@ -289,7 +299,7 @@ class Learner:
         if n == 0:
             raise ValueError("the training data yielded no examples")
         train_time = seconds + time.time() - start
-        test_acc = (evaluate_accuracy(self.test_iter, self.net, self.ctxs)
+        test_acc = (evaluate_accuracy(self.test_iter, self.net, self.ctxs, flip=self.eval_flip)
                     if self.test_iter is not None else float("nan"))
         self.history.append({
             "epoch": self.epoch + 1, "loss": float(loss_sum.asscalar()) / n,

@@ -26,8 +26,9 @@ from mxnet.gluon import nn
 from gluon_resnet.blocks import (BasicBlockV1, BasicBlockV2, BottleneckV1, BottleneckV2,
                                  ZeroPadShortcut, make_stage)
 from gluon_resnet.cli import main
-from gluon_resnet.models import (CIFAR_DEPTHS, RESNET_SPEC, ResNet, cifar_resnet, get_model,
-                                 get_resnet, list_models, model_input_channels, plain_resnet)
+from gluon_resnet.models import (CIFAR_DEPTHS, CIFAR_PLAIN_DEPTHS, RESNET_SPEC, ResNet,
+                                 cifar_resnet, get_model, get_resnet, list_models,
+                                 model_input_channels, plain_resnet)
 from gluon_resnet.summary import count_parameters, top_level_layers
 
 BLOCK_CLASSES = [BasicBlockV1, BottleneckV1, BasicBlockV2, BottleneckV2]
@@ -281,6 +282,24 @@ def test_plain_net_lacks_only_the_projections():
     assert _trainable("resnet34_v1") - _trainable("plain34") == projections
 
 
+def test_cifar_plain_nets_equal_the_option_a_nets_without_additions():
+    # Option A has no parameters, so the plain CIFAR nets have exactly as many.
+    for depth in CIFAR_PLAIN_DEPTHS:
+        assert _trainable("cifar_plain%d" % depth) == _trainable("cifar_resnet%d_v1" % depth)
+    blocks = [b for stage in get_model("cifar_plain20").features
+              if isinstance(stage, nn.HybridSequential) for b in stage]
+    assert len(blocks) == 9 and all(b.shortcut_kind is None for b in blocks)
+
+
+def test_halve_stem_keeps_half_the_size():
+    net = ResNet(BasicBlockV1, (1, 1, 1), (32, 32, 64, 128), num_classes=10, stem="halve")
+    net.initialize()
+    shapes = dict(_layer_shapes(net, mx.nd.zeros((2, 1, 28, 28))))
+    assert shapes["conv"] == (2, 32, 14, 14) and "pool" not in shapes
+    assert [shapes["stage%d" % i] for i in (1, 2, 3)] == [
+        (2, 32, 14, 14), (2, 64, 7, 7), (2, 128, 4, 4)]
+
+
 def test_cifar_option_a_has_no_shortcut_parameters():
     net = cifar_resnet(20, shortcut="A")
     assert not [n for n in net.collect_params() if "shortcut" in n]
@@ -396,6 +415,8 @@ def test_make_stage_projects_only_the_first_block():
     (lambda: get_resnet(18, version=3), ["1 (", "2 (", "3"]),
     (lambda: get_model("plain18", shortcut="C"), ["plain networks have no shortcut", "'C'"]),
     (lambda: plain_resnet(34, shortcut="B"), ["plain networks have no shortcut"]),
+    (lambda: get_model("cifar_plain56", shortcut="A"), ["plain networks have no shortcut",
+                                                        "cifar_resnet(56"]),
     (lambda: get_resnet(18, stem="tiny"), ["'imagenet'", "'small'"]),
     (lambda: get_model("resnet18_v1", num_classes=0), ["num_classes"]),
     (lambda: get_model("resnet18_v1", in_channels=-1), ["in_channels"]),

@@ -76,3 +76,44 @@ def test_augmentation_flips_and_shifts_exactly_and_reproducibly():
     cols = {c for _, c in positions}
     assert rows == {1, 2, 3} and cols == {0, 1, 2, 5, 6, 7}  # shifted by -1..1, some flipped
     assert not np.array_equal(first, next(iter(loader))[0].asnumpy())  # a new epoch, new draws
+
+
+def test_flip_evaluation_adds_the_mirror_images_softmax():
+    from mxnet import gluon
+    from gluon_resnet import evaluate_accuracy
+
+    net = gluon.nn.HybridSequential()
+    net.add(gluon.nn.Flatten(), gluon.nn.Dense(3))
+    net.initialize(mx.init.Normal(1.0))
+    rng = np.random.RandomState(0)
+    X = mx.nd.array(rng.uniform(size=(40, 1, 4, 4)))
+    y = mx.nd.array(rng.randint(0, 3, size=40))
+    both = net(X).softmax(axis=1) + net(X.flip(axis=3)).softmax(axis=1)
+    expected = float((both.argmax(axis=1) == y).mean().asscalar())
+    plain = float((net(X).argmax(axis=1) == y).mean().asscalar())
+    batches = [(X[:25], y[:25]), (X[25:], y[25:])]
+    assert evaluate_accuracy(batches, net, flip=True) == pytest.approx(expected)
+    assert evaluate_accuracy(batches, net) == pytest.approx(plain)
+    assert expected != plain  # the mirror images change some decisions here
+
+
+def test_compact_resnet8_is_the_fast_recipes_small_network():
+    from gluon_resnet import get_model
+    from gluon_resnet.summary import count_flops, count_parameters
+
+    net = get_model(RECIPES["fast"]["model"])
+    net.initialize()
+    assert net(mx.nd.zeros((2, 1, 28, 28))).shape == (2, 10)
+    conv = lambda cin, cout, k=3: k * k * cin * cout
+    bn = lambda c: 2 * c
+    expected = (conv(1, 48) + bn(48)                                           # stem
+                + 2 * (conv(48, 48) + bn(48))                                  # stage 1
+                + conv(48, 96) + conv(96, 96) + 2 * bn(96) + conv(48, 96, 1) + bn(96)
+                + conv(96, 192) + conv(192, 192) + 2 * bn(192) + conv(96, 192, 1) + bn(192)
+                + 192 * 10 + 10)                                               # dense
+    assert count_parameters(net, trainable_only=True) == expected == 690_970
+    # Multiply-accumulates: each convolution's weights times its output positions.
+    macs = (conv(1, 48) * 14 ** 2 + 2 * conv(48, 48) * 14 ** 2
+            + (conv(48, 96) + conv(96, 96) + conv(48, 96, 1)) * 7 ** 2
+            + (conv(96, 192) + conv(192, 192) + conv(96, 192, 1)) * 4 ** 2 + 192 * 10)
+    assert count_flops(get_model("compact_resnet8"), (1, 1, 28, 28))["macs"] == macs
