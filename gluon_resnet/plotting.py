@@ -122,7 +122,7 @@ def plot_error_comparison(histories, path=None, title=None):
     """Training error and test error per epoch of several runs, side by side.
 
     The figure of the degradation experiment: one colour per network, the
-    same colour in both panels; deeper networks drawn with thicker lines.
+    same colour in both panels.
 
     Parameters
     ----------
@@ -140,7 +140,9 @@ def plot_error_comparison(histories, path=None, title=None):
         epochs = [h["epoch"] for h in history]
         for ax, key in zip(axes, ("train_acc", "test_acc")):
             ax.plot(epochs, [100 * (1 - h[key]) for h in history], "o-", color="C%d" % k,
-                    label=name, linewidth=1.2 + 0.4 * k, markersize=4)
+                    label=name, linewidth=1.8, markersize=4)
+            if 0 < len(epochs) <= 15:
+                ax.set_xticks(epochs)
     for ax, what in zip(axes, ("training error", "test error")):
         ax.set_xlabel("epoch")
         ax.set_title(what)
