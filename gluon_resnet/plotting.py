@@ -50,27 +50,13 @@ def plot_history(history, path=None, title=None, fig=None):
     fig : matplotlib.figure.Figure, optional
         Draw into this figure (cleared first), for live updates in notebooks.
     """
-    plt = _plt()
-    if fig is None:
-        fig = plt.figure(figsize=(6, 4))
-    fig.clf()
-    ax = fig.add_subplot(1, 1, 1)
     epochs = [h["epoch"] for h in history]
-    ax.plot(epochs, [h["loss"] for h in history], "o-", color="tab:blue", label="train loss")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
-    ax2 = ax.twinx()
-    ax2.plot(epochs, [h["train_acc"] for h in history], "s--", color="tab:purple", label="train acc")
-    ax2.plot(epochs, [h["test_acc"] for h in history], "^-", color="tab:green", label="test acc")
-    ax2.set_ylabel("accuracy")
-    ax2.set_ylim(0, 1)
-    if epochs:
-        ax.set_xticks(epochs if len(epochs) <= 15 else None)
-    lines = ax.get_lines() + ax2.get_lines()
-    ax.legend(lines, [l.get_label() for l in lines], loc="center right")
-    ax.grid(alpha=0.3)
-    if title:
-        ax.set_title(title)
+    fig = plot_curves({"train loss": (epochs, [h["loss"] for h in history]),
+                       "train acc": (epochs, [h["train_acc"] for h in history]),
+                       "test acc": (epochs, [h["test_acc"] for h in history])},
+                      fig=fig, title=title)
+    if 0 < len(epochs) <= 15:
+        fig.axes[0].set_xticks(epochs)
     return _finish(fig, path)
 
 

@@ -148,3 +148,16 @@ def test_live_curves_follow_training_and_save_png(tmp_path):
     assert live.series["test acc"] == ([1, 2], [h["test_acc"] for h in history])
     assert all(0 <= a <= 1 for a in live.series["train acc"][1])
     _png(tmp_path / "live.png")
+
+
+def test_plot_history_draws_the_three_curves_per_epoch(tmp_path):
+    from gluon_resnet.plotting import plot_history
+
+    history = [{"epoch": e, "loss": 1.0 / e, "train_acc": 0.7 + 0.05 * e, "test_acc": 0.68 + 0.05 * e}
+               for e in (1, 2, 3)]
+    fig = plot_history(history, path=str(tmp_path / "h.png"), title="run")
+    left, right = fig.axes
+    np.testing.assert_allclose(left.get_lines()[0].get_ydata(), [1, 0.5, 1 / 3])
+    assert [l.get_label() for l in right.get_lines()] == ["train acc", "test acc"]
+    assert list(left.get_xticks()) == [1, 2, 3] and left.get_title() == "run"
+    _png(tmp_path / "h.png")
