@@ -483,7 +483,7 @@ class FashionMNISTLoader:
         with zeros: one batched affine resampling per batch.  The draws depend
         only on ``(seed, epoch)``, like the shuffling.
     max_shift : int, default 2
-        Largest shift, in pixels, when ``augment`` is set.
+        Largest shift, in pixels, when ``augment`` is set; 0 flips only.
     """
 
     def __init__(self, images, labels, batch_size, shuffle=False, seed=0, resize=None,
@@ -510,6 +510,10 @@ class FashionMNISTLoader:
         self.num_parts, self.part_index = num_parts, part_index
         self.equal_parts = bool(equal_parts)
         self.ctx = ctx if ctx is not None else mx.cpu()
+        if isinstance(max_shift, bool) or not isinstance(max_shift, (int, np.integer)) \
+                or max_shift < 0:
+            raise ValueError("%s: max_shift must be a non-negative integer (pixels), got %r."
+                             % (owner, max_shift))
         self.augment, self.max_shift = bool(augment), int(max_shift)
         self.epoch = 0
         total = len(images)
@@ -575,7 +579,7 @@ class FashionMNISTLoader:
 
 def load_data_fashion_mnist(batch_size, resize=None, root=None, *, limit=None, test_limit=None,
                             seed=0, shuffle=True, num_parts=1, part_index=0, verify=True,
-                            augment=False, equal_parts=False):
+                            augment=False, max_shift=2, equal_parts=False):
     """d2lzh's ``load_data_fashion_mnist``: ``(train_iter, test_iter)`` over Fashion-MNIST.
 
     Parameters
@@ -610,6 +614,8 @@ def load_data_fashion_mnist(batch_size, resize=None, root=None, *, limit=None, t
     augment : bool, default False
         Random flips and shifts of the training images (see
         ``FashionMNISTLoader``); the test set is never augmented.
+    max_shift : int, default 2
+        Largest random shift in pixels when ``augment`` is set (0: flips only).
 
     Returns
     -------
@@ -633,7 +639,8 @@ def load_data_fashion_mnist(batch_size, resize=None, root=None, *, limit=None, t
         test_x, test_y = test_x[keep], test_y[keep]
     train_iter = FashionMNISTLoader(train_x, train_y, batch_size, shuffle=shuffle, seed=seed,
                                     resize=resize, num_parts=num_parts, part_index=part_index,
-                                    augment=augment, equal_parts=equal_parts)
+                                    augment=augment, max_shift=max_shift,
+                                    equal_parts=equal_parts)
     test_iter = FashionMNISTLoader(test_x, test_y, batch_size, resize=resize)
     return train_iter, test_iter
 

@@ -291,6 +291,15 @@ def test_cifar_plain_nets_equal_the_option_a_nets_without_additions():
     assert len(blocks) == 9 and all(b.shortcut_kind is None for b in blocks)
 
 
+def test_deep_stem_adds_a_full_size_layer_of_a_third_of_the_width():
+    net = ResNet(BasicBlockV1, (1, 1, 1), (48, 48, 96, 192), num_classes=10, stem="deep")
+    net.initialize()
+    shapes = dict(_layer_shapes(net, mx.nd.zeros((2, 1, 28, 28))))
+    assert shapes["conv0"] == (2, 16, 28, 28) and shapes["conv"] == (2, 48, 14, 14)
+    assert [shapes["stage%d" % i] for i in (1, 2, 3)] == [
+        (2, 48, 14, 14), (2, 96, 7, 7), (2, 192, 4, 4)]
+
+
 def test_halve_stem_keeps_half_the_size():
     net = ResNet(BasicBlockV1, (1, 1, 1), (32, 32, 64, 128), num_classes=10, stem="halve")
     net.initialize()

@@ -78,6 +78,43 @@ def test_augmentation_flips_and_shifts_exactly_and_reproducibly():
     assert not np.array_equal(first, next(iter(loader))[0].asnumpy())  # a new epoch, new draws
 
 
+def test_max_shift_zero_flips_real_images_only():
+    if not os.path.isdir(DATA_DIR):
+        pytest.skip("Fashion-MNIST is not installed")
+    from gluon_resnet import load_data_fashion_mnist
+
+    train_iter, _ = load_data_fashion_mnist(64, limit=200, shuffle=False, augment=True,
+                                            max_shift=0)
+    assert train_iter.max_shift == 0
+    plain_iter, _ = load_data_fashion_mnist(64, limit=200, shuffle=False)
+    X, plain = next(iter(train_iter))[0].asnumpy(), next(iter(plain_iter))[0].asnumpy()
+    same = [np.allclose(a, b, atol=1e-5) for a, b in zip(X, plain)]
+    mirrored = [np.allclose(a, b[:, :, ::-1], atol=1e-5) for a, b in zip(X, plain)]
+    assert all(s or m for s, m in zip(same, mirrored))  # never shifted
+    assert 10 < sum(mirrored) < 54  # about half flipped
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True])
+def test_max_shift_must_be_a_non_negative_integer(bad):
+    with pytest.raises(ValueError, match="max_shift"):
+        FashionMNISTLoader(np.zeros((4, 8, 8), np.uint8), np.zeros(4, int), 2, augment=True,
+                           max_shift=bad)
+    with pytest.raises(RunError, match="max_shift"):
+        recipe_config("best", max_shift=bad).validate()
+
+
+def test_best_recipe_reaches_the_loader_with_its_shift(tmp_path):
+    from gluon_resnet.experiment import _load_data
+
+    config = recipe_config("best", limit=100)
+    if not os.path.isdir(DATA_DIR):
+        pytest.skip("Fashion-MNIST is not installed")
+    train_iter, test_iter = _load_data(config, None)
+    assert train_iter.augment and train_iter.max_shift == config.max_shift == RECIPES["best"][
+        "max_shift"]
+    assert not test_iter.augment
+
+
 def test_flip_evaluation_adds_the_mirror_images_softmax():
     from mxnet import gluon
     from gluon_resnet import evaluate_accuracy
@@ -117,3 +154,22 @@ def test_compact_resnet8_is_the_fast_recipes_small_network():
             + (conv(48, 96) + conv(96, 96) + conv(48, 96, 1)) * 7 ** 2
             + (conv(96, 192) + conv(192, 192) + conv(96, 192, 1)) * 4 ** 2 + 192 * 10)
     assert count_flops(get_model("compact_resnet8"), (1, 1, 28, 28))["macs"] == macs
+
+
+def test_compact_resnet9_is_compact_resnet8_with_a_deep_stem():
+    from gluon_resnet import get_model
+    from gluon_resnet.summary import count_flops, count_parameters
+
+    assert RECIPES["best"]["model"] == "compact_resnet9"
+    net8, net9 = get_model("compact_resnet8"), get_model("compact_resnet9")
+    for net in (net8, net9):
+        net.initialize()
+        assert net(mx.nd.zeros((2, 1, 28, 28))).shape == (2, 10)
+    # The extra layer: a 3x3 convolution from 1 to 16 channels and its BN; the
+    # 3x3/2 convolution after it reads 16 channels instead of 1.
+    extra = 9 * 1 * 16 + 2 * 16 + 9 * (16 - 1) * 48
+    assert (count_parameters(net9, trainable_only=True)
+            == count_parameters(net8, trainable_only=True) + extra == 697_626)
+    extra_macs = 9 * 16 * 28 ** 2 + 9 * (16 - 1) * 48 * 14 ** 2
+    assert (count_flops(get_model("compact_resnet9"), (1, 1, 28, 28))["macs"]
+            == count_flops(get_model("compact_resnet8"), (1, 1, 28, 28))["macs"] + extra_macs)
