@@ -54,6 +54,22 @@ def test_stored_outputs_are_from_a_full_run_without_errors(name):
     assert _images(nb) >= MIN_FIGURES[name], "%s: expected stored figures" % name
 
 
+def _stored_text(nb):
+    return "".join(str(out.get("data", {}).get("text/markdown", "")) + str(out.get("text", ""))
+                   for cell in nb.cells if cell.cell_type == "code"
+                   for out in cell.get("outputs", []))
+
+
+def test_stored_family_table_lists_every_registered_model():
+    from gluon_resnet import list_models
+
+    text = _stored_text(nbformat.read(NOTEBOOK_DIR / "resnet_family.ipynb", as_version=4))
+    missing = [name for name in list_models() if "| `%s` |" % name not in text]
+    assert not missing, ("resnet_family.ipynb's stored table lacks %s; run python "
+                         "notebooks/run.py resnet_family.ipynb" % missing)
+    assert "| `compact_resnet9` | 1×28×28 |" in text  # the compact nets at their own size
+
+
 def test_the_output_checks_can_fail(tmp_path):
     """Guard: a notebook with an error output or no run is rejected by the checks above."""
     nb = nbformat.v4.new_notebook()
