@@ -103,12 +103,12 @@ def test_max_shift_must_be_a_non_negative_integer(bad):
         recipe_config("best", max_shift=bad).validate()
 
 
-def test_best_recipe_reaches_the_loader_with_its_shift(tmp_path):
+def test_best_recipe_reaches_the_loader_with_its_shift():
+    if not os.path.isdir(DATA_DIR):
+        pytest.skip("Fashion-MNIST is not installed")
     from gluon_resnet.experiment import _load_data
 
     config = recipe_config("best", limit=100)
-    if not os.path.isdir(DATA_DIR):
-        pytest.skip("Fashion-MNIST is not installed")
     train_iter, test_iter = _load_data(config, None)
     assert train_iter.augment and train_iter.max_shift == config.max_shift == RECIPES["best"][
         "max_shift"]
