@@ -361,17 +361,6 @@ def _ratio(a, b):
     return a / b if a is not None and b else None
 
 
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def _cores():
     try:
         return len(os.sched_getaffinity(0))
@@ -569,10 +558,13 @@ def main(argv=None):
         return 0
 
     settings = resolve_settings(args)
+    # The driver measures nothing; the workers get the caller's environment (_CALLER_ENV).
+    import gluon_resnet  # noqa: F401  (before MXNet, or it warns about threads)
     import mxnet as mx
+    from gluon_resnet.devices import cpu_model
 
     meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"),
-            "cpu_model": _cpu_model(), "cores": _cores(), "mxnet_version": mx.__version__,
+            "cpu_model": cpu_model(), "cores": _cores(), "mxnet_version": mx.__version__,
             "python": platform.python_version(),
             "command": " ".join(shlex.quote(a) for a in ["python"] + sys.argv),
             "load_average_start": list(os.getloadavg())}

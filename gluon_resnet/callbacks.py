@@ -97,8 +97,9 @@ class LiveCurves(Callback):
 
     Every ``every`` batches the running train loss and accuracy of the epoch
     so far are added (read from the device: one short wait), and after each
-    epoch the epoch's means and the test accuracy.  The x axis counts epochs.  In a Jupyter notebook the figure below the cell is
-    redrawn in place; elsewhere it is saved to ``path`` (if given).
+    epoch the epoch's means and the test accuracy.  The x axis counts epochs.
+    In a Jupyter notebook the figure below the cell is redrawn in place;
+    elsewhere it is saved to ``path`` (if given).
 
     Parameters
     ----------

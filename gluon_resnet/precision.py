@@ -19,14 +19,9 @@ _enabled = False
 
 
 def _cpu_flags():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
+    from .devices import cpuinfo
+
+    return set((cpuinfo("flags") or "").split())
 
 
 def bf16_available():

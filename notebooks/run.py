@@ -16,21 +16,10 @@ import argparse
 import datetime
 import os
 import pathlib
-import platform
 import sys
 import time
 
 HERE = pathlib.Path(__file__).resolve().parent
-
-
-def cpu_model():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def execute(path, quick, timeout=None, out=None):
@@ -41,6 +30,8 @@ def execute(path, quick, timeout=None, out=None):
     """
     import nbformat
     from nbclient import NotebookClient
+
+    from gluon_resnet.devices import cpu_model
 
     path = pathlib.Path(path)
     nb = nbformat.read(path, as_version=4)
@@ -76,7 +67,8 @@ def main(argv=None):
     for name in names:
         path = HERE / name
         if not path.is_file():
-            parser.error("no notebook %s in %s" % (name, HERE))
+            parser.error("no notebook %s in %s; there are: %s" % (
+                name, HERE, ", ".join(sorted(p.name for p in HERE.glob("*.ipynb")))))
         print("running %s (%s) ..." % (name, "quick" if args.quick else "full"), flush=True)
         seconds = execute(path, args.quick)
         print("  done in %.1f s" % seconds, flush=True)

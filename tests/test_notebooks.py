@@ -70,6 +70,14 @@ def test_stored_family_table_lists_every_registered_model():
     assert "| `compact_resnet9` | 1×28×28 |" in text  # the compact nets at their own size
 
 
+def test_runner_names_an_unknown_notebook_and_the_existing_ones(capsys):
+    with pytest.raises(SystemExit) as exc:
+        _runner().main(["resnet_family"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "no notebook resnet_family in" in err and "resnet_family.ipynb" in err
+
+
 def test_the_output_checks_can_fail(tmp_path):
     """Guard: a notebook with an error output or no run is rejected by the checks above."""
     nb = nbformat.v4.new_notebook()
