@@ -52,7 +52,7 @@ import sys
 import threading
 import time
 
-from ._mxnet import mx
+from ._mxnet import mx, usable_cores
 from .training import Callback
 from mxnet import gluon
 
@@ -270,14 +270,6 @@ def worker_command(command):
     if args.kvstore is None:
         command += ["--kvstore", "dist_sync"]
     return ["-m", "gluon_resnet", *command]
-
-
-def usable_cores():
-    """Cores this process may run on (without importing MXNet)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def free_ports(n, host="127.0.0.1"):
