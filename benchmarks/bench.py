@@ -53,30 +53,57 @@ TINY_SETTINGS = dict(batch_size=8, size=32, rounds=1, steps=1, warmup=1, dot_siz
 
 
 class Variant:
-    """One measured configuration: a mode (train or infer), a side and a precision."""
+    """One measured configuration: a mode (train or infer), a side and a precision.
 
-    def __init__(self, name, mode, side, precision, label, description):
+    ``side`` is ``ref`` (the book's code), ``ours`` or ``torch`` (the same network
+    in PyTorch); ``env`` holds environment variables the worker gets on top of
+    the caller's.
+    """
+
+    def __init__(self, name, mode, side, precision, label, description, env=None):
         self.name, self.mode, self.side, self.precision = name, mode, side, precision
-        self.label, self.description = label, description
+        self.label, self.description, self.env = label, description, env or {}
+
+
+def _all_cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 VARIANTS = [
     Variant("train_ref", "train", "ref", "fp32", "ref (book)",
             "d2lzh.Residual in nn.Sequential, not hybridized; d2lzh.train_ch5 "
-            "(imperative, loss and accuracy read on the host every batch)"),
+            "(imperative, loss and accuracy read on the host every batch); MXNet's default "
+            "threads, as a reader runs it"),
+    Variant("train_ref_all", "train", "ref", "fp32", "book, all cores",
+            "as ref (book), with OMP_NUM_THREADS set to the number of cores",
+            env={"OMP_NUM_THREADS": str(_all_cores())}),
+    Variant("train_torch_fp32", "train", "torch", "fp32", "PyTorch fp32",
+            "the same network in PyTorch, eager, fp32, SGD"),
+    Variant("train_torch_bf16", "train", "torch", "bf16", "PyTorch bf16",
+            "the same network in PyTorch, eager, bf16 autocast, channels_last"),
     Variant("train_fp32", "train", "ours", "fp32", "ours fp32",
-            "gluon-resnet train: build_network (hybridize static_alloc) + Learner"),
+            "gluon-resnet train --precision fp32: build_network (hybridize static_alloc) "
+            "+ Learner"),
     Variant("train_bf16", "train", "ours", "bf16", "ours bf16",
-            "gluon-resnet train --precision bf16: amp.init(bfloat16) + amp.init_trainer"),
+            "gluon-resnet train --precision bf16 (the default where the CPU has bf16): "
+            "amp.init(bfloat16), no loss scaler, AMX where the CPU has it"),
     Variant("infer_ref", "infer", "ref", "fp32", "ref (book)",
             "the book's network, not hybridized; d2lzh.evaluate_accuracy (host sync per batch)"),
+    Variant("infer_torch_fp32", "infer", "torch", "fp32", "PyTorch fp32",
+            "the same network in PyTorch, eager, inference_mode, fp32"),
+    Variant("infer_torch_bf16", "infer", "torch", "bf16", "PyTorch bf16",
+            "the same network in PyTorch, eager, inference_mode, bf16 autocast, channels_last"),
     Variant("infer_fp32", "infer", "ours", "fp32", "ours fp32",
             "build_network (hybridized, static_alloc); "
             "gluon_resnet.evaluate_accuracy (one host sync)"),
     Variant("infer_fused", "infer", "ours", "fp32", "ours fp32 fused",
             "as ours fp32, hybridized with backend='MKLDNN' (oneDNN conv+BN+ReLU+add fusion)"),
-    Variant("infer_bf16", "infer", "ours", "bf16", "ours bf16",
-            "as ours fp32, with amp.init(bfloat16) before the network is built"),
+    Variant("infer_bf16", "infer", "ours", "bf16", "ours bf16 fused",
+            "amp.init(bfloat16) before the network is built, hybridized with "
+            "backend='MKLDNN' (what gluon-resnet eval runs where the CPU has bf16)"),
 ]
 VARIANT_BY_NAME = {v.name: v for v in VARIANTS}
 WORKERS = ["peak"] + [v.name for v in VARIANTS] + ["loader"]
@@ -156,6 +183,15 @@ def book_resnet18():
     return net
 
 
+def _as_float32(out):
+    """``out`` as a float32 numpy array (bf16 outputs are cast first)."""
+    import numpy as np
+
+    if out.dtype == np.float32:  # astype on a fused fp32 output fails in MXNet 1.9.1
+        return out.asnumpy()
+    return out.astype("float32").asnumpy()
+
+
 def _ours_precision(variant):
     """``(precision actually used, reason if bf16 is not available)``."""
     import mxnet as mx
@@ -192,7 +228,7 @@ def work_variant(variant, settings):
                 d2l.evaluate_accuracy(batches, net, ctx)
         return {"images_per_s": batches.images_per_second(), "max_rss_mib": max_rss_mib()}
 
-    from gluon_resnet.experiment import TrainConfig, _trainer, build_network, seed_everything
+    from gluon_resnet.experiment import TrainConfig, build_network, build_trainer, seed_everything
     from gluon_resnet.precision import enable_bf16
     from gluon_resnet.training import Learner, evaluate_accuracy
 
@@ -203,7 +239,7 @@ def work_variant(variant, settings):
     seed_everything(config.seed)
     if precision == "bf16":
         enable_bf16()  # before the network is built
-    if variant.name == "infer_fused":
+    if variant.name in ("infer_fused", "infer_bf16"):
         from gluon_resnet.models import get_model
 
         net = get_model(config.model, num_classes=config.num_classes)
@@ -214,17 +250,13 @@ def work_variant(variant, settings):
         # with "We can't generate TBlob for MKLDNN data" in MXNet 1.9.1.
         # The environment variable MXNET_SUBGRAPH_BACKEND=MKLDNN alone does not
         # partition a Gluon network in 1.9.1 (checked with MKLDNN_VERBOSE=1).
-        unfused = net(X).asnumpy()
-        net.hybridize(backend="MKLDNN", static_alloc=True, static_shape=True)
-        fused_diff = float(abs(net(X).asnumpy() - unfused).max())
+        unfused = _as_float32(net(X))
+        net.hybridize(backend="MKLDNN", static_alloc=True)
+        fused_diff = float(abs(_as_float32(net(X)) - unfused).max())
     else:
         net = build_network(config, [ctx])
     if variant.mode == "train":
-        trainer = _trainer(config, net)
-        if precision == "bf16":
-            from mxnet.contrib import amp
-
-            amp.init_trainer(trainer)
+        trainer = build_trainer(config, net)
         learner = Learner(net, batches, None, trainer, [ctx], handle_sigint=False)
         learner.fit(1)
     else:
@@ -300,8 +332,30 @@ def work_loader(settings):
     return {"images_per_s": rate, "root": root}
 
 
+def work_torch(variant, settings):
+    """The PyTorch side: images per second, or unavailable without PyTorch."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return {"unavailable": "PyTorch is not installed (pip install -e '.[bench]')"}
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from torch_reference import measure
+
+    if variant.precision == "bf16" and not torch.backends.mkldnn.is_available():
+        return {"unavailable": "PyTorch was built without oneDNN"}
+    rate = measure(variant.mode, variant.precision == "bf16", settings["batch_size"],
+                   settings["size"], settings["warmup"], settings["steps"])
+    return {"images_per_s": rate, "max_rss_mib": max_rss_mib(), "precision": variant.precision,
+            "torch_version": torch.__version__, "torch_threads": torch.get_num_threads()}
+
+
 def run_worker(name, settings):
-    if not name.endswith("_ref"):
+    variant = VARIANT_BY_NAME.get(name)
+    if variant is not None and variant.side == "torch":
+        result = work_torch(variant, settings)
+        result["omp_num_threads"] = os.environ.get("OMP_NUM_THREADS", "PyTorch default")
+        return result
+    if variant is None or variant.side == "ours":
         # Ours (and the peak) run as `gluon-resnet train` does: gluon_resnet loads
         # MXNet with one OpenMP thread per core.  The book's side keeps MXNet's
         # default, as a reader running the book's code gets it.
@@ -329,10 +383,13 @@ WORKER_TIMEOUT = 3600
 _CALLER_ENV = dict(os.environ)
 
 
-def _worker_env():
+def _worker_env(name=None):
     env = dict(_CALLER_ENV)
     # A subgraph backend inherited from the caller would change what is measured.
     env.pop("MXNET_SUBGRAPH_BACKEND", None)
+    variant = VARIANT_BY_NAME.get(name)
+    if variant is not None:
+        env.update(variant.env)
     return env
 
 
@@ -341,7 +398,7 @@ def launch(name, settings):
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", name,
            "--settings", json.dumps(settings)]
     try:
-        proc = subprocess.run(cmd, env=_worker_env(), stdout=subprocess.PIPE,
+        proc = subprocess.run(cmd, env=_worker_env(name), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, universal_newlines=True,
                               timeout=WORKER_TIMEOUT)
     except subprocess.TimeoutExpired:
@@ -359,13 +416,6 @@ def _median(values):
 
 def _ratio(a, b):
     return a / b if a is not None and b else None
-
-
-def _cores():
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count()
 
 
 def collect(runs, settings, meta, errors):
@@ -431,9 +481,23 @@ def collect(runs, settings, meta, errors):
 
     rss = [variants[n]["max_rss_mib"] for n in ("train_fp32", "train_bf16")
            if variants[n]["available"]]
+
+    def rate(name):
+        return variants[name]["images_per_s"] if variants[name]["available"] else None
+
+    # What `gluon-resnet train` runs with no --precision: bf16 where the CPU has it.
+    default = "train_bf16" if variants["train_bf16"]["available"] else "train_fp32"
     targets = [
+        ("default training vs book", variants[default]["ratio"], ">=", 3.0, "x"),
+        ("default training vs PyTorch bf16", _ratio(rate(default), rate("train_torch_bf16")),
+         ">=", 1.0, "x"),
+        ("default training vs PyTorch fp32", _ratio(rate(default), rate("train_torch_fp32")),
+         ">=", 1.5, "x"),
         ("fp32 training vs book", variants["train_fp32"]["ratio"], ">=", 1.8, "x"),
-        ("bf16 training vs book", variants["train_bf16"]["ratio"], ">=", 3.0, "x"),
+        ("bf16 training vs ours fp32", _ratio(rate("train_bf16"), rate("train_fp32")),
+         ">=", 1.5, "x"),
+        ("bf16 inference vs ours fp32 fused", _ratio(rate("infer_bf16"), rate("infer_fused")),
+         ">=", 2.0, "x"),
         ("inference vs book (best of bf16, fused fp32)", best(["infer_bf16", "infer_fused"]),
          ">=", 3.0, "x"),
         ("loader vs ours training (fastest)", loader["ratio_to_training"], ">=", 50.0, "x"),
@@ -443,7 +507,7 @@ def collect(runs, settings, meta, errors):
                 "met": None if value is None else (value >= goal if op == ">=" else value < goal)}
                for name, value, op, goal, unit in targets]
     return {"meta": meta, "settings": settings, "gflop_per_image": gflop, "peak": peak,
-            "variants": variants, "loader": loader, "targets": targets, "errors": errors}
+            "default_training": default, "variants": variants, "loader": loader, "targets": targets, "errors": errors}
 
 
 def _fmt(value, spec, none="-"):
@@ -564,7 +628,7 @@ def main(argv=None):
     from gluon_resnet.devices import cpu_model
 
     meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"),
-            "cpu_model": cpu_model(), "cores": _cores(), "mxnet_version": mx.__version__,
+            "cpu_model": cpu_model(), "cores": _all_cores(), "mxnet_version": mx.__version__,
             "python": platform.python_version(),
             "command": " ".join(shlex.quote(a) for a in ["python"] + sys.argv),
             "load_average_start": list(os.getloadavg())}

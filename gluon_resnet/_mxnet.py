@@ -10,25 +10,30 @@ the 2-core machines this project is measured on, half the machine.  Unless
 ``OMP_NUM_THREADS`` is set, it is set here to the number of cores this process
 may use, which must happen before MXNet is first imported (setting it later,
 or MXNet's ``MXSetNumOMPThreads``, does not reach its worker threads).
+
+AMX: MXNet 1.9.1's oneDNN (v2.4) has AMX-BF16 kernels but uses them only when
+``DNNL_MAX_CPU_ISA=AVX512_CORE_AMX`` is in the environment the first time it
+asks what the CPU can do, and the process must have asked Linux for the AMX
+tile registers (or it dies with SIGILL).  Where the CPU has AMX, the user has
+not set ``DNNL_MAX_CPU_ISA`` and ``GLUON_RESNET_DISABLE_AMX`` is unset or 0,
+this module asks for the registers, sets the variable, loads MXNet, makes
+oneDNN read its setting with one tiny operator and takes the variable out of
+the environment again: the permission does not survive ``exec``, so a
+program this process starts must never inherit the variable without asking
+(a child that imports gluon_resnet asks for itself).  ``AMX`` says what happened.
 """
 
 import os
 import sys
 import warnings
 
+from ._cpu import cpu_flags, request_amx_permission, usable_cores
+
 _HOW_TO_INSTALL = (
     "gluon_resnet needs MXNet 1.9.1. On a CPU: pip install 'gluon-resnet[cpu]' "
     "(or pip install mxnet==1.9.1). With CUDA, install the matching build first, "
     "for example pip install mxnet-cu112==1.9.1, then pip install gluon-resnet."
 )
-
-
-def usable_cores():
-    """Cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 THREADS_SET_HERE = False
@@ -43,8 +48,35 @@ if "OMP_NUM_THREADS" not in os.environ:
             "OMP_NUM_THREADS=%d before starting Python." % (usable_cores(), usable_cores()),
             RuntimeWarning, stacklevel=3)
 
+#: Set to 1 to keep oneDNN off AMX (comparisons, or a kernel that misbehaves).
+DISABLE_AMX_ENV = "GLUON_RESNET_DISABLE_AMX"
+_ISA_ENV = "DNNL_MAX_CPU_ISA"
+
+
+def _amx_plan():
+    """``(switch it on here, why not)`` before MXNet loads."""
+    if "amx_bf16" not in cpu_flags():
+        return False, "this CPU has no AMX-BF16"
+    # Asked whatever follows: it is harmless, and it keeps a process whose user set
+    # DNNL_MAX_CPU_ISA to AMX from dying with SIGILL.
+    granted = request_amx_permission()
+    if os.environ.get(_ISA_ENV):
+        return False, "%s=%s set by the user" % (_ISA_ENV, os.environ[_ISA_ENV])
+    if os.environ.get(DISABLE_AMX_ENV, "") not in ("", "0"):
+        return False, "%s is set" % DISABLE_AMX_ENV
+    if "mxnet" in sys.modules:
+        return False, "MXNet was imported before gluon_resnet"
+    if not granted:
+        return False, "Linux refused the AMX tile registers (arch_prctl)"
+    return True, None
+
+
+_switch_amx, _amx_why_not = _amx_plan()
+if _switch_amx:
+    os.environ[_ISA_ENV] = "AVX512_CORE_AMX"
+
 try:
-    import mxnet as mx  # noqa: F401
+    import mxnet as mx
 except ImportError as exc:  # pragma: no cover - exercised only without MXNet
     raise ImportError("MXNet is not installed. " + _HOW_TO_INSTALL) from exc
 except AttributeError as exc:  # pragma: no cover - numpy >= 1.24 removed np.bool
@@ -55,3 +87,16 @@ except AttributeError as exc:  # pragma: no cover - numpy >= 1.24 removed np.boo
         "numpy 1.24). Install numpy<1.24: pip install 'numpy>=1.17,<1.24'."
         % _np.__version__
     ) from exc
+finally:
+    if _switch_amx:
+        try:
+            if "mxnet" in sys.modules and hasattr(sys.modules["mxnet"], "nd"):
+                # oneDNN reads DNNL_MAX_CPU_ISA once, at its first primitive; this is it.
+                _nd = sys.modules["mxnet"].nd
+                _nd.Convolution(_nd.ones((1, 1, 1, 1)), _nd.ones((1, 1, 1, 1)), kernel=(1, 1),
+                                num_filter=1, no_bias=True).wait_to_read()
+        finally:
+            os.environ.pop(_ISA_ENV, None)
+
+#: ``(True, "on")`` when oneDNN may use AMX in this process, else ``(False, reason)``.
+AMX = (True, "on") if _switch_amx else (False, _amx_why_not)

@@ -50,6 +50,17 @@ def check_positive_int(value, name, owner):
     return value
 
 
+def _relu(F, x):
+    """ReLU through oneDNN's activation operator.
+
+    ``F.relu`` is the same function, but on bf16 data MXNet 1.9.1 runs it in
+    its own element-wise kernel outside oneDNN: 3.2 s of a 5.8 s training step
+    of the chapter's network, against 60 ms for ``F.Activation``.  In fp32
+    ``F.Activation`` also keeps oneDNN's blocked layouts between layers.
+    """
+    return F.Activation(x, act_type="relu")
+
+
 def _shortcut_error(block, in_shape, out_shape):
     return ValueError(
         "%s cannot add its shortcut: the input has shape %s but the convolutions "
@@ -114,11 +125,11 @@ class Residual(nn.HybridBlock):
         return super().forward(x, *args)
 
     def hybrid_forward(self, F, X):
-        Y = F.relu(self.bn1(self.conv1(X)))
+        Y = _relu(F, self.bn1(self.conv1(X)))
         Y = self.bn2(self.conv2(Y))
         if self.conv3 is not None:
             X = self.conv3(X)
-        return F.relu(Y + X)
+        return _relu(F, Y + X)
 
 
 def resnet_block(num_channels, num_residuals, first_block=False, prefix=None):
@@ -384,19 +395,19 @@ class _PostActivationUnit(_ResidualUnit):
         out = x
         for i, (conv, bn) in enumerate(zip(self.convs, self.bns)):
             if i:
-                out = F.relu(out)
+                out = _relu(F, out)
             out = bn(conv(out))
-        return F.relu(self._add_shortcut(F, out, x))
+        return _relu(F, self._add_shortcut(F, out, x))
 
 
 class _PreActivationUnit(_ResidualUnit):
     version = 2
 
     def hybrid_forward(self, F, x):
-        act = F.relu(self.bns[0](x))
+        act = _relu(F, self.bns[0](x))
         out = self.convs[0](act)
         for conv, bn in zip(self.convs[1:], self.bns[1:]):
-            out = conv(F.relu(bn(out)))
+            out = conv(_relu(F, bn(out)))
         # A projection reads the pre-activated input (as GluonCV does); a
         # parameter-free shortcut keeps the clean identity path of the paper.
         return self._add_shortcut(F, out, act if self.projects else x)

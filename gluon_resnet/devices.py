@@ -6,21 +6,10 @@ allocate a small array on the device to learn whether it exists.
 
 import platform
 
+from ._cpu import cpuinfo
 from ._mxnet import mx
 
 __all__ = ["try_gpu", "try_all_gpus", "parse_ctx", "cpu_model"]
-
-
-def cpuinfo(key):
-    """The value of the first ``key`` line of ``/proc/cpuinfo``, or None (no such file or line)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.split(":", 1)[0].strip() == key:
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
 
 
 def cpu_model():

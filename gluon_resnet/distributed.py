@@ -52,7 +52,8 @@ import sys
 import threading
 import time
 
-from ._mxnet import mx, usable_cores
+from ._cpu import usable_cores
+from ._mxnet import mx
 from .training import Callback
 from mxnet import gluon
 

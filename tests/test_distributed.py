@@ -36,7 +36,7 @@ from mxnet.gluon import nn
 from gluon_resnet.cli import main
 from gluon_resnet.data import FashionMNISTLoader
 from gluon_resnet.distributed import process_kvstore
-from gluon_resnet.experiment import TrainConfig, _trainer
+from gluon_resnet.experiment import TrainConfig, build_trainer
 from gluon_resnet.training import Learner
 
 from helpers import DATA_DIR
@@ -90,11 +90,11 @@ def test_kvstore_of_a_process(monkeypatch):
     assert process_kvstore("dist_device_sync") == "dist_device_sync"
 
 
-def test_trainer_gets_the_configured_kvstore():
+def testbuild_trainer_gets_the_configured_kvstore():
     net = nn.Dense(2, in_units=3)
     net.initialize(ctx=[mx.cpu(0), mx.cpu(1)])
     for kind in ("device", "local"):
-        trainer = _trainer(TrainConfig(kvstore=kind), net)
+        trainer = build_trainer(TrainConfig(kvstore=kind), net)
         assert trainer._kvstore_params["kvstore"] == kind
     with pytest.raises(ValueError, match="kvstore must be one of"):
         TrainConfig(kvstore="nccl2").validate()
