@@ -11,8 +11,6 @@ setup(
     install_requires=[
         # mxnet 1.9.1 (the last release) uses np.bool, which numpy 1.24 removed.
         "numpy>=1.17,<1.24",
-        # The book's package: our API mirrors it and the tests use it as the oracle.
-        "d2lzh",
         "matplotlib",
         "tqdm",
     ],
@@ -21,7 +19,13 @@ setup(
         # already installed is not overwritten by the CPU wheel.  1.9.1 is the last
         # release and the one this project is tested with.
         "cpu": ["mxnet==1.9.1"],
-        "test": ["pytest", "nbclient", "nbformat", "ipykernel"],
+        # d2lzh, the book's package, is the oracle of the tests and the book's side of the
+        # benchmark; gluon_resnet itself never imports it.
+        "test": ["pytest", "nbclient", "nbformat", "ipykernel", "d2lzh"],
+        # The benchmark's outside reference, never imported by gluon_resnet.  Pinned because
+        # 2.13.0 is the CPU build on this project's machines' disk: an unpinned torch makes pip
+        # fetch a CUDA build of several GB instead.
+        "bench": ["d2lzh", "torch==2.13.0"],
     },
     entry_points={"console_scripts": ["gluon-resnet=gluon_resnet.cli:main"]},
 )

@@ -12,6 +12,8 @@ a checkpoint and exits with status 130.
 import argparse
 import sys
 
+from .precision import PRECISIONS as PRECISION_NAMES  # imports no MXNet
+
 __all__ = ["main", "build_parser"]
 
 #: The recipes of ``gluon_resnet.experiment.RECIPES`` (named here to keep
@@ -91,7 +93,8 @@ def _cmd_eval(args):
     from .evaluation import evaluate_run
 
     evaluate_run(args.params, model=args.model, resize=args.resize, data_root=args.data_root,
-                 confusion=args.confusion, samples=args.samples, limit=args.limit)
+                 confusion=args.confusion, samples=args.samples, limit=args.limit,
+                 precision=args.precision)
     return 0
 
 
@@ -113,9 +116,10 @@ def _add_train_parsers(sub):
     p.add_argument("--kvstore", choices=KVSTORE_NAMES,
                    help="how the gradients of several devices are added up: device (default, "
                    "on the devices) or local (on the CPU); dist_sync in a launched job")
-    p.add_argument("--precision", choices=["fp32", "bf16", "auto"],
-                   help="fp32 (default), bf16 (AMP on CPUs with AVX512-BF16, else fp32 with a "
-                   "notice) or auto")
+    p.add_argument("--precision", choices=list(PRECISION_NAMES),
+                   help="auto (default: bf16 where the CPU has it and the network's widths "
+                   "suit its kernels, else fp32), bf16 (AMP; fp32 with a notice on CPUs "
+                   "without AVX512-BF16) or fp32 (the book's exact arithmetic)")
     p.add_argument("--data-root", help="folder with the four Fashion-MNIST IDX files")
     p.add_argument("--out", help="run folder (default runs/<model>-<date>-<time>)")
     p.add_argument("--resume", help="continue from this checkpoint.ckpt")
@@ -130,6 +134,9 @@ def _add_train_parsers(sub):
     p.add_argument("--limit", type=_positive_int, help="evaluate on a subset of this many test images")
     p.add_argument("--confusion", metavar="PNG", help="save the confusion matrix figure here")
     p.add_argument("--samples", metavar="PNG", help="save a grid of sample predictions here")
+    p.add_argument("--precision", choices=list(PRECISION_NAMES), default="auto",
+                   help="auto (default: bf16 with oneDNN fusion where the CPU has bf16 and "
+                   "the network suits it), bf16 or fp32")
     p.set_defaults(func=_cmd_eval)
 
 

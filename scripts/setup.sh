@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything gluon_resnet needs on a fresh Debian machine, idempotently:
 # Debian's Fashion-MNIST package, a virtual environment in .venv, and the
-# project with its CPU MXNet and test extras.  Safe to run again.
+# project with its CPU MXNet, test and benchmark extras (the benchmark's PyTorch
+# reference is tested too).  Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,4 +16,4 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 # Quick when everything is already there; picks up new dependencies otherwise.
-.venv/bin/pip install -q --disable-pip-version-check -e '.[cpu,test]'
+.venv/bin/pip install -q --disable-pip-version-check -e '.[cpu,test,bench]'

@@ -14,3 +14,14 @@ def _seed():
     random.seed(0)
     np.random.seed(0)
     mx.random.seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _no_bf16_in_this_process():
+    """bf16 AMP cannot be undone: a test that turns it on here changes every later test."""
+    yield
+    from mxnet.contrib.amp import amp
+
+    assert not amp._amp_initialized, (
+        "this test turned on bf16 AMP in the test process; run bf16 in a subprocess "
+        "or pass precision='fp32'")

@@ -30,6 +30,15 @@ def _load_bench():
 bench = _load_bench()
 VARIANT_NAMES = [v.name for v in bench.VARIANTS]
 BF16_VARIANTS = ["train_bf16", "infer_bf16"]
+TORCH_VARIANTS = [v.name for v in bench.VARIANTS if v.side == "torch"]
+
+
+def _torch_installed():
+    try:
+        import torch  # noqa: F401
+        return True
+    except ImportError:
+        return False
 
 
 def _run_tiny(tmp_path_factory, disable_bf16):
@@ -96,6 +105,9 @@ def test_tiny_run_measures_every_variant(tiny, monkeypatch):
         if name in BF16_VARIANTS and not has_bf16:
             assert entry["available"] is False and "bf16" in entry["unavailable"]
             continue
+        if name in TORCH_VARIANTS and not _torch_installed():
+            assert entry["available"] is False and "PyTorch" in entry["unavailable"]
+            continue
         assert entry["available"] is True, (name, entry)
         assert len(entry["runs"]) == result["settings"]["rounds"]
         assert all(r > 0 for r in entry["runs"])
@@ -150,10 +162,18 @@ def test_tiny_run_loader_and_targets(tiny):
     else:
         assert not loader["available"] and "not found" in loader["unavailable"]
     targets = {t["name"]: t for t in result["targets"]}
-    assert len(targets) == 5
+    assert len(targets) == 9
     fp32 = targets["fp32 training vs book"]
     assert fp32["value"] == variants["train_fp32"]["ratio"]
     assert fp32["met"] == (fp32["value"] >= 1.8)
+    default = result["default_training"]
+    assert default == ("train_bf16" if variants["train_bf16"]["available"] else "train_fp32")
+    assert targets["default training vs book"]["value"] == variants[default]["ratio"]
+    if variants["train_torch_bf16"]["available"]:
+        vs_torch = targets["default training vs PyTorch bf16"]
+        assert vs_torch["value"] == pytest.approx(
+            variants[default]["images_per_s"] / variants["train_torch_bf16"]["images_per_s"])
+        assert vs_torch["met"] == (vs_torch["value"] >= 1.0)
     rss = targets["peak RSS of ours training"]
     assert rss["value"] > 0 and rss["met"] == (rss["value"] < 4096)
 
@@ -167,12 +187,15 @@ def test_tiny_run_without_bf16_marks_bf16_unavailable(tiny_no_bf16):
         if name in BF16_VARIANTS:
             assert entry["available"] is False and entry["images_per_s"] is None
             assert "bf16 unavailable" in entry["unavailable"] and entry["ratio"] is None
+        elif name in TORCH_VARIANTS and not _torch_installed():
+            assert entry["available"] is False
         else:
             assert entry["available"] is True and entry["images_per_s"] > 0
     assert result["peak"]["bf16_gflops"] is None
     assert result["peak"]["fp32_gflops"] > 0
-    bf16_target = [t for t in result["targets"] if t["name"] == "bf16 training vs book"][0]
+    bf16_target = [t for t in result["targets"] if t["name"] == "bf16 training vs ours fp32"][0]
     assert bf16_target["met"] is None
+    assert result["default_training"] == "train_fp32"
     assert proc.stdout.count("unavailable: bf16 unavailable") == 2
 
 
@@ -213,7 +236,8 @@ def test_collect_uses_medians_and_their_ratio():
     assert summary["loader"]["ratio_to_training"] == 20.0  # 1000 / 50
     met = {t["name"]: t["met"] for t in summary["targets"]}
     assert met["fp32 training vs book"] is True
-    assert met["bf16 training vs book"] is None
+    assert met["bf16 training vs ours fp32"] is None
+    assert met["default training vs PyTorch bf16"] is None  # not measured here
     assert met["inference vs book (best of bf16, fused fp32)"] is True
     assert met["loader vs ours training (fastest)"] is False
     report = bench.format_report(dict(summary, meta={

@@ -228,3 +228,26 @@ def test_auto_picks_bf16_only_where_it_suits_the_network(monkeypatch):
     assert resolve_precision("auto", [mx.cpu()], net=get_model("compact_resnet8")) == "fp32"
     # An explicit request is obeyed.
     assert resolve_precision("bf16", [mx.cpu()], net=get_model("compact_resnet8")) == "bf16"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not bf16_available(), reason="this CPU has no AVX512-BF16")
+@pytest.mark.skipif(not os.path.isdir(DATA_DIR), reason="Fashion-MNIST is not installed")
+def test_eval_runs_bf16_by_default_with_the_accuracy_of_fp32(tmp_path):
+    import re
+
+    from gluon_resnet.experiment import TrainConfig, run_training
+
+    out = str(tmp_path / "run")
+    run_training(TrainConfig(resize=None, limit=2000, batch_size=100, epochs=2, seed=1,
+                             precision="fp32"), out=out, quiet=True, progress=False)
+    ckpt = os.path.join(out, "checkpoint.ckpt")
+    acc = {}
+    for args, line in ((["--precision", "fp32"], "precision: fp32, oneDNN operator fusion"),
+                       ([], "precision: bf16 on ")):
+        done = _run(["-m", "gluon_resnet", "eval", "--params", ckpt, "--limit", "2000", *args])
+        assert done.returncode == 0, done.stderr
+        assert line in done.stdout, done.stdout
+        acc[line] = float(re.search(r"test acc (\d\.\d+)", done.stdout).group(1))
+    fp32, bf16 = acc.values()
+    assert 0.5 < fp32 and abs(bf16 - fp32) <= 0.01, acc

@@ -27,8 +27,9 @@ pytestmark = pytest.mark.skipif(not os.path.isdir(DATA_DIR),
 
 EPOCH_LINE = re.compile(r"^epoch (\d+), loss \d+\.\d{4}, train acc \d\.\d{3}, "
                         r"test acc \d\.\d{3}, time \d+\.\d sec$")
-# A small, fast run: 28x28 inputs, a balanced subset, a few epochs.
-QUICK = dict(resize=None, limit=1000, batch_size=100, seed=3)
+# A small, fast run: 28x28 inputs, a balanced subset, a few epochs; fp32, because bf16 AMP
+# would switch this whole test process to bf16 (bf16 runs are tested in subprocesses).
+QUICK = dict(resize=None, limit=1000, batch_size=100, seed=3, precision="fp32")
 
 
 def _quick_config(**kw):
@@ -92,9 +93,11 @@ def _cli(*args, **kw):
 def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path):
     out = str(tmp_path / "run")
     proc = _cli("train", "--no-resize", "--limit", "3000", "--batch-size", "50", "--epochs", "2",
-                "--out", out, "--no-progress")
-    first = proc.stdout.readline() + proc.stdout.readline()  # "training on", "epoch 1, ..."
-    assert "epoch 1" in first, first + proc.stderr.read()
+                "--out", out, "--no-progress", "--precision", "fp32")
+    # "precision: fp32", "training on cpu(0)", "epoch 1, ..."
+    first = "".join(proc.stdout.readline() for _ in range(3))
+    assert first.startswith("precision: fp32\n") and "epoch 1" in first, (
+        first + proc.stderr.read())
     time.sleep(1.5)  # well inside epoch 2
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
@@ -163,13 +166,15 @@ def test_eval_command_prints_accuracy_and_saves_figures(tmp_path, capsys):
     out = str(tmp_path / "run")
     history, _ = run_training(_quick_config(epochs=2, limit=2000), out=out, quiet=True)
     confusion, samples = str(tmp_path / "cm.png"), str(tmp_path / "samples.png")
+    # fp32: bf16 would switch this test process to bf16 (bf16 eval: test_precision.py).
     assert main(["eval", "--params", os.path.join(out, "checkpoint.ckpt"), "--limit", "500",
-                 "--confusion", confusion, "--samples", samples]) == 0
+                 "--confusion", confusion, "--samples", samples, "--precision", "fp32"]) == 0
     text = capsys.readouterr().out
     acc = float(re.search(r"test acc (\d\.\d+)", text).group(1))
     # Another sample of the test set than training's own evaluation: close, not equal.
     assert 0.4 < acc <= 1.0 and abs(acc - history[-1]["test_acc"]) < 0.1, (acc, history[-1])
     assert "ankle boot" in text and "t-shirt" in text
+    assert "precision: fp32, oneDNN operator fusion" in text
     assert os.path.getsize(confusion) > 10000 and os.path.getsize(samples) > 10000
 
 
