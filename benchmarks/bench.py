@@ -1,4 +1,4 @@
-"""Speed of the chapter's ResNet-18: the book's code against gluon_resnet.
+"""Speed of the chapter's ResNet-18: the book's code and PyTorch against gluon_resnet.
 
 Usage::
 
@@ -10,11 +10,15 @@ Sides compared (same network, same random batches of shape (N, 1, size, size)):
 - ``ref``: the network of d2l-zh 5.11 built from ``d2lzh.Residual`` in an
   ``nn.Sequential`` (not hybridized), trained by ``d2lzh.train_ch5`` itself
   (imperative, the host reads the loss and the accuracy of every batch) and
-  evaluated by ``d2lzh.evaluate_accuracy``.
+  evaluated by ``d2lzh.evaluate_accuracy``; with MXNet's default threads, as
+  a reader runs it, and with ``OMP_NUM_THREADS`` set to the number of cores.
+- ``torch``: the same network written in PyTorch (``torch_reference.py``),
+  eager fp32 and eager bf16 autocast with channels_last (optional: needs the
+  ``[bench]`` extra; reported unavailable without PyTorch).
 - ``ours``: ``chapter_resnet18`` as ``gluon-resnet train`` runs it
   (``build_network``: Xavier, ``hybridize(static_alloc=True, static_shape=False)``;
-  ``Learner``: metrics summed on the device), in fp32 and in bf16 (AMP);
-  inference also with oneDNN operator fusion.
+  ``Learner``: metrics summed on the device), in fp32 and in bf16 (AMP, on AMX
+  where the CPU has it); inference with and without oneDNN operator fusion.
 
 Every measurement runs in a fresh worker process (``--worker NAME``), because
 bf16 AMP is process-global and cannot be undone.  The variants are alternated
@@ -45,6 +49,10 @@ RESULT_PREFIX = "BENCH_RESULT "
 TRAIN_GFLOP_96 = 1.91
 #: Forward FLOPs of one inference image at 96x96.
 INFER_GFLOP_96 = 0.64
+
+#: Inference takes steps * INFER_STEP_FACTOR timed steps: a batch is predicted 3-10x as fast as
+#: it is trained, and 4 inference steps (2 s) were too short to time on these machines.
+INFER_STEP_FACTOR = 4
 
 FULL_SETTINGS = dict(batch_size=256, size=96, rounds=5, steps=4, warmup=2, dot_size=2048,
                      dot_reps=3, loader_limit=None)
@@ -183,6 +191,11 @@ def book_resnet18():
     return net
 
 
+def timed_steps(mode, settings):
+    """Timed steps of a worker in ``mode`` ("train" or "infer")."""
+    return settings["steps"] * (INFER_STEP_FACTOR if mode == "infer" else 1)
+
+
 def _as_float32(out):
     """``out`` as a float32 numpy array (bf16 outputs are cast first)."""
     import numpy as np
@@ -212,7 +225,7 @@ def work_variant(variant, settings):
 
     ctx = mx.cpu()
     X, y = _random_batch(settings)
-    batches = TimedBatches(X, y, settings["warmup"], settings["steps"])
+    batches = TimedBatches(X, y, settings["warmup"], timed_steps(variant.mode, settings))
     if variant.side == "ref":
         import d2lzh as d2l
 
@@ -344,7 +357,7 @@ def work_torch(variant, settings):
     if variant.precision == "bf16" and not torch.backends.mkldnn.is_available():
         return {"unavailable": "PyTorch was built without oneDNN"}
     rate = measure(variant.mode, variant.precision == "bf16", settings["batch_size"],
-                   settings["size"], settings["warmup"], settings["steps"])
+                   settings["size"], settings["warmup"], timed_steps(variant.mode, settings))
     return {"images_per_s": rate, "max_rss_mib": max_rss_mib(), "precision": variant.precision,
             "torch_version": torch.__version__, "torch_threads": torch.get_num_threads()}
 
@@ -518,13 +531,15 @@ def format_report(summary):
     """The printed header and table."""
     meta, s, peak = summary["meta"], summary["settings"], summary["peak"]
     lines = [
-        "gluon_resnet benchmark: chapter ResNet-18, book (d2lzh) vs gluon_resnet",
+        "gluon_resnet benchmark: chapter ResNet-18, book (d2lzh) and PyTorch vs gluon_resnet",
         "date %s | CPU %s | %d cores | mxnet %s | load average at start %s"
         % (meta["date"], meta["cpu_model"], meta["cores"], meta["mxnet_version"],
            " ".join("%.2f" % x for x in meta["load_average_start"])),
         "command: %s" % meta["command"],
-        "batch %d, %dx%d, %d round(s) x %d timed step(s) after %d warm-up; medians over rounds"
-        % (s["batch_size"], s["size"], s["size"], s["rounds"], s["steps"], s["warmup"]),
+        "batch %d, %dx%d, %d round(s) x %d timed training step(s) (inference %d) after %d "
+        "warm-up; medians over rounds"
+        % (s["batch_size"], s["size"], s["size"], s["rounds"], s["steps"],
+           timed_steps("infer", s), s["warmup"]),
         "GFLOP per image: training %.3f, inference %.3f"
         % (summary["gflop_per_image"]["train"], summary["gflop_per_image"]["infer"]),
         "",

@@ -57,6 +57,8 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--top", type=int, default=25)
+    p.add_argument("--data", choices=["random", "fashion-mnist"], default="random",
+                   help="the batch: uniform random pixels, or the first Fashion-MNIST batch")
     args = p.parse_args(argv)
 
     ctx = mx.cpu()
@@ -68,8 +70,13 @@ def main(argv=None):
     net = build_network(config, [ctx])
     trainer = build_trainer(config, net)
     channels = 1
-    X = mx.nd.random.uniform(shape=(args.batch_size, channels, args.size, args.size))
-    y = mx.nd.array(range(args.batch_size), dtype="int32") % 10
+    if args.data == "random":
+        X = mx.nd.random.uniform(shape=(args.batch_size, channels, args.size, args.size))
+        y = mx.nd.array(range(args.batch_size), dtype="int32") % 10
+    else:
+        from gluon_resnet.data import load_data_fashion_mnist
+
+        X, y = next(iter(load_data_fashion_mnist(args.batch_size, resize=args.size)[0]))
     learner = Learner(net, [(X, y)] * args.warmup, None, trainer, [ctx], handle_sigint=False)
     learner.fit(1)
     mx.nd.waitall()
@@ -84,8 +91,8 @@ def main(argv=None):
     seconds = time.perf_counter() - start
     mx.profiler.set_state("stop")
     table = mx.profiler.dumps(reset=True)
-    print("%s, %s, batch %d, %dx%d, AMX %s: %.3f s per step (%.1f img/s)"
-          % (args.model, precision, args.batch_size, args.size, args.size,
+    print("%s, %s, %s batch %d, %dx%d, AMX %s: %.3f s per step (%.1f img/s)"
+          % (args.model, precision, args.data, args.batch_size, args.size, args.size,
              _mxnet.AMX[1], seconds / args.steps, args.batch_size * args.steps / seconds))
     print("%-44s %7s %11s %10s" % ("operator", "calls", "ms/step", "ms/call"))
     for name, calls, total in parse_table(table, args.top):

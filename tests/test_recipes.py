@@ -136,26 +136,35 @@ def test_flip_evaluation_adds_the_mirror_images_softmax():
     assert expected != plain  # the mirror images change some decisions here
 
 
-def test_compact_resnet8_is_the_fast_recipes_small_network():
+def test_the_fast_recipe_uses_the_amx_friendly_compact_network():
+    assert RECIPES["fast"]["model"] == "compact_resnet8_w32"
+
+
+@pytest.mark.parametrize("name, w, count", [("compact_resnet8", 48, 690_970),
+                                            ("compact_resnet8_w32", 32, 308_074)])
+def test_compact_resnet8_counts(name, w, count):
     from gluon_resnet import get_model
     from gluon_resnet.summary import count_flops, count_parameters
 
-    net = get_model(RECIPES["fast"]["model"])
+    net = get_model(name)
     net.initialize()
     assert net(mx.nd.zeros((2, 1, 28, 28))).shape == (2, 10)
     conv = lambda cin, cout, k=3: k * k * cin * cout
     bn = lambda c: 2 * c
-    expected = (conv(1, 48) + bn(48)                                           # stem
-                + 2 * (conv(48, 48) + bn(48))                                  # stage 1
-                + conv(48, 96) + conv(96, 96) + 2 * bn(96) + conv(48, 96, 1) + bn(96)
-                + conv(96, 192) + conv(192, 192) + 2 * bn(192) + conv(96, 192, 1) + bn(192)
-                + 192 * 10 + 10)                                               # dense
-    assert count_parameters(net, trainable_only=True) == expected == 690_970
+    expected = (conv(1, w) + bn(w)                                              # stem
+                + 2 * (conv(w, w) + bn(w))                                      # stage 1
+                + conv(w, 2 * w) + conv(2 * w, 2 * w) + 2 * bn(2 * w) + conv(w, 2 * w, 1)
+                + bn(2 * w)
+                + conv(2 * w, 4 * w) + conv(4 * w, 4 * w) + 2 * bn(4 * w)
+                + conv(2 * w, 4 * w, 1) + bn(4 * w)
+                + 4 * w * 10 + 10)                                              # dense
+    assert count_parameters(net, trainable_only=True) == expected == count
     # Multiply-accumulates: each convolution's weights times its output positions.
-    macs = (conv(1, 48) * 14 ** 2 + 2 * conv(48, 48) * 14 ** 2
-            + (conv(48, 96) + conv(96, 96) + conv(48, 96, 1)) * 7 ** 2
-            + (conv(96, 192) + conv(192, 192) + conv(96, 192, 1)) * 4 ** 2 + 192 * 10)
-    assert count_flops(get_model("compact_resnet8"), (1, 1, 28, 28))["macs"] == macs
+    macs = (conv(1, w) * 14 ** 2 + 2 * conv(w, w) * 14 ** 2
+            + (conv(w, 2 * w) + conv(2 * w, 2 * w) + conv(w, 2 * w, 1)) * 7 ** 2
+            + (conv(2 * w, 4 * w) + conv(4 * w, 4 * w) + conv(2 * w, 4 * w, 1)) * 4 ** 2
+            + 4 * w * 10)
+    assert count_flops(get_model(name), (1, 1, 28, 28))["macs"] == macs
 
 
 def test_compact_resnet9_is_compact_resnet8_with_a_deep_stem():
