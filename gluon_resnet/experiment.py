@@ -21,7 +21,8 @@ from .models import get_model, list_models
 from .precision import PRECISIONS, describe_precision, enable_bf16, resolve_precision
 from mxnet import autograd, gluon, init
 
-__all__ = ["TrainConfig", "run_training", "build_network", "build_trainer", "RunError", "RECIPES", "recipe_config"]
+__all__ = ["TrainConfig", "run_training", "build_network", "build_trainer", "RunError", "RECIPES",
+           "recipe_config"]
 
 
 class RunError(ValueError):
@@ -45,7 +46,7 @@ class TrainConfig:
     ctx: str = "auto"
     data_root: str = None
     num_classes: int = 10
-    precision: str = "auto"  # bf16 where the CPU and the network make it faster
+    precision: str = "auto"  # bf16 where AMX and the network's widths make it faster
     schedule: str = "constant"
     label_smoothing: float = 0.0
     augment: bool = False
@@ -106,8 +107,8 @@ KVSTORES = ("device", "local", "dist_sync", "dist_device_sync")
 #: Named recipes: changes to ``TrainConfig()`` (the chapter's recipe).  The
 #: README gives the accuracy and time each one reached on this machine.
 RECIPES = {
-    # d2l-zh 5.11 as printed, the defaults of TrainConfig (precision auto: bf16 where the CPU has it; the book's exact
-    # fp32 arithmetic with --precision fp32).
+    # d2l-zh 5.11 as printed, the defaults of TrainConfig (precision auto: bf16 where
+    # the CPU has AMX; the book's exact fp32 arithmetic with --precision fp32).
     "chapter": {},
     # compact_resnet8_w32 at 28x28 (3x3/2 stem, 32/64/128 channels: AMX-friendly widths,
     # so auto trains it in bf16), Nesterov momentum, one-cycle schedule peaking at 0.4,

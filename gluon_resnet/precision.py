@@ -6,8 +6,9 @@ process trains either in bf16 or in fp32.  Weights stay fp32 (master copies);
 convolutions and dense layers compute in bf16.
 
 ``auto`` (the default of ``gluon-resnet train``) trains in bf16 where that is
-faster: on a CPU with bf16 instructions, and only for networks whose
-convolutions all have a power-of-two number of output channels, at least 32.
+faster: with AMX switched on (see ``gluon_resnet._mxnet``), and only for
+networks whose convolutions all have a power-of-two number of output
+channels, at least 32.
 MXNet 1.9.1's oneDNN runs such layers in AMX kernels; other widths (16, 48,
 96, ...) get kernels whose output layout sends BN's backward pass to oneDNN's
 reference code, and the whole step becomes 1.5-5x slower than fp32 (measured
@@ -79,8 +80,9 @@ def resolve_precision(requested, ctxs, notice=None, net=None):
 
     ``"bf16"`` and ``"auto"`` fall back to fp32 on a GPU or on a CPU without
     bf16 instructions; an explicit ``"bf16"`` that falls back prints one line.
-    ``"auto"`` with ``net`` also stays in fp32 when ``bf16_suits(net)`` is
-    False (bf16 would be slower).
+    ``"auto"`` also stays in fp32 without AMX (on AVX512-BF16 alone bf16 ran
+    slower than fp32 here: its matrix product reached 211 GFLOP/s against 309)
+    and, given ``net``, when ``bf16_suits(net)`` is False.
     """
     if requested not in PRECISIONS:
         raise ValueError("precision must be one of %s, got %r" % (", ".join(PRECISIONS), requested))
@@ -88,7 +90,8 @@ def resolve_precision(requested, ctxs, notice=None, net=None):
         return "fp32"
     on_cpu = all(c.device_type == "cpu" for c in ctxs)
     if on_cpu and bf16_available():
-        if requested == "auto" and net is not None and not bf16_suits(net):
+        if requested == "auto" and (bf16_kernels() != "AMX"
+                                    or (net is not None and not bf16_suits(net))):
             return "fp32"
         return "bf16"
     if requested == "bf16":
