@@ -117,9 +117,9 @@ def _add_train_parsers(sub):
                    help="how the gradients of several devices are added up: device (default, "
                    "on the devices) or local (on the CPU); dist_sync in a launched job")
     p.add_argument("--precision", choices=list(PRECISION_NAMES),
-                   help="auto (default: bf16 where the CPU has it and the network's widths "
-                   "suit its kernels, else fp32), bf16 (AMP; fp32 with a notice on CPUs "
-                   "without AVX512-BF16) or fp32 (the book's exact arithmetic)")
+                   help="auto (default: bf16 where the CPU's AMX is on and the network's "
+                   "widths suit its kernels, else fp32), bf16 (AMP; fp32 with a notice on "
+                   "CPUs without AVX512-BF16) or fp32 (the book's exact arithmetic)")
     p.add_argument("--data-root", help="folder with the four Fashion-MNIST IDX files")
     p.add_argument("--out", help="run folder (default runs/<model>-<date>-<time>)")
     p.add_argument("--resume", help="continue from this checkpoint.ckpt")
@@ -135,8 +135,8 @@ def _add_train_parsers(sub):
     p.add_argument("--confusion", metavar="PNG", help="save the confusion matrix figure here")
     p.add_argument("--samples", metavar="PNG", help="save a grid of sample predictions here")
     p.add_argument("--precision", choices=list(PRECISION_NAMES), default="auto",
-                   help="auto (default: bf16 with oneDNN fusion where the CPU has bf16 and "
-                   "the network suits it), bf16 or fp32")
+                   help="auto (default: bf16 with oneDNN fusion where the CPU's AMX is on "
+                   "and the network suits it), bf16 or fp32")
     p.set_defaults(func=_cmd_eval)
 
 

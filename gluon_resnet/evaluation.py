@@ -5,6 +5,9 @@ import os
 import numpy as np
 
 from ._mxnet import mx
+from .experiment import build_network
+from .models import get_model
+from .precision import describe_precision, enable_bf16, resolve_precision
 
 __all__ = ["predict", "per_class_accuracy", "evaluate_run"]
 
@@ -67,7 +70,7 @@ def evaluate_run(path, model=None, resize=None, data_root=None, confusion=None, 
         predicted and true labels.
     precision : {"fp32", "bf16", "auto"}
         ``"auto"`` (what ``gluon-resnet eval`` uses) evaluates in bf16 where
-        the CPU and the network suit it (``precision.resolve_precision``).
+        AMX and the network suit it (``precision.resolve_precision``).
         bf16 turns on AMP for the whole process (``precision.enable_bf16``):
         every network built afterwards computes in bf16.  Either way the
         network runs with oneDNN's operator fusion (conv + BN + ReLU + add),
@@ -80,11 +83,6 @@ def evaluate_run(path, model=None, resize=None, data_root=None, confusion=None, 
     """
     from .checkpoint import CheckpointError, load_checkpoint
     from .data import get_fashion_mnist_labels, load_data_fashion_mnist
-
-    from .experiment import build_network
-    from .models import get_model
-    from .precision import describe_precision, enable_bf16, resolve_precision
-
     ctx = ctx or mx.cpu()
     config = _load_config(path, model)
     precision = resolve_precision(precision, [ctx], notice=out,
