@@ -74,6 +74,8 @@ class Variant:
 
 
 def _all_cores():
+    # gluon_resnet._cpu.usable_cores, written again: importing gluon_resnet here would set
+    # OMP_NUM_THREADS and AMX for the book's workers, which must run as a reader runs them.
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:

@@ -45,7 +45,7 @@ def bf16_kernels():
     AMX only when gluon_resnet switched it on before MXNet loaded (see
     ``gluon_resnet._mxnet``), or the user set ``DNNL_MAX_CPU_ISA`` to an AMX level.
     """
-    from ._mxnet import AMX
+    from ._mxnet import AMX  # here, not at the top: cli imports this module without MXNet
 
     if not bf16_available():
         return "fp32 fallback"

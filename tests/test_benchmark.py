@@ -267,3 +267,43 @@ def test_a_failed_worker_makes_the_run_fail(monkeypatch, capsys):
     assert bench.main(["--tiny"]) == 1
     out = capsys.readouterr().out
     assert "ERRORS" in out and "boom" in out
+
+
+# ---------------------------------------------------------------------------
+# benchmarks/profile_ops.py
+# ---------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_profile_ops_prints_the_operators_of_a_step():
+    script = os.path.join(ROOT, "benchmarks", "profile_ops.py")
+    proc = subprocess.run([sys.executable, script, "--model", "compact_resnet8_w32", "--size",
+                           "28", "--batch-size", "8", "--steps", "1", "--warmup", "1",
+                           "--top", "5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("compact_resnet8_w32, fp32, random batch 8, 28x28")
+    assert "s per step" in lines[0]
+    rows = lines[2:]
+    assert len(rows) == 5 and lines[1].split()[:2] == ["operator", "calls"]
+    names = " ".join(rows)
+    assert "Convolution" in names  # the backward or forward convolutions are among the top five
+    totals = [float(r.split()[-2]) for r in rows]
+    assert totals == sorted(totals, reverse=True) and totals[0] > 0
+
+
+def test_profile_table_parser_reads_mxnets_aggregate_table():
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    from profile_ops import parse_table
+
+    table = ("Profile Statistics:\n"
+             "Name                          Total Count        Time (ms)    Min Time (ms)    "
+             "Max Time (ms)    Avg Time (ms)\n"
+             "----                          -----------        ---------    -------------    "
+             "-------------    -------------\n"
+             "Convolution                            60         138.2000           6.0000     "
+             "      9.0000           2.3033\n"
+             "_backward_Convolution                  60         688.7000          30.0000     "
+             "     50.0000          11.4783\n")
+    assert parse_table(table, 5) == [("_backward_Convolution", 60, 688.7),
+                                     ("Convolution", 60, 138.2)]
