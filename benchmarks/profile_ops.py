@@ -77,13 +77,13 @@ def main(argv=None):
         from gluon_resnet.data import load_data_fashion_mnist
 
         X, y = next(iter(load_data_fashion_mnist(args.batch_size, resize=args.size)[0]))
-    learner = Learner(net, [(X, y)] * args.warmup, None, trainer, [ctx], handle_sigint=False)
+    learner = Learner(net, [(X, y)] * args.warmup, None, trainer, [ctx], handle_signals=False)
     learner.fit(1)
     mx.nd.waitall()
 
     path = os.path.join(tempfile.mkdtemp(), "profile.json")
     mx.profiler.set_config(profile_all=True, aggregate_stats=True, filename=path)
-    learner = Learner(net, [(X, y)] * args.steps, None, trainer, [ctx], handle_sigint=False)
+    learner = Learner(net, [(X, y)] * args.steps, None, trainer, [ctx], handle_signals=False)
     mx.profiler.set_state("run")
     start = time.perf_counter()
     learner.fit(1)

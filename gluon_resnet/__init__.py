@@ -4,25 +4,29 @@ The book's names work unchanged::
 
     from gluon_resnet import Residual, resnet_block, try_gpu, load_data_fashion_mnist, train_ch5
 
-Modules, one concern each: ``blocks`` (residual blocks), ``models`` (networks,
-spec table and registry), ``summary`` (shape tables), ``devices``
-(``try_gpu``), ``data`` (Fashion-MNIST offline), ``training`` (the loop,
-``train_ch5``), ``callbacks``, ``checkpoint``, ``experiment`` (a run from a
-configuration), ``evaluation``, ``plotting``, ``precision`` (bf16) and
-``cli`` (the ``gluon-resnet`` command).
+Modules, one concern each, each importing only the ones below it: ``cli`` (the
+``gluon-resnet`` command) > ``evaluation`` > ``experiment`` (a run from a
+configuration) > ``config`` (``TrainConfig``, recipes), ``training`` (the loop,
+``train_ch5``), ``callbacks``, ``distributed`` (worker, launcher), ``data``
+(files, IDX reading, loader) > ``models`` (spec table and registry), ``blocks``,
+``summary``, ``checkpoint``, ``plotting``, ``precision`` (bf16), ``signals``
+(stop signals), ``events`` (``Callback``, the training exceptions),
+``devices`` (``try_gpu``), ``validate`` (argument checks).
 """
 
 from ._mxnet import mx  # noqa: F401  (fails early with install advice)
 from .blocks import Residual, resnet_block
+from .config import TrainConfig
 from .data import (DatasetError, DatasetNotFoundError, FashionMNISTLoader, find_fashion_mnist,
                    get_fashion_mnist_labels, load_data_fashion_mnist, load_fashion_mnist_arrays,
-                   measure_loader_throughput, read_idx, show_fashion_mnist)
+                   read_idx)
 from .devices import try_all_gpus, try_gpu
-from .experiment import TrainConfig, run_training
+from .events import Callback, TrainingDiverged, TrainingInterrupted
+from .experiment import run_training
 from .models import chapter_resnet18, get_model, list_models, resnet18
+from .plotting import show_fashion_mnist
 from .summary import format_summary, summarize
-from .training import (Callback, Learner, TrainingDiverged, TrainingInterrupted,
-                       evaluate_accuracy, train_ch5)
+from .training import Learner, evaluate_accuracy, train_ch5
 
 __version__ = "0.1.0"
 
@@ -34,7 +38,7 @@ __all__ = [
     "chapter_resnet18", "get_model", "list_models", "summarize", "format_summary",
     # data
     "FashionMNISTLoader", "find_fashion_mnist", "load_fashion_mnist_arrays", "read_idx",
-    "measure_loader_throughput", "DatasetError", "DatasetNotFoundError",
+    "DatasetError", "DatasetNotFoundError",
     # training
     "Learner", "Callback", "TrainConfig", "run_training", "TrainingInterrupted",
     "TrainingDiverged",

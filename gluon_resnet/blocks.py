@@ -26,28 +26,16 @@ arXiv 1706.02677, section 5.1 (zero gamma in the last BN of each block).
 from ._mxnet import mx
 from mxnet.gluon import nn
 
+from .validate import positive_int
+
 __all__ = ["Residual", "resnet_block", "check_positive_int", "SHORTCUTS", "check_shortcut",
            "conv3x3", "conv1x1", "batch_norm", "ZeroPadShortcut", "make_shortcut",
            "BasicBlockV1", "BottleneckV1", "BasicBlockV2", "BottleneckV2", "make_stage"]
 
 
-def check_positive_int(value, name, owner):
-    """Return ``value`` if it is a positive ``int``; otherwise raise ``ValueError``.
-
-    Parameters
-    ----------
-    value : object
-        The argument to check.
-    name : str
-        The argument's name, used in the message.
-    owner : str
-        What the argument belongs to (for example ``"Residual"``).
-    """
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(
-            "%s: %s must be a positive integer, got %r." % (owner, name, value)
-        )
-    return value
+#: The package's one positive-integer check (``gluon_resnet.validate``), under the name
+#: the blocks have always exported.
+check_positive_int = positive_int
 
 
 def _relu(F, x):

@@ -1,16 +1,138 @@
-"""Callbacks for ``Learner``: progress bar, history files, figures, checkpoints."""
+"""Callbacks for ``Learner``: the recorder, printing, progress, files, figures, checkpoints.
+
+``Recorder`` and ``DivergenceCheck`` are part of every ``Learner``: the first
+keeps the epoch's running sums, the timing and the history that the printing,
+history and plotting callbacks read; the second stops a run whose loss became
+NaN or infinite.  The rest are optional.
+"""
 
 import csv
 import io
 import json
+import math
 import os
 import sys
+import time
 
+from ._mxnet import mx
 from .checkpoint import atomic_write, save_checkpoint
-from .training import Callback
+from .events import Callback, TrainingDiverged
+from .plotting import in_notebook, plot_curves, plot_history
 
-__all__ = ["ProgressBar", "HistoryWriter", "CurvePlotter", "LiveCurves", "Checkpointer",
-           "OneCycleSchedule"]
+__all__ = ["Recorder", "DivergenceCheck", "PrintEpochs", "ProgressBar", "HistoryWriter",
+           "CurvePlotter", "LiveCurves", "Checkpointer", "OneCycleSchedule"]
+
+
+class Recorder(Callback):
+    """Running sums of the epoch, timing, and the history of finished epochs.
+
+    Sums stay on the device (one host sync per epoch).  A run resumed inside
+    an epoch continues the sums and the time of that epoch (``restore``).
+
+    Attributes
+    ----------
+    history : list of dict
+        One entry per finished epoch: ``epoch``, ``loss``, ``train_acc``,
+        ``test_acc``, ``time``, ``train_time``, ``lr``.
+    loss_sum, correct : NDArray of shape (1,)
+        Sums over the running epoch's batches so far (None before training).
+    n : int
+        Examples of the running epoch so far.
+    """
+
+    order = -100
+
+    def __init__(self):
+        self.history = []
+        self.loss_sum = self.correct = None
+        self.n, self.seconds, self.train_time = 0, 0.0, 0.0
+        self._carry = None  # [loss, correct, n, seconds] of an interrupted epoch
+        self._start = None
+
+    def restore(self, history, partial=None):
+        """Continue after a checkpoint: its ``history`` and ``partial`` sums."""
+        self.history = [dict(h) for h in history]
+        self._carry = list(partial) if partial else None
+
+    def partial(self):
+        """``[loss sum, correct, examples, seconds]`` of the running epoch (host values)."""
+        return [float(self.loss_sum.asscalar()), float(self.correct.asscalar()), self.n,
+                self.seconds + time.time() - self._start]
+
+    def before_train(self, learner):
+        loss, correct, self.n, self.seconds = self._carry or (0.0, 0.0, 0, 0.0)
+        self._carry = None
+        ctx = learner.ctxs[0]
+        self.loss_sum, self.correct = mx.nd.array([loss], ctx=ctx), mx.nd.array([correct], ctx=ctx)
+        self._start = time.time()
+
+    def after_step(self, learner):
+        self.loss_sum += learner.batch_loss.as_in_context(self.loss_sum.context)
+        self.correct += learner.batch_correct.as_in_context(self.correct.context)
+        self.n += learner.batch_size
+
+    def after_train(self, learner):
+        if self.n == 0:
+            raise ValueError("the training data yielded no examples")
+        self.train_time = self.seconds + time.time() - self._start
+
+    def after_epoch(self, learner):
+        self.history.append({
+            "epoch": learner.epoch, "loss": float(self.loss_sum.asscalar()) / self.n,
+            "train_acc": float(self.correct.asscalar()) / self.n,
+            "test_acc": float(learner.test_acc), "time": self.seconds + time.time() - self._start,
+            "train_time": self.train_time, "lr": learner.trainer.learning_rate})
+
+
+class DivergenceCheck(Callback):
+    """Stop when the loss becomes NaN or infinite (``TrainingDiverged``).
+
+    The host reads the loss of the *previous* batch after the current one
+    is queued, so no batch waits for itself; that finished value is also
+    ``learner.last_loss`` (mean loss per example) for the progress bar.  Runs
+    before the checkpointer, so a diverged state is never saved.
+    """
+
+    order = -90
+
+    def __init__(self):
+        self.pending = None  # (batch number, summed loss NDArray, examples)
+
+    def _check(self, learner):
+        if self.pending is None:
+            return
+        number, loss, n = self.pending
+        self.pending = None
+        value = loss.asscalar()
+        learner.last_loss = value / n
+        if not math.isfinite(value):
+            rate = learner.trainer.learning_rate
+            raise TrainingDiverged(
+                "the loss became %s in epoch %d, batch %d: training stopped. The learning "
+                "rate (%g) is probably too high; try a lower one, for example %g."
+                % (value, learner.epoch + 1, number, rate, rate / 10))
+
+    def after_step(self, learner):
+        self._check(learner)
+        self.pending = (learner.batch + 1, learner.batch_loss, learner.batch_size)
+
+    def _check_last(self, learner):
+        self._check(learner)
+
+    after_train = after_interrupt = _check_last
+
+
+class PrintEpochs(Callback):
+    """Print d2lzh's lines: ``training on cpu(0)`` and one line per epoch."""
+
+    def before_fit(self, learner):
+        ctx = learner.ctxs[0] if len(learner.ctxs) == 1 else learner.ctxs
+        print("training on", ctx, flush=True)
+
+    def after_epoch(self, learner):
+        h = learner.history[-1]
+        print("epoch %d, loss %.4f, train acc %.3f, test acc %.3f, time %.1f sec"
+              % (h["epoch"], h["loss"], h["train_acc"], h["test_acc"], h["time"]), flush=True)
 
 
 class ProgressBar(Callback):
@@ -34,7 +156,7 @@ class ProgressBar(Callback):
     def before_epoch(self, learner):
         if not self._on():
             return
-        from tqdm import tqdm
+        from tqdm import tqdm  # deferred: only drawn when standard error is a terminal
 
         total = getattr(learner.train_iter, "num_examples", None)
         self.bar = tqdm(total=total, initial=0, unit="img", unit_scale=False, leave=False,
@@ -44,7 +166,7 @@ class ProgressBar(Callback):
     def after_batch(self, learner):
         if self.bar is not None:
             self.bar.update(learner.batch_size)
-            if hasattr(learner, "last_loss"):
+            if learner.last_loss is not None:
                 self.bar.set_postfix(loss="%.4f" % learner.last_loss, refresh=False)
 
     def _close(self, learner=None):
@@ -87,8 +209,6 @@ class CurvePlotter(Callback):
         self.path, self.title = path, title
 
     def after_epoch(self, learner):
-        from .plotting import plot_history
-
         plot_history(learner.history, path=self.path, title=self.title)
 
 
@@ -117,7 +237,7 @@ class LiveCurves(Callback):
                                   or every < 1):
             raise ValueError("LiveCurves: every must be a positive integer, got %r" % (every,))
         self.every, self.path, self.title = every, path, title
-        self.series, self.fig, self.handle = None, None, None
+        self.series, self.fig, self.handle, self.num_batches = None, None, None, None
 
     def _batches_per_epoch(self, learner):
         try:
@@ -126,7 +246,7 @@ class LiveCurves(Callback):
             return None
 
     def before_fit(self, learner):
-        from matplotlib.figure import Figure
+        from matplotlib.figure import Figure  # deferred: matplotlib is slow to import
 
         self.series = {"train loss": ([], []), "train acc": ([], []), "test acc": ([], [])}
         for h in learner.history:  # resuming: the epochs already done
@@ -150,7 +270,8 @@ class LiveCurves(Callback):
         every = self.every or max(1, (self.num_batches or 250) // 5)
         if learner.batch % every or (self.num_batches and learner.batch >= self.num_batches):
             return  # the epoch's last point comes from after_epoch
-        loss_sum, correct, n = learner.running
+        recorder = learner.recorder
+        loss_sum, correct, n = recorder.loss_sum, recorder.correct, recorder.n
         x = learner.epoch + (learner.batch / self.num_batches if self.num_batches else 0.5)
         self._add("train loss", x, float(loss_sum.asscalar()) / n)
         self._add("train acc", x, float(correct.asscalar()) / n)
@@ -161,13 +282,11 @@ class LiveCurves(Callback):
         self._draw(learner, save=True)
 
     def _draw(self, learner, save=False):
-        from .plotting import _in_notebook, plot_curves
-
         plot_curves(self.series, fig=self.fig, title=self.title,
                     xlim=(0, max(learner.num_epochs, 1)),
                     path=self.path if save else None)
-        if _in_notebook():
-            from IPython import display
+        if in_notebook():
+            from IPython import display  # deferred: only inside a notebook
 
             # A PNG made here shows under any matplotlib backend the kernel has.
             buffer = io.BytesIO()
@@ -198,10 +317,14 @@ class Checkpointer(Callback):
 
     def __init__(self, path, config):
         self.path, self.config = path, config
+        self.saved = None  # (epoch, batch) of the last save
 
     def _save(self, learner):
+        if self.saved == (learner.epoch, learner.batch):
+            return  # stopped during evaluation: the epoch's checkpoint is this state
         save_checkpoint(self.path, learner.net, learner.trainer,
                         dict(learner.state(), config=self.config))
+        self.saved = (learner.epoch, learner.batch)
         learner.last_checkpoint = self.path
 
     after_epoch = after_interrupt = _save
@@ -228,7 +351,7 @@ class OneCycleSchedule(Callback):
             return low + (high - low) * step / peak
         return high + (end - high) * (step - peak) / max(1, total - 1 - peak)
 
-    def before_batch(self, learner):
+    def before_step(self, learner):
         per_epoch = len(learner.train_iter)
         step = learner.epoch * per_epoch + learner.batch
         learner.trainer.set_learning_rate(self.rate(step, learner.num_epochs * per_epoch))

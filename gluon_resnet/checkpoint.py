@@ -22,8 +22,8 @@ import numpy as np
 
 from ._mxnet import mx
 
-__all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint_meta", "CheckpointError",
-           "atomic_write"]
+__all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "read_checkpoint_meta",
+           "Checkpoint", "CheckpointError", "atomic_write"]
 
 FORMAT = "gluon_resnet-checkpoint-1"
 
@@ -100,18 +100,98 @@ def save_checkpoint(path, net, trainer, meta):
         shutil.rmtree(work, ignore_errors=True)
 
 
-def read_checkpoint_meta(path):
-    """The ``meta.json`` of a checkpoint, with clear errors for bad files."""
+class Checkpoint:
+    """A checkpoint read into memory: ``meta`` and the members, from one opening of the file.
+
+    Attributes
+    ----------
+    path : str
+    meta : dict
+        The ``meta.json`` (epoch, batch, partial sums, history, config, ...).
+    """
+
+    def __init__(self, path, meta, members):
+        self.path, self.meta, self._members = path, meta, members
+
+    def check_fits(self, net):
+        """Raise ``CheckpointError`` naming the first parameter whose name or shape differs."""
+        ours, theirs = param_shapes(net), self.meta["param_shapes"]
+        model = self.meta.get("config", {}).get("model", "another model")
+        missing, extra = sorted(set(ours) - set(theirs)), sorted(set(theirs) - set(ours))
+        if missing or extra:
+            raise CheckpointError(
+                "checkpoint %s holds the parameters of %s, which do not fit this network "
+                "(%d parameters there, %d here; %s)"
+                % (self.path, model, len(theirs), len(ours),
+                   "'%s' is missing there" % missing[0] if missing
+                   else "'%s' is not a parameter here" % extra[0]))
+        for name in sorted(ours):
+            shape = ours[name]
+            if shape and 0 not in shape and shape != theirs[name]:
+                raise CheckpointError(
+                    "checkpoint %s holds the parameters of %s, which do not fit this network: "
+                    "'%s' has shape %s there and %s here"
+                    % (self.path, model, name, tuple(theirs[name]), tuple(shape)))
+
+    def load_into(self, net, trainer=None, ctx=None, restore_random_state=True):
+        """Load the parameters into ``net`` (and the optimizer state into ``trainer``).
+
+        Returns ``meta``; sets the random states saved with it unless told not to.
+        """
+        if "model.params" not in self._members:
+            raise CheckpointError("%s was read without its parameters" % self.path)
+        self.check_fits(net)
+        work = tempfile.mkdtemp(prefix="gluon_resnet-ckpt-")
+        try:
+            for name, data in self._members.items():
+                with open(os.path.join(work, name), "wb") as f:
+                    f.write(data)
+            net.load_parameters(os.path.join(work, "model.params"), ctx=ctx)
+            if trainer is not None and "trainer.states" in self._members:
+                trainer.load_states(os.path.join(work, "trainer.states"))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        if restore_random_state and "random_state" in self.meta:
+            _set_random_state(self.meta["random_state"])
+        return self.meta
+
+
+def read_checkpoint(path, members=True):
+    """Read the checkpoint at ``path`` once, with clear errors for bad files.
+
+    ``members=False`` reads only ``meta.json`` (the result cannot load).
+
+    Raises
+    ------
+    CheckpointError
+        The file is missing, is not a zip archive, has no ``meta.json`` or no
+        ``model.params``, or carries another format tag.
+    """
     if not os.path.isfile(path):
         raise CheckpointError("checkpoint %s does not exist" % path)
     try:
         with zipfile.ZipFile(path) as z:
             meta = json.loads(z.read("meta.json").decode("utf-8"))
+            if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+                found = meta.get("format") if isinstance(meta, dict) else None
+                raise CheckpointError("%s has format %r, expected %r (a gluon_resnet checkpoint)"
+                                      % (path, found, FORMAT))
+            wanted = ("model.params", "trainer.states") if members else ()
+            names = z.namelist()
+            content = {name: z.read(name) for name in wanted if name in names}
     except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        if isinstance(exc, CheckpointError):
+            raise
         raise CheckpointError("%s is not a gluon_resnet checkpoint (%s)" % (path, exc)) from None
-    if meta.get("format") != FORMAT:
-        raise CheckpointError("%s has format %r, expected %r" % (path, meta.get("format"), FORMAT))
-    return meta
+    if "model.params" not in names:
+        raise CheckpointError("%s is not a complete gluon_resnet checkpoint: it has no "
+                              "model.params" % path)
+    return Checkpoint(path, meta, content)
+
+
+def read_checkpoint_meta(path):
+    """The ``meta.json`` of a checkpoint (see ``read_checkpoint``)."""
+    return read_checkpoint(path, members=False).meta
 
 
 def load_checkpoint(path, net, trainer=None, ctx=None, restore_random_state=True):
@@ -123,25 +203,4 @@ def load_checkpoint(path, net, trainer=None, ctx=None, restore_random_state=True
         If the file is missing or unreadable, or if its parameter names and
         shapes differ from ``net``'s (a checkpoint of another model).
     """
-    meta = read_checkpoint_meta(path)
-    ours = param_shapes(net)
-    theirs = meta["param_shapes"]
-    if set(ours) != set(theirs) or any(ours[k] and ours[k] != theirs[k] and 0 not in ours[k]
-                                       for k in ours):
-        model = meta.get("config", {}).get("model", "another model")
-        raise CheckpointError(
-            "checkpoint %s holds the parameters of %s, which do not fit this network "
-            "(%d parameters there, %d here)" % (path, model, len(theirs), len(ours)))
-    work = tempfile.mkdtemp(prefix="gluon_resnet-ckpt-")
-    try:
-        with zipfile.ZipFile(path) as z:
-            z.extractall(work)
-        net.load_parameters(os.path.join(work, "model.params"), ctx=ctx)
-        states = os.path.join(work, "trainer.states")
-        if trainer is not None and os.path.exists(states):
-            trainer.load_states(states)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    if restore_random_state and "random_state" in meta:
-        _set_random_state(meta["random_state"])
-    return meta
+    return read_checkpoint(path).load_into(net, trainer, ctx, restore_random_state)

@@ -5,8 +5,13 @@ import os
 import numpy as np
 
 from ._mxnet import mx
+
+from .checkpoint import CheckpointError, read_checkpoint
+from .config import TrainConfig
+from .data import get_fashion_mnist_labels, load_data_fashion_mnist
 from .experiment import build_network
 from .models import get_model
+from .plotting import confusion_matrix, plot_confusion_matrix, plot_predictions
 from .precision import describe_precision, enable_bf16, resolve_precision
 
 __all__ = ["predict", "per_class_accuracy", "evaluate_run"]
@@ -39,21 +44,21 @@ def per_class_accuracy(labels, predictions, num_classes=10):
 
 
 def _load_config(path, model):
-    """The training configuration of the network stored at ``path``."""
-    from .checkpoint import read_checkpoint_meta
-    from .experiment import TrainConfig
+    """The training configuration of the network stored at ``path``, and its checkpoint.
 
+    A ``.params`` file has no checkpoint (None) and needs ``model``.
+    """
     if not os.path.isfile(path):
         raise ValueError("parameter file %s does not exist" % path)
     if path.endswith(".ckpt"):
-        config = TrainConfig.from_dict(read_checkpoint_meta(path)["config"])
+        saved = read_checkpoint(path)
+        config = TrainConfig.from_dict(saved.meta["config"])
         if model and model != config.model:
             raise ValueError("%s is a checkpoint of %s, not of %s" % (path, config.model, model))
-    else:
-        if not model:
-            raise ValueError("a .params file does not say which network it holds: add --model NAME")
-        config = TrainConfig(model=model)
-    return config
+        return config, saved
+    if not model:
+        raise ValueError("a .params file does not say which network it holds: add --model NAME")
+    return TrainConfig(model=model), None
 
 
 def evaluate_run(path, model=None, resize=None, data_root=None, confusion=None, samples=None,
@@ -81,10 +86,8 @@ def evaluate_run(path, model=None, resize=None, data_root=None, confusion=None, 
     dict
         ``accuracy`` and ``per_class`` (list of 10 floats).
     """
-    from .checkpoint import CheckpointError, load_checkpoint
-    from .data import get_fashion_mnist_labels, load_data_fashion_mnist
     ctx = ctx or mx.cpu()
-    config = _load_config(path, model)
+    config, saved = _load_config(path, model)
     precision = resolve_precision(precision, [ctx], notice=out,
                                   net=get_model(config.model, num_classes=config.num_classes))
     if precision == "bf16":
@@ -94,8 +97,8 @@ def evaluate_run(path, model=None, resize=None, data_root=None, confusion=None, 
     _, test_iter = load_data_fashion_mnist(256, resize=size, root=data_root or config.data_root)
     X0, _ = next(iter(test_iter))
     net(X0[:1].as_in_context(ctx))  # finish deferred shape inference
-    if path.endswith(".ckpt"):
-        load_checkpoint(path, net, ctx=ctx, restore_random_state=False)
+    if saved is not None:
+        saved.load_into(net, ctx=ctx, restore_random_state=False)
     else:
         try:
             net.load_parameters(path, ctx=ctx)
@@ -120,14 +123,10 @@ def evaluate_run(path, model=None, resize=None, data_root=None, confusion=None, 
     for name, a in zip(names, per_class):
         out("  %-12s %.4f" % (name, a))
     if confusion:
-        from .plotting import confusion_matrix, plot_confusion_matrix
-
         plot_confusion_matrix(confusion_matrix(labels, preds), names, path=confusion,
                               title="%s: test acc %.4f" % (config.model, acc))
         out("confusion matrix saved to %s" % confusion)
     if samples:
-        from .plotting import plot_predictions
-
         X, y = next(iter(test_iter))
         X, y = X[:32], y[:32]
         p = net(X.as_in_context(ctx)).argmax(axis=1).asnumpy()

@@ -19,6 +19,7 @@ Every network is reachable through ``get_model(name, **kwargs)``;
 
 import collections
 import functools
+import inspect
 
 from ._mxnet import mx
 from mxnet.gluon import nn
@@ -97,9 +98,10 @@ def get_model(name, **kwargs):
     """
     factory = _lookup(name).factory
     try:
-        return factory(**kwargs)
-    except TypeError as exc:
+        inspect.signature(factory).bind(**kwargs)
+    except TypeError as exc:  # only the arguments are checked here: a bug inside still shows
         raise ValueError("model %r does not accept these arguments: %s" % (name, exc)) from None
+    return factory(**kwargs)
 
 
 def _chapter_head(net, num_classes):

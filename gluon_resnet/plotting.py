@@ -7,21 +7,24 @@ saving from the command line.
 
 import numpy as np
 
+from .data.idx import get_fashion_mnist_labels
+
 __all__ = ["plot_history", "plot_curves", "plot_error_comparison", "plot_blocks",
-           "plot_confusion_matrix", "plot_predictions", "confusion_matrix"]
+           "plot_confusion_matrix", "plot_predictions", "confusion_matrix", "show_fashion_mnist",
+           "in_notebook"]
 
 
 def _plt():
     import matplotlib
 
-    if matplotlib.get_backend().lower() not in ("agg",) and not _in_notebook():
+    if matplotlib.get_backend().lower() not in ("agg",) and not in_notebook():
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
 
 
-def _in_notebook():
+def in_notebook():
     try:
         from IPython import get_ipython
 
@@ -252,3 +255,39 @@ def plot_predictions(images, true_labels, predicted_labels, path=None, ncols=8):
                      color="black" if ok else "red")
     fig.suptitle("predicted (true); wrong in red", fontsize=10)
     return _finish(fig, path)
+
+
+def show_fashion_mnist(images, labels):
+    """Draw ``images`` in one row with ``labels`` as titles, as d2lzh does.
+
+    Parameters
+    ----------
+    images : NDArray or numpy.ndarray
+        ``n`` images, each of any shape that holds one ``H x W`` picture
+        (``(n, 28, 28)``, ``(n, 1, H, W)``, ``(n, H, W, 1)``).
+    labels : sequence
+        ``n`` titles: strings, or numeric labels (turned into text names).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (not shown: call ``plt.show()`` or let the notebook do it).
+    """
+    plt = _plt()
+    if hasattr(images, "asnumpy"):  # an NDArray
+        images = images.asnumpy()
+    if hasattr(labels, "asnumpy"):
+        labels = labels.asnumpy()
+    images, labels = np.asarray(images), list(labels)
+    if len(images) != len(labels) or not len(labels):
+        raise ValueError("show_fashion_mnist needs as many labels as images (at least one), "
+                         "got %d images and %d labels." % (len(images), len(labels)))
+    if not all(isinstance(label, str) for label in labels):
+        labels = get_fashion_mnist_labels(labels)
+    fig, axes = plt.subplots(1, len(images), figsize=(12, 12), squeeze=False)
+    for ax, img, label in zip(axes[0], images, labels):
+        ax.imshow(np.squeeze(img))
+        ax.set_title(label)
+        ax.axes.get_xaxis().set_visible(False)
+        ax.axes.get_yaxis().set_visible(False)
+    return fig

@@ -21,6 +21,10 @@ import os
 import sys
 
 from ._cpu import cpu_flags
+from ._mxnet import AMX
+from .validate import one_of
+from mxnet.contrib import amp
+from mxnet.gluon import nn
 
 __all__ = ["bf16_available", "bf16_suits", "bf16_kernels", "resolve_precision", "enable_bf16",
            "describe_precision", "PRECISIONS"]
@@ -45,8 +49,6 @@ def bf16_kernels():
     AMX only when gluon_resnet switched it on before MXNet loaded (see
     ``gluon_resnet._mxnet``), or the user set ``DNNL_MAX_CPU_ISA`` to an AMX level.
     """
-    from ._mxnet import AMX  # here, not at the top: cli imports this module without MXNet
-
     if not bf16_available():
         return "fp32 fallback"
     isa = os.environ.get("DNNL_MAX_CPU_ISA", "").upper()
@@ -56,8 +58,6 @@ def bf16_kernels():
 
 
 def _conv_widths(block):
-    from mxnet.gluon import nn
-
     widths = [block._channels] if isinstance(block, nn.Conv2D) else []
     for child in block._children.values():
         widths += _conv_widths(child)
@@ -84,8 +84,7 @@ def resolve_precision(requested, ctxs, notice=None, net=None):
     slower than fp32 here: its matrix product reached 211 GFLOP/s against 309)
     and, given ``net``, when ``bf16_suits(net)`` is False.
     """
-    if requested not in PRECISIONS:
-        raise ValueError("precision must be one of %s, got %r" % (", ".join(PRECISIONS), requested))
+    one_of(requested, PRECISIONS, "precision")
     if requested == "fp32":
         return "fp32"
     on_cpu = all(c.device_type == "cpu" for c in ctxs)
@@ -112,7 +111,5 @@ def enable_bf16():
     """Turn on bf16 AMP for this process (idempotent)."""
     global _enabled
     if not _enabled:
-        from mxnet.contrib import amp
-
         amp.init(target_dtype="bfloat16")
         _enabled = True

@@ -1,42 +1,32 @@
 """Training: d2lzh's ``train_ch5`` and ``evaluate_accuracy`` on a small ``Learner``.
 
-The loop (``Learner.fit -> _epoch -> _batch``) only trains and keeps score;
-everything optional hangs on it as a ``Callback``: printing the book's epoch
-lines, a progress bar, history files, learning-curve figures and checkpoints.
+The loop runs the phases fit > epoch > train | validate, train > batch > step
+(see ``gluon_resnet.events``) and fires an event before and after each; it
+only trains and evaluates.  What it remembers (sums, timing, history) is the
+``Recorder`` callback, the NaN check is ``DivergenceCheck``, and everything
+optional hangs on it as a ``Callback``: the book's epoch lines, a progress
+bar, history files, learning-curve figures, checkpoints.
 
-Speed: metrics are summed on the device and read once per epoch.  The host
+Speed: metrics are summed on the device and read once per epoch; the host
 waits for the *previous* batch's loss before queueing the next batch, so the
-engine always has work queued while memory stays bounded, and that finished
-value is what the divergence check reads: no batch waits for itself.
+engine always has work queued while memory stays bounded.
 
-Interruption: during ``fit`` the first Ctrl-C (SIGINT) asks the loop to stop
-after the current batch; the callbacks then save the last consistent state and
-``fit`` raises ``TrainingInterrupted`` (a ``KeyboardInterrupt``).  A second
-Ctrl-C interrupts at once.
+Stopping: during ``fit`` the first SIGINT (Ctrl-C), SIGTERM or SIGHUP asks the
+loop to stop after the current batch (``gluon_resnet.signals``); the callbacks
+then save the state and ``fit`` raises ``TrainingInterrupted`` (a
+``KeyboardInterrupt``).  A second signal stops at once.
 """
-
-import math
-import signal
-import threading
-import time
 
 from ._mxnet import mx
 from mxnet import autograd, gluon
 
+from .callbacks import DivergenceCheck, PrintEpochs, ProgressBar, Recorder
+from .events import Callback, TrainingDiverged, TrainingInterrupted
+from .signals import StopSignals, signal_name
+from .validate import non_negative_int
+
 __all__ = ["Learner", "Callback", "evaluate_accuracy", "train_ch5", "TrainingInterrupted",
-           "TrainingDiverged", "as_ctx_list", "LabelSmoothingLoss"]
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """Training stopped on Ctrl-C; ``checkpoint`` is where the state was saved (or None)."""
-
-    def __init__(self, message, checkpoint=None):
-        super().__init__(message)
-        self.checkpoint = checkpoint
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
+           "TrainingDiverged", "as_ctx_list", "LabelSmoothingLoss", "PrintEpochs"]
 
 
 def as_ctx_list(ctx):
@@ -119,37 +109,6 @@ class LabelSmoothingLoss(gluon.loss.Loss):
         return -F.sum(logp * target, axis=-1)
 
 
-class Callback:
-    """Hooks around ``Learner.fit``; override the ones you need.
-
-    Each hook receives the ``Learner``, whose attributes (``epoch``, ``batch``,
-    ``history``, ``net``, ``trainer``...) describe the current state.
-    """
-
-    order = 0
-
-    def before_fit(self, learner):
-        pass
-
-    def before_epoch(self, learner):
-        pass
-
-    def before_batch(self, learner):
-        pass
-
-    def after_batch(self, learner):
-        pass
-
-    def after_epoch(self, learner):
-        pass
-
-    def after_interrupt(self, learner):
-        pass
-
-    def after_fit(self, learner):
-        pass
-
-
 class Learner:
     """Train ``net`` with ``trainer`` on ``train_iter``, evaluate on ``test_iter``.
 
@@ -158,193 +117,162 @@ class Learner:
     net : mxnet.gluon.Block
         Initialised network, inputs ``(N, C, H, W)`` to scores ``(N, classes)``.
     train_iter, test_iter : iterable of (X, y)
-        Data; ``test_iter`` may be None.  A loader with a settable ``epoch``
-        attribute (as ``load_data_fashion_mnist`` returns) gets the epoch
-        number set, so that its shuffle order is reproducible on resume.
+        Data; ``test_iter`` may be None (no validate phase).  A loader with a
+        settable ``epoch`` attribute (as ``load_data_fashion_mnist`` returns)
+        gets the epoch number set, so that its shuffle order is reproducible
+        on resume.
     trainer : mxnet.gluon.Trainer
+        Its ``step`` gets each batch's size; a ``distributed.DistributedTrainer``
+        turns that into the global batch of all workers.
     ctx : Context or list of Context, optional
         Devices; batches are split across several.  CPU by default.
     loss : mxnet.gluon.loss.Loss, optional
         ``SoftmaxCrossEntropyLoss()`` by default.
     callbacks : list of Callback
-    handle_sigint : bool, default True
-        Turn the first Ctrl-C into a clean stop (main thread only).
+        Added to the ``Recorder`` and ``DivergenceCheck`` every learner has.
+    handle_signals : bool, default True
+        Turn the first SIGINT, SIGTERM or SIGHUP into a clean stop (main
+        thread only).
     eval_flip : bool, default False
         Evaluate with flip test-time augmentation (see ``evaluate_accuracy``).
-    num_workers : int, default 1
-        Processes training together through a distributed kvstore.  Each
-        batch is this worker's equal share of a global batch ``num_workers``
-        times larger; the kvstore sums the gradients of all workers, and the
-        step divides by the global batch size.
 
     Attributes
     ----------
+    The state callbacks read, all set here and updated by the loop:
+
+    num_epochs : int
+        The ``num_epochs`` of the running ``fit``.
     epoch : int
-        Epochs completed so far (0-based index of the running epoch).
+        Epochs completed (so the 0-based index of the running epoch).
     batch : int
         Batches completed within the running epoch.
-    history : list of dict
-        One entry per finished epoch: ``epoch``, ``loss``, ``train_acc``,
-        ``test_acc``, ``time``, ``lr``.
+    X, y : NDArray
+        The running batch, ``(N, C, H, W)`` and ``(N,)``; ``batch_size`` is ``N``.
+    batch_loss, batch_correct : NDArray of shape (1,)
+        Summed loss and correct predictions of the running batch (after the
+        step; not yet computed by the engine).
+    last_loss : float or None
+        Mean loss of the last batch the engine finished (``DivergenceCheck``).
+    test_acc : float
+        Accuracy of the last validate phase (NaN before, or without test data).
+    recorder : Recorder
+        Running sums, timing and ``history`` (also ``learner.history``).
+    stop : StopSignals
+        ``stop.signum`` is the stop signal received during ``fit``, if any.
+    last_checkpoint : str or None
+        The file a ``Checkpointer`` wrote last.
     """
 
     def __init__(self, net, train_iter, test_iter, trainer, ctx=None, loss=None,
-                 callbacks=(), handle_sigint=True, num_workers=1, eval_flip=False):
+                 callbacks=(), handle_signals=True, eval_flip=False):
         self.net, self.train_iter, self.test_iter, self.trainer = net, train_iter, test_iter, trainer
         self.ctxs = as_ctx_list(ctx)
         self.loss = loss or gluon.loss.SoftmaxCrossEntropyLoss()
-        self.callbacks = sorted(callbacks, key=lambda cb: cb.order)
-        self.handle_sigint = handle_sigint
-        self.num_workers = num_workers
         self.eval_flip = eval_flip
-        self.epoch, self.batch, self.history = 0, 0, []
-        self.partial = None  # metric sums of an interrupted epoch: [loss, correct, n, seconds]
-        self.interrupt_requested = False
-        self.num_epochs = 0
+        self.recorder = Recorder()
+        self.callbacks = sorted([self.recorder, DivergenceCheck(), *callbacks],
+                                key=lambda cb: cb.order)
+        self.stop = StopSignals(enabled=handle_signals)
+        self.num_epochs, self.epoch, self.batch = 0, 0, 0
+        self.X = self.y = self.batch_loss = self.batch_correct = None
+        self.batch_size = 0
+        self.last_loss = None
+        self.test_acc = float("nan")
+        self.last_checkpoint = None
 
-    # -- events --------------------------------------------------------------
-    def _event(self, name):
-        for cb in self.callbacks:
-            getattr(cb, name)(self)
+    @property
+    def history(self):
+        """One dict per finished epoch (see ``Recorder``)."""
+        return self.recorder.history
 
     # -- state ---------------------------------------------------------------
     def state(self):
         """What a checkpoint needs besides parameters and optimizer state."""
         return {"epoch": self.epoch, "batch": self.batch, "history": self.history,
-                "partial": self.partial}
+                "partial": self.recorder.partial() if self.batch else None}
 
     def restore(self, meta):
         """Continue from a checkpoint's ``meta`` (see ``checkpoint.load_checkpoint``)."""
         self.epoch, self.batch = meta["epoch"], meta["batch"]
-        self.history = list(meta["history"])
-        self.partial = meta.get("partial")
+        self.recorder.restore(meta["history"], meta.get("partial"))
 
-    # -- loop ----------------------------------------------------------------
+    # -- phases --------------------------------------------------------------
+    def _phase(self, name, body, *args):
+        """Fire ``before_<name>``, run ``body``, fire ``after_<name>``."""
+        self._fire("before_" + name)
+        body(*args)
+        self._fire("after_" + name)
+
+    def _fire(self, event):
+        for cb in self.callbacks:
+            getattr(cb, event)(self)
+
     def fit(self, num_epochs):
         """Train until ``num_epochs`` epochs are complete; return the history."""
-        if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or num_epochs < 0:
-            raise ValueError("num_epochs must be a non-negative integer, got %r" % (num_epochs,))
-        self.num_epochs = num_epochs
-        self.interrupt_requested = False
-        previous = self._install_sigint()
-        try:
-            self._event("before_fit")
-            while self.epoch < num_epochs:
-                self._run_epoch()
-                if self.interrupt_requested and self.epoch < num_epochs:
-                    # Ctrl-C during the evaluation: the epoch is complete and saved.
-                    raise TrainingInterrupted("training interrupted after epoch %d" % self.epoch,
-                                              checkpoint=getattr(self, "last_checkpoint", None))
-            self._event("after_fit")
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+        self.num_epochs = non_negative_int(num_epochs, "num_epochs", "Learner.fit")
+        with self.stop:
+            self._phase("fit", self._fit)
         return self.history
 
-    def _install_sigint(self):
-        if not self.handle_sigint or threading.current_thread() is not threading.main_thread():
-            return None
+    def _fit(self):
+        while self.epoch < self.num_epochs:
+            self._phase("epoch", self._epoch)
+            self._stop_if_asked()
 
-        def on_sigint(signum, frame):
-            if self.interrupt_requested:
-                raise KeyboardInterrupt
-            self.interrupt_requested = True
+    def _epoch(self):
+        self._phase("train", self._train)
+        self.test_acc = float("nan")
+        if self.test_iter is not None:
+            self._phase("validate", self._validate)
+        self.epoch, self.batch = self.epoch + 1, 0
 
-        return signal.signal(signal.SIGINT, on_sigint)
-
-    def _sums(self):
-        ctx = self.ctxs[0]
-        loss_sum, correct, n, seconds = self.partial or (0.0, 0.0, 0, 0.0)
-        return mx.nd.array([loss_sum], ctx=ctx), mx.nd.array([correct], ctx=ctx), n, seconds
-
-    def _run_epoch(self):
-        loss_sum, correct, n, seconds = self._sums()
-        start, skip = time.time(), self.batch
+    def _train(self):
         if hasattr(self.train_iter, "epoch"):
             self.train_iter.epoch = self.epoch
-        self._event("before_epoch")
-        pending = None  # (batch index, loss NDArray) of the batch queued last
+        done = self.batch  # resuming inside an epoch: these batches are done
         for i, (X, y) in enumerate(self.train_iter):
-            if i < skip:
-                continue  # resuming inside an epoch: these batches are done
-            self.batch = i
-            self._event("before_batch")
-            batch_loss, batch_correct = self._step(X, y)
-            loss_sum += batch_loss.as_in_context(loss_sum.context)
-            correct += batch_correct.as_in_context(correct.context)
-            n += y.shape[0]
-            if pending is not None:
-                self._check_finite(*pending)
-            pending = (i, batch_loss)
-            self.batch = i + 1
-            self.batch_size = y.shape[0]
-            # Running sums of the epoch on the device, for callbacks that plot
-            # them (reading them waits for the engine, so do it rarely).
-            self.running = (loss_sum, correct, n)
-            self._event("after_batch")
-            if self.interrupt_requested:
-                self._check_finite(*pending)
-                self.partial = [float(loss_sum.asscalar()), float(correct.asscalar()), n,
-                                seconds + time.time() - start]
-                self._event("after_interrupt")
-                saved = getattr(self, "last_checkpoint", None)
-                where = "training interrupted in epoch %d after batch %d" % (self.epoch + 1,
-                                                                             self.batch)
-                if saved is None:
-                    where += ("; the network keeps the parameters trained so far (a Checkpointer "
-                              "callback, as gluon-resnet train uses, would also save them)")
-                raise TrainingInterrupted(where, checkpoint=saved)
-        if pending is not None:
-            self._check_finite(*pending)
-        if n == 0:
-            raise ValueError("the training data yielded no examples")
-        train_time = seconds + time.time() - start
-        test_acc = (evaluate_accuracy(self.test_iter, self.net, self.ctxs, flip=self.eval_flip)
-                    if self.test_iter is not None else float("nan"))
-        self.history.append({
-            "epoch": self.epoch + 1, "loss": float(loss_sum.asscalar()) / n,
-            "train_acc": float(correct.asscalar()) / n, "test_acc": float(test_acc),
-            "time": seconds + time.time() - start, "train_time": train_time,
-            "lr": self.trainer.learning_rate})
-        self.epoch, self.batch, self.partial = self.epoch + 1, 0, None
-        self._event("after_epoch")
+            if i >= done:
+                self._phase("batch", self._batch, X, y)
+                self._stop_if_asked()
 
-    def _step(self, X, y):
-        xs, ys = _split(X, self.ctxs), _split(y, self.ctxs)
+    def _validate(self):
+        self.test_acc = evaluate_accuracy(self.test_iter, self.net, self.ctxs,
+                                          flip=self.eval_flip)
+
+    def _batch(self, X, y):
+        self.X, self.y, self.batch_size = X, y, y.shape[0]
+        self._phase("step", self._step)
+        self.batch += 1
+
+    def _step(self):
+        xs, ys = _split(self.X, self.ctxs), _split(self.y, self.ctxs)
         with autograd.record():
             outs = [self.net(x) for x in xs]
             losses = [self.loss(o, t).sum() for o, t in zip(outs, ys)]
         autograd.backward(losses)  # bf16 AMP needs no loss scaling
-        self.trainer.step(X.shape[0] * self.num_workers)
+        self.trainer.step(self.batch_size)
         home = self.ctxs[0]
-        batch_loss = mx.nd.add_n(*[l.as_in_context(home) for l in losses])
-        batch_correct = mx.nd.add_n(*[
+        self.batch_loss = mx.nd.add_n(*[l.as_in_context(home) for l in losses])
+        self.batch_correct = mx.nd.add_n(*[
             (o.argmax(axis=1) == t.astype("float32")).sum().as_in_context(home)
             for o, t in zip(outs, ys)])
-        return batch_loss, batch_correct
 
-    def _check_finite(self, index, batch_loss):
-        value = batch_loss.asscalar()  # the engine has finished this batch by now or soon
-        self.last_loss = value
-        if not math.isfinite(value):
-            raise TrainingDiverged(
-                "the loss became %s in epoch %d, batch %d: training stopped. The learning "
-                "rate (%g) is probably too high; try a lower one, for example %g."
-                % (value, self.epoch + 1, index + 1, self.trainer.learning_rate,
-                   self.trainer.learning_rate / 10))
-
-
-class PrintEpochs(Callback):
-    """Print d2lzh's lines: ``training on cpu(0)`` and one line per epoch."""
-
-    def before_fit(self, learner):
-        ctx = learner.ctxs[0] if len(learner.ctxs) == 1 else learner.ctxs
-        print("training on", ctx, flush=True)
-
-    def after_epoch(self, learner):
-        h = learner.history[-1]
-        print("epoch %d, loss %.4f, train acc %.3f, test acc %.3f, time %.1f sec"
-              % (h["epoch"], h["loss"], h["train_acc"], h["test_acc"], h["time"]), flush=True)
+    # -- stopping ------------------------------------------------------------
+    def _stop_if_asked(self):
+        """The one way out on a stop signal: let the callbacks save, then raise."""
+        if not self.stop.requested or self.epoch >= self.num_epochs:
+            return
+        self._fire("after_interrupt")
+        if self.batch:
+            where = "in epoch %d after batch %d" % (self.epoch + 1, self.batch)
+        else:
+            where = "after epoch %d" % self.epoch
+        message = "training interrupted (%s) %s" % (signal_name(self.stop.signum), where)
+        if self.last_checkpoint is None:
+            message += ("; the network keeps the parameters trained so far (a Checkpointer "
+                        "callback, as gluon-resnet train uses, would also save them)")
+        raise TrainingInterrupted(message, checkpoint=self.last_checkpoint,
+                                  signum=self.stop.signum)
 
 
 def train_ch5(net, train_iter, test_iter, batch_size, trainer, ctx, num_epochs, *,
@@ -354,8 +282,8 @@ def train_ch5(net, train_iter, test_iter, batch_size, trainer, ctx, num_epochs, 
     Prints ``training on cpu(0)`` and, per epoch, ``epoch 1, loss 0.4856, train
     acc 0.828, test acc 0.894, time 61.8 sec``.  ``batch_size`` is accepted for
     d2lzh compatibility; the optimizer step uses each batch's actual size.
-    Ctrl-C stops after the current batch, keeps the trained parameters in
-    ``net`` and raises ``TrainingInterrupted``.
+    Ctrl-C (or SIGTERM, SIGHUP) stops after the current batch, keeps the
+    trained parameters in ``net`` and raises ``TrainingInterrupted``.
 
     ``callbacks`` (keyword only, not in d2lzh) adds ``Learner`` callbacks, for
     example ``callbacks.LiveCurves()``: learning curves that update while the
@@ -366,8 +294,6 @@ def train_ch5(net, train_iter, test_iter, batch_size, trainer, ctx, num_epochs, 
     list of dict
         Per epoch: ``epoch``, ``loss``, ``train_acc``, ``test_acc``, ``time``, ``lr``.
     """
-    from .callbacks import ProgressBar
-
     learner = Learner(net, train_iter, test_iter, trainer, ctx,
                       callbacks=[PrintEpochs(), ProgressBar(enabled=None)] + list(callbacks))
     return learner.fit(num_epochs)

@@ -20,9 +20,11 @@ import mxnet as mx  # noqa: E402
 
 from gluon_resnet import data  # noqa: E402
 from gluon_resnet.data import (  # noqa: E402
-    DatasetError, DatasetNotFoundError, FashionMNISTLoader, FILE_NAMES, balanced_subset,
+    AUGMENT, SHUFFLE, DatasetError, DatasetNotFoundError, FashionMNISTLoader, FILE_NAMES,
+    balanced_subset, epoch_rng,
     find_fashion_mnist, get_fashion_mnist_labels, load_data_fashion_mnist,
-    load_fashion_mnist_arrays, read_idx, show_fashion_mnist)
+    load_fashion_mnist_arrays, read_idx)
+from gluon_resnet.plotting import show_fashion_mnist  # noqa: E402
 from helpers import DATA_DIR  # noqa: E402
 
 real = pytest.mark.skipif(
@@ -76,7 +78,7 @@ def isolated(tmp_path, monkeypatch):
     """No real folder is searched: env vars and the system folder point into tmp_path."""
     monkeypatch.delenv("GLUON_RESNET_DATA", raising=False)
     monkeypatch.setenv("MXNET_HOME", str(tmp_path / "mxnet_home"))
-    monkeypatch.setattr(data, "SYSTEM_DATA_DIR", str(tmp_path / "system"))
+    monkeypatch.setattr(data.files, "SYSTEM_DATA_DIR", str(tmp_path / "system"))
     return tmp_path
 
 
@@ -188,7 +190,7 @@ def test_offline_download_failure_is_explained(isolated, monkeypatch):
     def offline(folder):
         raise OSError("Network is unreachable")
 
-    monkeypatch.setattr(data, "download_with_mxnet", offline)
+    monkeypatch.setattr(data.files, "download_with_mxnet", offline)
     with pytest.raises(DatasetNotFoundError, match=r"(?s)failed \(offline\?\).*"
                        r"Network is unreachable.*apt-get install dataset-fashion-mnist"):
         load_data_fashion_mnist(256)
@@ -201,7 +203,7 @@ def test_download_is_used_only_when_nothing_is_found(isolated, monkeypatch):
         calls.append(folder)
         write_dataset(type(isolated)(folder))
 
-    monkeypatch.setattr(data, "download_with_mxnet", fake_download)
+    monkeypatch.setattr(data.files, "download_with_mxnet", fake_download)
     files = find_fashion_mnist()
     target = str(isolated / "mxnet_home" / "datasets" / "fashion-mnist")
     assert calls == [target] and os.path.dirname(files.train_images) == target
@@ -225,7 +227,7 @@ def test_explicit_root_must_hold_the_files(isolated, monkeypatch):
 @real
 def test_search_order(isolated, monkeypatch):
     # Pretend Debian's folder is the system one, and offer copies everywhere else.
-    monkeypatch.setattr(data, "SYSTEM_DATA_DIR", DATA_DIR)
+    monkeypatch.setattr(data.files, "SYSTEM_DATA_DIR", DATA_DIR)
     root = link_real(isolated / "root")
     env = link_real(isolated / "env")
     home = link_real(isolated / "mxnet_home" / "datasets" / "fashion-mnist")
@@ -268,7 +270,7 @@ def test_uncompressed_real_files_work(tmp_path):
 
 @real
 def test_real_arrays_shapes_balance_and_cache():
-    data._CACHE.clear()
+    data.idx._CACHE.clear()
     first = load_fashion_mnist_arrays(DATA_DIR)
     second = load_fashion_mnist_arrays(DATA_DIR)
     assert all(a is b for a, b in zip(first, second))  # decoded once
@@ -347,12 +349,35 @@ def test_shuffle_order_depends_only_on_seed_and_epoch():
     epoch0, epoch1 = _labels_seen(loader), _labels_seen(loader)
     assert loader.epoch == 2
     assert sorted(epoch0) == list(range(100)) and not np.array_equal(epoch0, epoch1)
-    np.testing.assert_array_equal(epoch0, np.random.RandomState(7).permutation(100))
+    np.testing.assert_array_equal(epoch0, epoch_rng(7, 0, SHUFFLE).permutation(100))
     resumed = FashionMNISTLoader(images, labels, 16, shuffle=True, seed=7)
     resumed.epoch = 1
     np.testing.assert_array_equal(_labels_seen(resumed), epoch1)
     other_seed = FashionMNISTLoader(images, labels, 16, shuffle=True, seed=8)
     assert not np.array_equal(_labels_seen(other_seed), epoch0)
+    # Seed 8 does not replay seed 7 one epoch later (as RandomState(seed + epoch) did).
+    assert not np.array_equal(_labels_seen(other_seed), epoch1)
+
+
+def test_seeds_epochs_and_streams_never_share_draws():
+    draws = {(seed, epoch, stream): tuple(epoch_rng(seed, epoch, stream).integers(0, 2 ** 31, 4))
+             for seed in range(3) for epoch in range(3) for stream in (SHUFFLE, AUGMENT)}
+    assert len(set(draws.values())) == len(draws)
+
+
+def test_shards_draw_their_own_augmentation_and_together_make_one_process():
+    images, labels = synthetic(60)
+    whole = FashionMNISTLoader(images, labels, 10, shuffle=True, seed=3, augment=True,
+                               max_shift=2)
+    shards = [FashionMNISTLoader(images, labels, 5, shuffle=True, seed=3, augment=True,
+                                 max_shift=2, num_parts=2, part_index=r, equal_parts=True)
+              for r in range(2)]
+    a0, a1 = (s.augmentation(4) for s in shards)
+    assert a0.shape == a1.shape == (30, 6) and not np.array_equal(a0, a1)
+    # Each example's draw is the one a single process gives it in that epoch.
+    by_example = dict(zip(whole.indices(4), map(tuple, whole.augmentation(4))))
+    for shard, affine in zip(shards, (a0, a1)):
+        assert [by_example[i] for i in shard.indices(4)] == list(map(tuple, affine))
     unshuffled = FashionMNISTLoader(images, labels, 16)
     np.testing.assert_array_equal(_labels_seen(unshuffled), labels)
 

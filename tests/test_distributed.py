@@ -33,6 +33,7 @@ import mxnet as mx
 from mxnet import autograd, gluon
 from mxnet.gluon import nn
 
+from gluon_resnet.checkpoint import read_checkpoint_meta
 from gluon_resnet.cli import main
 from gluon_resnet.data import FashionMNISTLoader
 from gluon_resnet.distributed import process_kvstore
@@ -153,8 +154,8 @@ def _max_difference(a, b):
 def test_two_devices_equal_one_device_without_batch_norm(kvstore):
     one, two = _nets(False, [[mx.cpu(0)], [mx.cpu(0), mx.cpu(1)]])
     t1, t2 = _sgd(one, kvstore), _sgd(two, kvstore)
-    h1 = Learner(one, _loader(), None, t1, mx.cpu(0), handle_sigint=False).fit(2)
-    h2 = Learner(two, _loader(), None, t2, [mx.cpu(0), mx.cpu(1)], handle_sigint=False).fit(2)
+    h1 = Learner(one, _loader(), None, t1, mx.cpu(0), handle_signals=False).fit(2)
+    h2 = Learner(two, _loader(), None, t2, [mx.cpu(0), mx.cpu(1)], handle_signals=False).fit(2)
     assert t1._kvstore is None  # one device: no kvstore, as before
     assert t2._kvstore is not None and t2._kvstore.type == kvstore
     p1, p2 = _trainable(one), _trainable(two)
@@ -168,8 +169,8 @@ def test_two_devices_equal_one_device_without_batch_norm(kvstore):
 
 def test_two_devices_with_batch_norm_equal_ghost_batches_on_one_device():
     ghost, whole, two = _nets(True, [[mx.cpu(0)], [mx.cpu(0)], [mx.cpu(0), mx.cpu(1)]])
-    Learner(two, _loader(), None, _sgd(two), [mx.cpu(0), mx.cpu(1)], handle_sigint=False).fit(1)
-    Learner(whole, _loader(), None, _sgd(whole), mx.cpu(0), handle_sigint=False).fit(1)
+    Learner(two, _loader(), None, _sgd(two), [mx.cpu(0), mx.cpu(1)], handle_signals=False).fit(1)
+    Learner(whole, _loader(), None, _sgd(whole), mx.cpu(0), handle_signals=False).fit(1)
     loss, trainer = gluon.loss.SoftmaxCrossEntropyLoss(), _sgd(ghost)
     for X, y in _loader():
         halves = gluon.utils.split_data(X, 2, even_split=False)
@@ -261,7 +262,8 @@ class Job:
                 if re.search(pattern, line):
                     return line
             if self.proc.poll() is not None and self.queue.empty():
-                time.sleep(0.2)
+                for t in self._readers:  # the last lines, up to the end of the output
+                    t.join(timeout=10)
                 for line in self.lines + self.err:
                     if re.search(pattern, line):
                         return line
@@ -406,20 +408,57 @@ def test_two_workers_compute_what_one_process_computes_without_batch_norm(tmp_pa
 
 LONG = ["--model", "cifar_resnet20_v1", "--limit", "1000", "--batch-size", "50", "--epochs", "50"]
 
+#: A worker that runs ``gluon-resnet train`` with one more callback: after batch
+#: ``BATCH`` of epoch ``EPOCH`` (1-based), the worker of launcher index ``INDEX`` does
+#: ``ACTION``: ``kill-self`` (SIGKILL itself) or a signal number to send to the launcher,
+#: its parent; it then waits until that signal reached it back (the launcher passes it
+#: on to worker 0), so that the stop comes after exactly that batch.
+SIGNAL_WORKER = """
+    import os, signal, sys, time
+
+    from gluon_resnet import experiment
+    from gluon_resnet.cli import main
+    from gluon_resnet.events import Callback
+
+    INDEX, ACTION, EPOCH, BATCH = sys.argv[1], sys.argv[2], 1, 3
+    build = experiment.build_callbacks
+
+
+    class Act(Callback):
+        def after_batch(self, learner):
+            if os.environ["GLUON_RESNET_WORKER"] != INDEX:
+                return
+            if (learner.epoch + 1, learner.batch) != (EPOCH, BATCH):
+                return
+            if ACTION == "kill-self":
+                os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getppid(), int(ACTION))
+            deadline = time.monotonic() + 60
+            while not learner.stop.requested and time.monotonic() < deadline:
+                time.sleep(0.01)  # the launcher's forwarded signal is on its way
+
+
+    experiment.build_callbacks = lambda *a, **k: build(*a, **k) + [Act()]
+    sys.exit(main(sys.argv[3:]))
+"""
+
+
+def _signal_job(tmp_path, index, action, out):
+    script = tmp_path / "worker.py"
+    script.write_text(textwrap.dedent(SIGNAL_WORKER))
+    launcher = ("import sys; from gluon_resnet.distributed import launch; "
+                "sys.exit(launch(sys.argv[1:], workers=2, servers=1, timeout=200))")
+    return Job([sys.executable, "-c", launcher, str(script), index, action, *TRAIN, *LONG,
+                "--out", str(out)], tmp_path)
+
 
 @needs_data
 @pytest.mark.slow
 def test_a_killed_worker_stops_the_whole_job(tmp_path):
-    job = _launch(["--workers", "2", "--timeout", "200", "--", *TRAIN, *LONG,
-                   "--out", str(tmp_path / "run")], cwd=tmp_path)
+    job = _signal_job(tmp_path, "1", "kill-self", tmp_path / "run")
     pids = job.pids()
-    job.wait_for(r"^\[worker 0\] training on", 120)
-    time.sleep(1)
-    os.kill(pids["worker 1"], signal.SIGKILL)
-    killed = time.monotonic()
-    status = job.finish(60)
+    status = job.finish(120)
     assert status == 1, job.output()
-    assert time.monotonic() - killed < 20  # grace period 5 s plus polling
     message = job.err[-1]
     assert message == ("gluon-resnet launch: error: worker 1 (pid %d) was killed by SIGKILL; "
                        "stopped the other processes of the job" % pids["worker 1"]), job.output()
@@ -428,27 +467,29 @@ def test_a_killed_worker_stops_the_whole_job(tmp_path):
 
 @needs_data
 @pytest.mark.slow
-def test_ctrl_c_lets_worker_0_save_a_checkpoint_then_stops_the_job(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
+                         ids=lambda s: signal.Signals(s).name)
+def test_a_stop_signal_lets_worker_0_save_the_batch_then_stops_the_job(tmp_path, signum):
     out = tmp_path / "run"
-    job = _launch(["--workers", "2", "--timeout", "200", "--", *TRAIN, *LONG, "--out", str(out)],
-                  cwd=tmp_path)
+    job = _signal_job(tmp_path, "0", str(int(signum)), out)
     pids = job.pids()
-    job.wait_for(r"^\[worker 0\] epoch 1, loss", 150)
-    time.sleep(0.5)  # inside epoch 2
-    os.kill(job.proc.pid, signal.SIGINT)
-    status = job.finish(90)
-    assert status == 130, job.output()
+    status = job.finish(120)
+    assert status == 128 + signum, job.output()
     text = job.output()
     assert "[worker 0] Nothing is lost: the state is saved in %s" % (out / "checkpoint.ckpt") \
         in text, text
-    assert "gluon-resnet launch: interrupted" in job.err[-1]
+    assert "gluon-resnet launch: interrupted by" in job.err[-1]
     _assert_all_gone(pids)
+    meta = read_checkpoint_meta(str(out / "checkpoint.ckpt"))
+    assert (meta["epoch"], meta["batch"]) == (0, 3)
+    if signum != signal.SIGTERM:
+        return
     # A distributed run's checkpoint resumes in one process (kvstore back to 'device').
     done = subprocess.run([sys.executable, "-m", "gluon_resnet", "train", "--resume",
-                           str(out / "checkpoint.ckpt"), "--epochs", "2", "--no-progress"],
+                           str(out / "checkpoint.ckpt"), "--epochs", "1", "--no-progress"],
                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "epoch 2, loss" in done.stdout
+    assert "epoch 1, loss" in done.stdout
 
 
 @pytest.mark.slow

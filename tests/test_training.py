@@ -6,7 +6,7 @@ import re
 import signal
 import subprocess
 import sys
-import time
+import textwrap
 
 import numpy as np
 import pytest
@@ -15,10 +15,11 @@ import mxnet as mx
 from mxnet import gluon, init
 
 from gluon_resnet import chapter_resnet18
-from gluon_resnet.checkpoint import CheckpointError, read_checkpoint_meta, save_checkpoint
+from gluon_resnet.checkpoint import read_checkpoint_meta, save_checkpoint
 from gluon_resnet.cli import main
+from gluon_resnet.events import Callback, TrainingDiverged, TrainingInterrupted
 from gluon_resnet.experiment import TrainConfig, run_training
-from gluon_resnet.training import TrainingDiverged, evaluate_accuracy, train_ch5
+from gluon_resnet.training import evaluate_accuracy, train_ch5
 
 from helpers import DATA_DIR
 
@@ -85,31 +86,105 @@ def test_resume_continues_exactly(tmp_path):
     assert len(json.load(open(os.path.join(split, "history.json")))) == 2
 
 
-def _cli(*args, **kw):
-    return subprocess.Popen([sys.executable, "-m", "gluon_resnet", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
+class RaiseSignal(Callback):
+    """Send ``signum`` to this process after batch ``batch`` of epoch ``epoch`` (1-based)."""
+
+    def __init__(self, signum, epoch, batch, times=1):
+        self.signum, self.epoch, self.batch, self.times = signum, epoch, batch, times
+
+    def after_batch(self, learner):
+        if (learner.epoch + 1, learner.batch) == (self.epoch, self.batch):
+            for _ in range(self.times):
+                signal.raise_signal(self.signum)
 
 
-def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path):
+STOPS = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
+
+
+@pytest.mark.parametrize("signum", STOPS, ids=lambda s: signal.Signals(s).name)
+def test_a_stop_signal_saves_the_batch_and_resume_finishes(tmp_path, signum):
     out = str(tmp_path / "run")
-    proc = _cli("train", "--no-resize", "--limit", "3000", "--batch-size", "50", "--epochs", "2",
-                "--out", out, "--no-progress", "--precision", "fp32")
-    # "precision: fp32", "training on cpu(0)", "epoch 1, ..."
-    first = "".join(proc.stdout.readline() for _ in range(3))
-    assert first.startswith("precision: fp32\n") and "epoch 1" in first, (
-        first + proc.stderr.read())
-    time.sleep(1.5)  # well inside epoch 2
-    proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr
-    assert "--resume" in stderr and "Traceback" not in stderr
+    config = _quick_config(epochs=2, limit=600, momentum=0.9)
+    with pytest.raises(TrainingInterrupted) as info:
+        run_training(config, out=out, quiet=True, callbacks=[RaiseSignal(signum, 2, 3)])
+    stop = info.value
+    assert stop.signum == signum and stop.exit_status == 128 + signum and not stop.immediate
+    assert "in epoch 2 after batch 3" in str(stop) and stop.checkpoint.endswith("checkpoint.ckpt")
+    meta = read_checkpoint_meta(stop.checkpoint)
+    assert (meta["epoch"], meta["batch"], len(meta["history"])) == (1, 3, 1)
+    assert meta["partial"][2] == 300  # examples of the three batches
+    assert signal.getsignal(signum) in (signal.default_int_handler, signal.SIG_DFL)
+    history, _ = run_training(resume=stop.checkpoint, quiet=True)
+    assert [h["epoch"] for h in history] == [1, 2]
+    if signum == signal.SIGTERM:  # the stop and resume change nothing
+        straight = str(tmp_path / "straight")
+        run_training(config, out=straight, quiet=True)
+        a, meta_a = _params(straight)
+        b, meta_b = _params(out)
+        for k in a:
+            np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=k)
+        assert meta_a["history"][1]["loss"] == pytest.approx(meta_b["history"][1]["loss"],
+                                                             rel=1e-5)
+
+
+def test_a_second_signal_stops_at_once_and_keeps_the_last_checkpoint(tmp_path):
+    out = str(tmp_path / "run")
+    config = _quick_config(epochs=2, limit=600)
+    with pytest.raises(TrainingInterrupted) as info:
+        run_training(config, out=out, quiet=True,
+                     callbacks=[RaiseSignal(signal.SIGTERM, 2, 2, times=2)])
+    assert info.value.immediate and info.value.exit_status == 143
+    assert "second signal" in str(info.value)
     meta = read_checkpoint_meta(os.path.join(out, "checkpoint.ckpt"))
-    assert meta["epoch"] == 1 and 0 < meta["batch"] < 60, (meta["epoch"], meta["batch"])
-    done = _cli("train", "--resume", os.path.join(out, "checkpoint.ckpt"), "--no-progress")
-    stdout, stderr = done.communicate(timeout=300)
-    assert done.returncode == 0, stderr
-    assert "epoch 2" in stdout
-    meta = read_checkpoint_meta(os.path.join(out, "checkpoint.ckpt"))
+    assert (meta["epoch"], meta["batch"]) == (1, 0)  # the end of epoch 1, nothing later
+
+
+CLI_SCRIPT = """
+    import signal, sys
+
+    from gluon_resnet import experiment
+    from gluon_resnet.cli import main
+    from gluon_resnet.events import Callback
+
+    SIGNUM, EPOCH, BATCH = int(sys.argv[1]), 2, 3
+    build = experiment.build_callbacks
+
+
+    class RaiseSignal(Callback):
+        def after_batch(self, learner):
+            if (learner.epoch + 1, learner.batch) == (EPOCH, BATCH):
+                signal.raise_signal(SIGNUM)
+
+
+    experiment.build_callbacks = lambda *a, **k: build(*a, **k) + [RaiseSignal()]
+    sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", STOPS, ids=lambda s: signal.Signals(s).name)
+def test_train_command_exits_with_the_signal_status_and_says_how_to_resume(tmp_path, signum):
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent(CLI_SCRIPT))
+    out = str(tmp_path / "run")
+    stopped = subprocess.run(
+        [sys.executable, str(script), str(int(signum)), "train", "--no-resize", "--limit", "600",
+         "--batch-size", "100", "--epochs", "2", "--out", out, "--no-progress", "--precision",
+         "fp32"], capture_output=True, text=True, timeout=300)
+    assert stopped.returncode == 128 + signum, stopped.stderr
+    assert stopped.stdout.startswith("precision: fp32\ntraining on cpu(0)\nepoch 1, loss")
+    checkpoint = os.path.join(out, "checkpoint.ckpt")
+    assert "interrupted (%s) in epoch 2 after batch 3" % (
+        "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name) in stopped.stderr
+    assert "Resume with: gluon-resnet train --resume %s" % checkpoint in stopped.stderr
+    assert "Traceback" not in stopped.stderr
+    meta = read_checkpoint_meta(checkpoint)
+    assert (meta["epoch"], meta["batch"]) == (1, 3)
+    done = subprocess.run([sys.executable, "-m", "gluon_resnet", "train", "--resume", checkpoint,
+                           "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "epoch 2, loss" in done.stdout and "epoch 1, loss" not in done.stdout
+    meta = read_checkpoint_meta(checkpoint)
     assert meta["epoch"] == 2 and meta["batch"] == 0 and len(meta["history"]) == 2
 
 
@@ -196,9 +271,10 @@ def test_ctrl_c_inside_train_ch5_keeps_the_trained_network():
     before = net[0].weight.data().asnumpy().copy()
     trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1})
     learner = Learner(net, train_iter, test_iter, trainer, callbacks=[PressCtrlC()])
-    with pytest.raises(TrainingInterrupted, match="epoch 1 after batch 2.*keeps the parameters"):
+    with pytest.raises(TrainingInterrupted,
+                       match=r"\(Ctrl-C\) in epoch 1 after batch 2.*keeps the parameters"):
         learner.fit(3)
-    assert learner.epoch == 0 and learner.batch == 2 and learner.partial[2] == 100
+    assert learner.epoch == 0 and learner.batch == 2 and learner.state()["partial"][2] == 100
     assert not np.allclose(net[0].weight.data().asnumpy(), before)
     # The handler is gone again: SIGINT means KeyboardInterrupt as usual.
     assert sig.getsignal(sig.SIGINT) is sig.default_int_handler

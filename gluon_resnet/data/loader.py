@@ -1,0 +1,260 @@
+"""Batches from in-memory images, like d2lzh's ``DataLoader``, reproducible and shardable.
+
+``FashionMNISTLoader`` makes each batch with one resize operator; its
+shuffling and augmentation draw from streams derived from ``(seed, epoch)``
+with numpy's ``SeedSequence``, so a resumed run sees the same batches and
+two seeds never share a stream.  The values of a batch are bit-identical to
+those of d2lzh's pipeline (``transforms.Resize`` then ``transforms.ToTensor``)
+for the same images.
+"""
+
+import numpy as np
+
+from .._mxnet import mx
+from .. import validate
+from .idx import NUM_CLASSES, balanced_subset, load_fashion_mnist_arrays
+
+__all__ = ["FashionMNISTLoader", "load_data_fashion_mnist", "epoch_rng", "SHUFFLE", "AUGMENT"]
+
+#: The random streams of an epoch (``epoch_rng``'s ``stream``).
+SHUFFLE, AUGMENT = 0, 1
+
+
+def epoch_rng(seed, epoch, stream):
+    """The generator of one random stream of one epoch.
+
+    ``numpy.random.SeedSequence(seed, spawn_key=(epoch, stream))``: every
+    ``(seed, epoch, stream)`` gets an independent stream, so seed 1 never
+    replays seed 0 one epoch later (as ``RandomState(seed + epoch)`` would)
+    and shuffling and augmentation never share draws.
+
+    Returns
+    -------
+    numpy.random.Generator
+    """
+    sequence = np.random.SeedSequence(int(seed), spawn_key=(int(epoch), int(stream)))
+    return np.random.Generator(np.random.PCG64(sequence))
+
+class FashionMNISTLoader:
+    """Batches ``(X, y)`` from in-memory ``uint8`` images, like d2lzh's ``DataLoader``.
+
+    ``X`` is a float32 ``NDArray`` of shape ``(batch, 1, H, W)`` with values in
+    [0, 1] (``H = W = resize`` when given), ``y`` an int32 ``NDArray`` of
+    shape ``(batch,)``.  Each batch costs one fancy index of the numpy array,
+    one copy into an ``NDArray``, one batched resize and one ``to_tensor``:
+    the values equal d2lzh's ``Resize(resize)`` + ``ToTensor()`` exactly.
+
+    Shuffling is reproducible: epoch ``e`` visits the examples in the order
+    ``epoch_rng(seed, e, SHUFFLE).permutation(N)``.  The loader counts
+    epochs itself: ``epoch`` is the epoch the next ``iter(loader)`` serves,
+    and it goes up by one each time an iteration starts.  A resumed run sets
+    ``loader.epoch`` to continue the same sequence of batches.
+
+    With ``num_parts > 1`` the loader serves only shard ``part_index``:
+    positions ``part_index, part_index + num_parts, ...`` of the epoch's order.
+    The shards of all workers are disjoint and together cover the data in
+    every epoch; their sizes differ by at most one example, unless
+    ``equal_parts`` drops the ``N % num_parts`` examples at the end of each
+    epoch's order: then every shard has ``N // num_parts`` examples, so
+    workers that train together run the same number of batches of the same
+    sizes (a different few examples are left out in each shuffled epoch).
+
+    Parameters
+    ----------
+    images : numpy.ndarray
+        ``(N, H, W)`` ``uint8``.
+    labels : numpy.ndarray
+        ``(N,)`` integers.
+    batch_size : int
+        Examples per batch.
+    shuffle : bool, default False
+        Visit the examples in a new seeded order each epoch.
+    seed : int, default 0
+        Base seed of the orders.
+    resize : int, optional
+        Resize images to ``resize x resize`` (bilinear).
+    last_batch : {'keep', 'discard'}, default 'keep'
+        What to do with a last batch smaller than ``batch_size``.
+    num_parts : int, default 1
+        Number of shards (distributed workers).
+    part_index : int, default 0
+        Which shard this loader serves.
+    equal_parts : bool, default False
+        Give every shard exactly ``N // num_parts`` examples (see above).
+    ctx : mxnet.Context, optional
+        Where the batches go (default ``mx.cpu()``); they are made on the CPU.
+    augment : bool, default False
+        Flip each image left-right with probability 1/2 and shift it by up to
+        ``max_shift`` pixels (of the output size) in each direction, filling
+        with zeros: one batched affine resampling per batch.  The draws depend
+        only on ``(seed, epoch)``, like the shuffling: each position of the
+        epoch's order has its own draw, and a shard takes the draws of its
+        positions, so shards never share draws and ``N`` workers together
+        augment as one process would.
+    max_shift : int, default 2
+        Largest shift, in pixels, when ``augment`` is set; 0 flips only.
+    """
+
+    def __init__(self, images, labels, batch_size, shuffle=False, seed=0, resize=None,
+                 last_batch="keep", num_parts=1, part_index=0, ctx=None, augment=False,
+                 max_shift=2, equal_parts=False):
+        owner = type(self).__name__
+        images, labels = np.asarray(images), np.asarray(labels)
+        if images.ndim != 3 or images.dtype != np.uint8:
+            raise ValueError("%s: images must be a uint8 array of shape (N, H, W), got %s %s."
+                             % (owner, images.dtype, images.shape))
+        if labels.shape != images.shape[:1]:
+            raise ValueError("%s: labels must have shape (%d,) to match the images, got %s."
+                             % (owner, len(images), labels.shape))
+        if last_batch not in ("keep", "discard"):
+            raise ValueError("%s: last_batch must be 'keep' or 'discard', got %r."
+                             % (owner, last_batch))
+        validate.non_negative_int(seed, "seed", owner)
+        validate.shard(num_parts, part_index, owner)
+        self.images, self.labels = images, labels
+        self.batch_size = validate.positive_int(batch_size, "batch_size", owner)
+        self.resize = validate.optional_positive_int(resize, "resize", owner)
+        self.shuffle, self.seed, self.last_batch = bool(shuffle), int(seed), last_batch
+        self.num_parts, self.part_index = num_parts, part_index
+        self.equal_parts = bool(equal_parts)
+        self.ctx = ctx if ctx is not None else mx.cpu()
+        validate.non_negative_int(max_shift, "max_shift", owner)
+        self.augment, self.max_shift = bool(augment), int(max_shift)
+        self.epoch = 0
+        total = len(images)
+        self.num_examples = total // num_parts + (
+            1 if part_index < total % num_parts and not self.equal_parts else 0)
+
+    def __len__(self):
+        """Number of batches per epoch."""
+        full, rest = divmod(self.num_examples, self.batch_size)
+        return full + (1 if rest and self.last_batch == "keep" else 0)
+
+    def _positions(self):
+        """This shard's positions in an epoch's order of all ``N`` examples."""
+        total = len(self.images)
+        end = total - total % self.num_parts if self.equal_parts else total
+        return np.arange(self.part_index, end, self.num_parts)
+
+    def indices(self, epoch):
+        """Indices into ``images`` of this loader's examples in epoch ``epoch``, in order."""
+        if self.shuffle:
+            order = epoch_rng(self.seed, epoch, SHUFFLE).permutation(len(self.images))
+        else:
+            order = np.arange(len(self.images))
+        return order[self._positions()]
+
+    def batch(self, idx, affine=None):
+        """``(X, y)`` for the examples ``idx`` (indices into ``images``).
+
+        ``affine``, an ``(len(idx), 6)`` array of per-image affine transforms
+        in MXNet's normalised coordinates, resamples the batch (augmentation).
+        """
+        X = mx.nd.array(self.images[idx][:, :, :, None], dtype=np.uint8)  # NHWC, as d2lzh
+        if self.resize is not None:
+            X = mx.nd.image.resize(X, (self.resize, self.resize))
+        X = mx.nd.image.to_tensor(X)  # NCHW float32 / 255
+        if affine is not None:
+            grid = mx.nd.GridGenerator(mx.nd.array(affine), transform_type="affine",
+                                       target_shape=X.shape[2:])
+            X = mx.nd.BilinearSampler(X, grid)
+        y = mx.nd.array(self.labels[idx], dtype=np.int32)
+        return X.as_in_context(self.ctx), y.as_in_context(self.ctx)
+
+    def augmentation(self, epoch):
+        """Affine transforms (flip, shift) of this loader's examples in ``epoch``: ``(n, 6)``.
+
+        Row ``i`` belongs to the ``i``-th example of ``indices(epoch)``.
+        """
+        rng = epoch_rng(self.seed, epoch, AUGMENT)
+        total, positions = len(self.images), self._positions()
+        side = self.resize or self.images.shape[1]
+        flip = np.where(rng.random(total)[positions] < 0.5, -1.0, 1.0)
+        # Pixel centres span [-1, 1]: one pixel is 2 / (side - 1) there.
+        shift = rng.integers(-self.max_shift, self.max_shift + 1, size=(total, 2))[positions]
+        shift = shift * 2.0 / (side - 1)
+        n = len(positions)
+        affine = np.zeros((n, 6), dtype=np.float32)
+        affine[:, 0], affine[:, 2], affine[:, 4], affine[:, 5] = flip, shift[:, 0], 1.0, shift[:, 1]
+        return affine
+
+    def __iter__(self):
+        order = self.indices(self.epoch)
+        affine = self.augmentation(self.epoch) if self.augment else None
+        self.epoch += 1
+        return (self.batch(order[i:i + self.batch_size],
+                           None if affine is None else affine[i:i + self.batch_size])
+                for i in range(0, len(self) * self.batch_size, self.batch_size))
+
+    def __repr__(self):
+        return ("%s(num_examples=%d, batch_size=%d, batches=%d, shuffle=%s, resize=%s, epoch=%d)"
+                % (type(self).__name__, self.num_examples, self.batch_size, len(self),
+                   self.shuffle, self.resize, self.epoch))
+
+
+def load_data_fashion_mnist(batch_size, resize=None, root=None, *, limit=None, test_limit=None,
+                            seed=0, shuffle=True, num_parts=1, part_index=0, verify=True,
+                            augment=False, max_shift=2, equal_parts=False):
+    """d2lzh's ``load_data_fashion_mnist``: ``(train_iter, test_iter)`` over Fashion-MNIST.
+
+    Parameters
+    ----------
+    batch_size : int
+        Examples per batch.
+    resize : int, optional
+        Resize images to ``resize x resize`` (the chapter uses 96).
+    root : str, optional
+        Folder holding the four files; see ``find_fashion_mnist``.
+    limit : int, optional
+        Train on a reproducible, class-balanced subset of ``limit`` training
+        images (``balanced_subset``, with the fixed ``SUBSET_SEED``).  The test
+        set then shrinks in the data set's own 6:1 proportion, to a balanced
+        subset of ``max(limit // 6, 10)`` images, unless ``test_limit`` says
+        otherwise.
+    test_limit : int, optional
+        Size of the balanced test subset (default: all 10,000, or the
+        proportional size above when ``limit`` is given).
+    seed : int, default 0
+        Seed of the shuffling and augmentation streams (see ``epoch_rng``).
+    shuffle : bool, default True
+        Shuffle the training set (the test set is never shuffled).
+    num_parts, part_index : int, default 1, 0
+        Serve only one shard of the training set (for distributed workers);
+        every worker gets the whole test set.
+    equal_parts : bool, default False
+        Make all training shards the same size, ``N // num_parts`` (see
+        ``FashionMNISTLoader``), so that workers run equal batches.
+    verify : bool, default True
+        Check counts and checksums (see ``load_fashion_mnist_arrays``).
+    augment : bool, default False
+        Random flips and shifts of the training images (see
+        ``FashionMNISTLoader``); the test set is never augmented.
+    max_shift : int, default 2
+        Largest random shift in pixels when ``augment`` is set (0: flips only).
+
+    Returns
+    -------
+    (FashionMNISTLoader, FashionMNISTLoader)
+        ``train_iter`` and ``test_iter``; both keep a smaller last batch.
+    """
+    owner = "load_data_fashion_mnist"
+    validate.positive_int(batch_size, "batch_size", owner)
+    validate.optional_positive_int(resize, "resize", owner)
+    validate.optional_positive_int(limit, "limit", owner)
+    validate.optional_positive_int(test_limit, "test_limit", owner)
+    validate.shard(num_parts, part_index, owner)
+    train_x, train_y, test_x, test_y = load_fashion_mnist_arrays(root, verify=verify)
+    if limit is not None:
+        keep = balanced_subset(train_y, limit)
+        train_x, train_y = train_x[keep], train_y[keep]
+        if test_limit is None:
+            test_limit = max(limit // 6, NUM_CLASSES)
+    if test_limit is not None:
+        keep = balanced_subset(test_y, test_limit)
+        test_x, test_y = test_x[keep], test_y[keep]
+    train_iter = FashionMNISTLoader(train_x, train_y, batch_size, shuffle=shuffle, seed=seed,
+                                    resize=resize, num_parts=num_parts, part_index=part_index,
+                                    augment=augment, max_shift=max_shift,
+                                    equal_parts=equal_parts)
+    test_iter = FashionMNISTLoader(test_x, test_y, batch_size, resize=resize)
+    return train_iter, test_iter

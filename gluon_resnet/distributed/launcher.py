@@ -1,0 +1,328 @@
+"""``gluon-resnet launch``: a distributed job's processes, started on this machine.
+
+``launch`` starts the scheduler, the servers and the workers (see
+``gluon_resnet.distributed.worker`` for the roles) as subprocesses on
+127.0.0.1, each in its own process group, prefixes their output with their
+role, and stops all of them (SIGTERM, then SIGKILL after a grace period) as
+soon as one fails or when ``timeout`` is exceeded.  A stop signal to the
+launcher (Ctrl-C, SIGTERM, SIGHUP) goes on to worker 0, which stops after its
+current batch and saves a checkpoint; then the job is stopped and the
+launcher exits with 128 + the signal number.  A second signal stops
+everything at once.  On Linux the processes also die with the launcher if it
+is killed outright.  MXNet's own ``tools/launch.py`` (dmlc_tracker) does not
+run on Python 3.9 and later (it calls ``Thread.isAlive``).
+
+The launcher imports no MXNet: the scheduler and servers must not inherit
+anything an MXNet import sets up.
+"""
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+from .._cpu import usable_cores
+from ..signals import STOP_SIGNALS, signal_name
+from ..validate import positive_int, positive_number
+
+__all__ = ["DIST_KVSTORES", "worker_command", "launch", "LaunchError", "free_ports"]
+
+#: Distributed kvstores a worker can train with (synchronous: every step waits for all).
+DIST_KVSTORES = ("dist_sync", "dist_device_sync")
+#: Set by the launcher: the worker's index, which becomes its rank (see ``launch``).
+WORKER_INDEX_VARIABLE = "GLUON_RESNET_WORKER"
+#: Path pattern, ``{rank}`` replaced: each worker saves its final parameters there.
+DUMP_VARIABLE = "GLUON_RESNET_DUMP_PARAMS"
+
+
+class LaunchError(ValueError):
+    """The launch command is wrong; the message says how to write it."""
+
+
+#: Seconds between SIGTERM and SIGKILL when the job is stopped.
+GRACE_SECONDS = 5.0
+#: After a stop signal, seconds worker 0 gets to save a checkpoint and exit.
+INTERRUPT_SECONDS = 60.0
+#: After all workers finished, seconds the scheduler and servers get to exit by themselves.
+WIND_DOWN_SECONDS = 10.0
+#: Exit statuses of ``launch`` other than 0 (success) and 128 + a stop signal's number.
+EXIT_FAILED, EXIT_TIMEOUT = 1, 124
+
+
+def worker_command(command, parse_train):
+    """Arguments after ``python`` for each worker, from ``launch``'s ``-- train ...``.
+
+    Parameters
+    ----------
+    command : list of str
+        What follows ``gluon-resnet launch [options]``: ``--``, ``train``, options.
+    parse_train : callable
+        Parses the options after ``train`` as ``gluon-resnet train`` would
+        (a bad option exits there) and returns the namespace; the command
+        line passes its own parser, so that this module needs none.
+
+    Checks the device, and adds ``--kvstore dist_sync`` unless a distributed
+    kvstore is given.
+    """
+    command = list(command)
+    if not command or command[0] != "--":
+        raise LaunchError("put the training command after '--', for example: gluon-resnet launch "
+                          "--workers 2 -- train --no-resize --epochs 1")
+    command = command[1:]
+    if not command or command[0] != "train":
+        raise LaunchError("only the train command can run on several workers; write "
+                          "-- train [options], got -- %s" % " ".join(command))
+    args = parse_train(command[1:])
+    if args.kvstore is not None and args.kvstore not in DIST_KVSTORES:
+        raise LaunchError("a launched job trains with a distributed kvstore (%s); leave out "
+                          "--kvstore %s" % (" or ".join(DIST_KVSTORES), args.kvstore))
+    if args.kvstore is None:
+        command += ["--kvstore", "dist_sync"]
+    return ["-m", "gluon_resnet", *command]
+
+
+def free_ports(n, host="127.0.0.1"):
+    """``n`` distinct TCP ports free on ``host`` right now, in increasing order."""
+    sockets = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((host, 0))
+            sockets.append(s)
+        return sorted(s.getsockname()[1] for s in sockets)
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def _parent_death_signal():
+    """A function for ``preexec_fn``: the child gets SIGKILL when the launcher dies.
+
+    Linux's ``prctl(PR_SET_PDEATHSIG)``, looked up before forking so that the
+    child only makes the call.  None elsewhere.
+    """
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return lambda: prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+
+
+def _describe_status(status):
+    if status < 0:
+        try:
+            return "was killed by %s" % signal.Signals(-status).name
+        except ValueError:
+            return "was killed by signal %d" % -status
+    return "exited with status %d" % status
+
+
+class _Node:
+    """One process of the job."""
+
+    def __init__(self, role, index, argv, env):
+        self.role, self.index, self.argv, self.env = role, index, argv, env
+        self.proc, self.reader, self.status = None, None, None
+
+    @property
+    def label(self):
+        return self.role if self.role == "scheduler" else "%s %d" % (self.role, self.index)
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            self.argv, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_parent_death_signal())
+
+    def pump(self, out, lock):
+        """Copy the process's output to ``out``, each line prefixed with ``[label]``."""
+        def run():
+            for raw in iter(self.proc.stdout.readline, b""):
+                line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                with lock:
+                    out.write("[%s] %s\n" % (self.label, line))
+                    out.flush()
+            self.proc.stdout.close()
+
+        self.reader = threading.Thread(target=run, name="pump-" + self.label, daemon=True)
+        self.reader.start()
+
+    def poll(self):
+        if self.status is None and self.proc is not None:
+            self.status = self.proc.poll()
+        return self.status
+
+    def signal_group(self, signum):
+        try:
+            os.killpg(self.proc.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _job_nodes(worker_args, workers, servers, threads, python):
+    ports = free_ports(1 + servers + workers)
+    base = {k: v for k, v in os.environ.items() if not k.startswith("DMLC_") and k != "PORT"}
+    base.update(DMLC_PS_ROOT_URI="127.0.0.1", DMLC_PS_ROOT_PORT=str(ports[0]),
+                DMLC_NUM_SERVER=str(servers), DMLC_NUM_WORKER=str(workers),
+                DMLC_NODE_HOST="127.0.0.1", PYTHONUNBUFFERED="1")
+    plain = [python, "-c", "import mxnet"]  # a scheduler or server runs its role on import
+    nodes = [_Node("scheduler", 0, plain, dict(base, DMLC_ROLE="scheduler", OMP_NUM_THREADS="1"))]
+    # ps-lite numbers servers and workers in the order of their ports (same host), so
+    # increasing ports make launcher index i the worker of rank i.
+    for i in range(servers):
+        nodes.append(_Node("server", i, plain, dict(base, DMLC_ROLE="server", OMP_NUM_THREADS="1",
+                                                    PORT=str(ports[1 + i]))))
+    for i in range(workers):
+        nodes.append(_Node("worker", i, [python, *worker_args],
+                           dict(base, DMLC_ROLE="worker", OMP_NUM_THREADS=str(threads),
+                                PORT=str(ports[1 + servers + i]),
+                                **{WORKER_INDEX_VARIABLE: str(i)})))
+    return nodes
+
+
+def launch(worker_args, workers=2, servers=1, timeout=None, threads=None, python=None,
+           out=None, err=None, grace=GRACE_SECONDS):
+    """Run a distributed job on this machine and return its exit status.
+
+    Parameters
+    ----------
+    worker_args : list of str
+        Each worker runs ``python *worker_args`` (see ``worker_command``).
+    workers, servers : int, default 2, 1
+        Worker and server processes; there is always one scheduler.
+    timeout : float, optional
+        Stop the whole job after this many seconds (exit status 124).
+    threads : int, optional
+        ``OMP_NUM_THREADS`` of each worker; by default the usable cores are
+        divided among the workers (at least one each).  The scheduler and
+        servers get one.
+    python : str, optional
+        Interpreter of the processes (default ``sys.executable``).
+    out, err : file, optional
+        Where the processes' prefixed lines and the launcher's messages go
+        (standard output and standard error by default).
+    grace : float
+        Seconds between SIGTERM and SIGKILL when stopping the job.
+
+    Returns
+    -------
+    int
+        0 when every worker exited 0; 1 when a process failed (the message
+        names it); 124 on timeout; 128 + the signal number after a stop
+        signal: 130 (Ctrl-C), 143 (SIGTERM), 129 (SIGHUP).
+    """
+    try:
+        positive_int(workers, "--workers")
+        positive_int(servers, "--servers")
+        if timeout is not None:
+            positive_number(timeout, "--timeout (seconds)")
+    except ValueError as exc:
+        raise LaunchError(str(exc)) from None
+    out, err = out or sys.stdout, err or sys.stderr
+    threads = threads or max(1, usable_cores() // workers)
+    nodes = _job_nodes(list(worker_args), workers, servers, threads, python or sys.executable)
+    return _Job(nodes, out, err, grace).run(timeout)
+
+
+class _Job:
+    def __init__(self, nodes, out, err, grace):
+        self.nodes, self.out, self.err, self.grace = nodes, out, err, grace
+        self.workers = [n for n in nodes if n.role == "worker"]
+        self.lock = threading.Lock()
+        self.signals = []  # stop signals received, in order
+
+    def say(self, text):
+        """A progress line among the processes' output."""
+        with self.lock:
+            self.out.write("[launch] %s\n" % text)
+            self.out.flush()
+
+    def report(self, text):
+        """The launcher's last word, on standard error."""
+        with self.lock:
+            self.err.write("gluon-resnet launch: %s\n" % text)
+            self.err.flush()
+
+    def _on_signal(self, signum, frame):
+        self.signals.append(signum)
+
+    def run(self, timeout):
+        handlers = {}
+        if threading.current_thread() is threading.main_thread():
+            handlers = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
+        try:
+            for node in self.nodes:  # all forks first, before any thread exists
+                node.start()
+            for node in self.nodes:
+                node.pump(self.out, self.lock)
+            scheduler = self.nodes[0].env
+            self.say("scheduler at 127.0.0.1:%s, %d server(s), %d worker(s) with "
+                     "OMP_NUM_THREADS=%s; pids: %s"
+                     % (scheduler["DMLC_PS_ROOT_PORT"], len(self.nodes) - 1 - len(self.workers),
+                        len(self.workers), self.workers[0].env["OMP_NUM_THREADS"],
+                        ", ".join("%s %d" % (n.label, n.proc.pid) for n in self.nodes)))
+            return self._watch(timeout)
+        finally:
+            self._stop_all()
+            for sig, previous in handlers.items():
+                signal.signal(sig, previous)
+
+    def _watch(self, timeout):
+        start = time.monotonic()
+        interrupted_at = finished_at = None
+        while True:
+            now = time.monotonic()
+            if len(self.signals) >= 2:
+                self.report("%s again: stopped every process at once"
+                            % signal_name(self.signals[1]))
+                return 128 + self.signals[0]
+            if self.signals and interrupted_at is None:
+                interrupted_at = now
+                lead = self.workers[0]
+                if lead.poll() is None:
+                    lead.proc.send_signal(self.signals[0])
+                self.say("%s: asked worker 0 to stop after its current batch and save a "
+                         "checkpoint; a second signal stops everything at once"
+                         % signal_name(self.signals[0]))
+            for node in self.nodes:
+                status = node.poll()
+                if status not in (None, 0) and interrupted_at is None:
+                    self.report("error: %s (pid %d) %s; stopped the other processes of the job"
+                                % (node.label, node.proc.pid, _describe_status(status)))
+                    return EXIT_FAILED
+            if interrupted_at is not None:
+                if self.workers[0].poll() is not None or now - interrupted_at > INTERRUPT_SECONDS:
+                    self.report("interrupted by %s: stopped every process of the job"
+                                % signal_name(self.signals[0]))
+                    return 128 + self.signals[0]
+            elif all(n.poll() == 0 for n in self.workers):
+                finished_at = finished_at or now
+                if all(n.poll() is not None for n in self.nodes) \
+                        or now - finished_at > WIND_DOWN_SECONDS:
+                    return 0
+            if timeout is not None and now - start > timeout:
+                self.report("error: the job ran longer than --timeout %g seconds; stopped all "
+                            "of its processes" % timeout)
+                return EXIT_TIMEOUT
+            time.sleep(0.05)
+
+    def _stop_all(self):
+        """SIGTERM to every process group still running, SIGKILL after the grace period."""
+        running = [n for n in self.nodes if n.proc is not None and n.poll() is None]
+        for node in running:
+            node.signal_group(signal.SIGTERM)
+        deadline = time.monotonic() + self.grace
+        while time.monotonic() < deadline and any(n.poll() is None for n in running):
+            time.sleep(0.05)
+        for node in running:
+            if node.poll() is None:
+                node.signal_group(signal.SIGKILL)
+                node.proc.wait()
+                node.poll()
+        for node in self.nodes:
+            if node.reader is not None:
+                node.reader.join(timeout=self.grace)
+
