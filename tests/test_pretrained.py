@@ -200,12 +200,14 @@ def test_read_pth_matches_torch_for_every_dtype_and_layout(tmp_path):
         "float64": base.double(),
         "count": torch.tensor(12345678901, dtype=torch.int64),
         "empty": torch.zeros(0, 3),
+        "parameter": tnn.Parameter(base[2, 1].clone()),  # pickled via _rebuild_parameter
     }
     path = tmp_path / "mixed.pth"
     torch.save(state, path)
     read = read_state_dict(path)
     assert list(read) == list(state)
     for name, tensor in state.items():
+        tensor = tensor.detach()
         expected = (tensor.float() if tensor.dtype == torch.bfloat16 else tensor).numpy()
         assert read[name].shape == tuple(tensor.shape), name
         assert read[name].dtype == expected.dtype, name
@@ -305,6 +307,23 @@ def test_pretrained_model_for_fine_tuning_leaves_the_classifier_out(torch18, fil
     assert mx_logits(net, image()).shape == (2, 10)
     np.testing.assert_array_equal(net.features[1].running_var.data().asnumpy(),
                                   torch18.bn1.running_var.numpy())
+
+
+def test_pretrained_model_with_one_input_channel(torch18, file18):
+    with pytest.warns(UserWarning, match="summed"):
+        net = pretrained_model("resnet18_v1", file18, in_channels=1)
+    grey = image(channels=1, seed=5)
+    theirs = torch_logits(torch18, np.repeat(grey, 3, axis=1))
+    assert relative_error(mx_logits(net, grey), theirs) < RTOL
+
+
+def test_key_map_names_torchvision_keys_after_our_parameters():
+    net = get_model("resnet50_v1")
+    key_map = torchvision_key_map(net)
+    assert len(key_map) == 267 and list(key_map)[:2] == ["conv1.weight", "bn1.weight"]
+    assert key_map["layer2.0.downsample.1.weight"] is net.features[5][0].shortcut[1].gamma
+    assert key_map["layer4.2.bn3.running_var"] is net.features[7][2].bns[2].running_var
+    assert key_map["fc.bias"] is net.output.bias
 
 
 def test_pretrained_model_refuses_other_networks(file18):
