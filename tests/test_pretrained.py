@@ -519,3 +519,22 @@ def test_an_expanded_tensor_is_refused(tmp_path):
     torch.save({"w": torch.arange(3.0).expand(1000, 3)}, path)
     with pytest.raises(WeightFileError, match="storage 0 holds 3 elements.*contiguous"):
         read_state_dict(path)
+
+
+def test_a_big_endian_file_is_byteswapped(tmp_path):
+    buffer = io.BytesIO()
+    torch.save({"w": torch.arange(6.0).reshape(2, 3)}, buffer)
+    with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as source:
+        members = {n: source.read(n) for n in source.namelist()}
+    for name in members:
+        if name.endswith("/data/0"):
+            members[name] = np.frombuffer(members[name], "<f4").astype(">f4").tobytes()
+        elif name.endswith("/byteorder"):
+            members[name] = b"big"
+    path = tmp_path / "big.pth"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    read = read_state_dict(path)["w"]
+    assert read.dtype == np.float32 and read.dtype.isnative
+    np.testing.assert_array_equal(read, np.arange(6.0).reshape(2, 3))
