@@ -1,0 +1,540 @@
+"""Reading torchvision-layout weight files (.pth, .safetensors) into resnet*_v1.
+
+The reference is a small torchvision-layout ResNet written here in plain
+PyTorch (torchvision is not installed): same module names (``conv1``, ``bn1``,
+``layer1`` ... ``layer4`` with ``downsample.0/.1``, ``fc``), random weights and
+random BN statistics, so that BN is not the identity.  Its logits in
+evaluation mode must match ours after loading.
+"""
+
+import io
+import json
+import os
+import pickle
+import struct
+import zipfile
+
+import numpy as np
+import pytest
+
+import mxnet as mx
+
+from gluon_resnet.models import get_model
+from gluon_resnet.pretrained import (SUPPORTED_MODELS, WeightFileError, WeightMismatchError,
+                                     load_torchvision_weights, pretrained_model,
+                                     read_state_dict, torchvision_key_map)
+
+torch = pytest.importorskip("torch")
+tnn = torch.nn
+
+SIZE = 64  # small inputs keep resnet50 fast; 64 -> 16 after the stem, 2 at stage 4
+RTOL = 1e-4
+
+
+# ---------------------------------------------------------------------------
+# A torchvision-layout ResNet in plain PyTorch.
+# ---------------------------------------------------------------------------
+
+class BasicBlock(tnn.Module):
+    expansion = 1
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None):
+        super().__init__()
+        self.conv1 = tnn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+        self.bn1 = tnn.BatchNorm2d(planes)
+        self.conv2 = tnn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = tnn.BatchNorm2d(planes)
+        self.relu = tnn.ReLU()
+        self.downsample = downsample
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+
+class Bottleneck(tnn.Module):
+    expansion = 4
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None):
+        super().__init__()
+        self.conv1 = tnn.Conv2d(inplanes, planes, 1, bias=False)
+        self.bn1 = tnn.BatchNorm2d(planes)
+        self.conv2 = tnn.Conv2d(planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = tnn.BatchNorm2d(planes)
+        self.conv3 = tnn.Conv2d(planes, planes * 4, 1, bias=False)
+        self.bn3 = tnn.BatchNorm2d(planes * 4)
+        self.relu = tnn.ReLU()
+        self.downsample = downsample
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+
+class TorchResNet(tnn.Module):
+    def __init__(self, block, layers, num_classes=1000, in_channels=3):
+        super().__init__()
+        self.inplanes = 64
+        self.conv1 = tnn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
+        self.bn1 = tnn.BatchNorm2d(64)
+        self.relu = tnn.ReLU()
+        self.maxpool = tnn.MaxPool2d(3, 2, 1)
+        self.layer1 = self._make_layer(block, 64, layers[0])
+        self.layer2 = self._make_layer(block, 128, layers[1], 2)
+        self.layer3 = self._make_layer(block, 256, layers[2], 2)
+        self.layer4 = self._make_layer(block, 512, layers[3], 2)
+        self.avgpool = tnn.AdaptiveAvgPool2d(1)
+        self.fc = tnn.Linear(512 * block.expansion, num_classes)
+
+    def _make_layer(self, block, planes, blocks, stride=1):
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            downsample = tnn.Sequential(
+                tnn.Conv2d(self.inplanes, planes * block.expansion, 1, stride, bias=False),
+                tnn.BatchNorm2d(planes * block.expansion))
+        layers = [block(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes * block.expansion
+        layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
+        return tnn.Sequential(*layers)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+ARCHS = {18: (BasicBlock, (2, 2, 2, 2)), 50: (Bottleneck, (3, 4, 6, 3))}
+
+
+def torch_resnet(depth, seed=0, **kwargs):
+    """A torchvision-layout ResNet with random weights and random BN statistics, in eval mode."""
+    torch.manual_seed(seed)
+    block, layers = ARCHS[depth]
+    model = TorchResNet(block, layers, **kwargs)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, tnn.BatchNorm2d):
+                n = module.num_features
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.normal_(0, 0.1)
+                module.running_mean.normal_(0, 0.1)
+                module.running_var.uniform_(0.5, 1.5)
+                module.num_batches_tracked.fill_(7)
+                assert n > 0
+    return model.eval()
+
+
+def torch_logits(model, x):
+    with torch.no_grad():
+        return model(torch.from_numpy(x)).numpy()
+
+
+def mx_logits(net, x):
+    return net(mx.nd.array(x)).asnumpy()  # outside autograd.record: inference mode
+
+
+def relative_error(ours, theirs):
+    return float(np.abs(ours - theirs).max() / np.abs(theirs).max())
+
+
+def write_safetensors(path, arrays):
+    """A minimal safetensors writer: header length, JSON header, C-order little-endian data."""
+    codes = {np.dtype("float32"): "F32", np.dtype("float16"): "F16", np.dtype("int64"): "I64"}
+    header, chunks, offset = {"__metadata__": {"format": "pt"}}, [], 0
+    for name, array in arrays.items():
+        data = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes()
+        header[name] = {"dtype": codes[array.dtype], "shape": list(array.shape),
+                        "data_offsets": [offset, offset + len(data)]}
+        chunks.append(data)
+        offset += len(data)
+    text = json.dumps(header).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + b"".join(chunks))
+
+
+@pytest.fixture(scope="module")
+def torch18():
+    return torch_resnet(18)
+
+
+@pytest.fixture(scope="module")
+def file18(torch18, tmp_path_factory):
+    path = tmp_path_factory.mktemp("weights") / "resnet18.pth"
+    torch.save(torch18.state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def torch50():
+    return torch_resnet(50, seed=1)
+
+
+@pytest.fixture(scope="module")
+def file50(torch50, tmp_path_factory):
+    path = tmp_path_factory.mktemp("weights") / "resnet50.pth"
+    torch.save(torch50.state_dict(), path)
+    return path
+
+
+def image(channels=3, seed=0):
+    return np.random.RandomState(seed).uniform(-1, 1, (2, channels, SIZE, SIZE)).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------
+# Reading files.
+# ---------------------------------------------------------------------------
+
+def test_read_pth_matches_torch_for_every_dtype_and_layout(tmp_path):
+    base = torch.arange(60, dtype=torch.float32).reshape(3, 4, 5) / 7
+    state = {
+        "contiguous": base.clone(),
+        "transposed": base.permute(2, 0, 1),          # strides (1, 20, 5)
+        "offset": base.reshape(-1)[13:33].reshape(4, 5),  # storage offset 13, shares storage
+        "every_other": base[:, ::2, 1:],              # strides (20, 10, 1), offset 1
+        "half": base[1].half().t(),                   # float16, transposed, offset 20
+        "bfloat16": (base - 3).to(torch.bfloat16),
+        "float64": base.double(),
+        "count": torch.tensor(12345678901, dtype=torch.int64),
+        "empty": torch.zeros(0, 3),
+        "parameter": tnn.Parameter(base[2, 1].clone()),  # pickled via _rebuild_parameter
+    }
+    path = tmp_path / "mixed.pth"
+    torch.save(state, path)
+    read = read_state_dict(path)
+    assert list(read) == list(state)
+    for name, tensor in state.items():
+        tensor = tensor.detach()
+        expected = (tensor.float() if tensor.dtype == torch.bfloat16 else tensor).numpy()
+        assert read[name].shape == tuple(tensor.shape), name
+        assert read[name].dtype == expected.dtype, name
+        np.testing.assert_array_equal(read[name], expected, err_msg=name)
+        assert read[name].flags.c_contiguous
+
+
+def test_read_safetensors_matches_the_arrays(tmp_path):
+    arrays = {"a": np.random.randn(3, 4).astype(np.float32),
+              "b": np.arange(6, dtype=np.int64).reshape(2, 3),
+              "c": np.random.randn(5).astype(np.float16)}
+    path = tmp_path / "w.safetensors"
+    write_safetensors(path, arrays)
+    read = read_state_dict(path)
+    assert list(read) == list(arrays)
+    for name, array in arrays.items():
+        assert read[name].dtype == array.dtype
+        np.testing.assert_array_equal(read[name], array)
+
+
+def test_read_safetensors_bfloat16(tmp_path):
+    values = np.array([1.0, -2.5, 3.140625, 0.0], dtype=np.float32)
+    raw = (values.view(np.uint32) >> 16).astype("<u2").tobytes()
+    header = json.dumps({"x": {"dtype": "BF16", "shape": [4], "data_offsets": [0, 8]}}).encode()
+    path = tmp_path / "bf16.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + raw)
+    np.testing.assert_array_equal(read_state_dict(path)["x"], values)
+
+
+def test_safetensors_offsets_outside_the_data_are_refused(tmp_path):
+    header = json.dumps({"x": {"dtype": "F32", "shape": [4], "data_offsets": [0, 64]}}).encode()
+    path = tmp_path / "short.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * 16)
+    with pytest.raises(WeightFileError, match="'x'.*data_offsets"):
+        read_state_dict(path)
+
+
+# ---------------------------------------------------------------------------
+# Logits agree with PyTorch.
+# ---------------------------------------------------------------------------
+
+def test_resnet18_v1_logits_match_torch(torch18, file18):
+    net = get_model("resnet18_v1")
+    net.initialize()
+    report = load_torchvision_weights(net, file18)
+    assert report.loaded == len(torchvision_key_map(net)) == 102
+    assert len(report.ignored) == 20  # num_batches_tracked of 20 BNs
+    assert report.values == sum(t.numel() for k, t in torch18.state_dict().items()
+                                if not k.endswith("num_batches_tracked"))
+    x = image()
+    theirs, ours = torch_logits(torch18, x), mx_logits(net, x)
+    assert ours.shape == (2, 1000)
+    assert relative_error(ours, theirs) < RTOL
+    net.hybridize()
+    assert relative_error(mx_logits(net, x), theirs) < RTOL
+
+
+def test_resnet50_v1_logits_match_torch(torch50, file50):
+    net = get_model("resnet50_v1")  # not initialised: the file initialises everything
+    report = load_torchvision_weights(net, file50)
+    assert report.loaded == 267 and not report.notices
+    x = image(seed=1)
+    assert relative_error(mx_logits(net, x), torch_logits(torch50, x)) < RTOL
+
+
+def test_safetensors_file_gives_the_same_logits(torch18, tmp_path):
+    path = tmp_path / "resnet18.safetensors"
+    write_safetensors(path, {k: v.numpy() for k, v in torch18.state_dict().items()})
+    net = get_model("resnet18_v1")
+    load_torchvision_weights(net, path)
+    x = image(seed=2)
+    assert relative_error(mx_logits(net, x), torch_logits(torch18, x)) < RTOL
+
+
+def test_half_precision_file_loads_into_float32(torch18, tmp_path):
+    path = tmp_path / "half.pth"
+    torch.save({k: (v.half() if v.is_floating_point() else v)
+                for k, v in torch18.state_dict().items()}, path)
+    net = get_model("resnet18_v1")
+    load_torchvision_weights(net, path)
+    stem = net.features[0].weight.data().asnumpy()
+    assert stem.dtype == np.float32
+    np.testing.assert_array_equal(stem, torch18.conv1.weight.detach().half().float().numpy())
+
+
+def test_pretrained_model_builds_initialises_and_loads(torch18, file18):
+    net = pretrained_model("resnet18_v1", file18)
+    x = image(seed=3)
+    assert relative_error(mx_logits(net, x), torch_logits(torch18, x)) < RTOL
+    assert net.pretrained_report.loaded == 102
+
+
+def test_pretrained_model_for_fine_tuning_leaves_the_classifier_out(torch18, file18):
+    with pytest.warns(UserWarning, match="fc left out.*1000 classes, the network 10"):
+        net = pretrained_model("resnet18_v1", file18, num_classes=10)
+    assert net.pretrained_report.skipped == ("fc.weight", "fc.bias")
+    assert mx_logits(net, image()).shape == (2, 10)
+    np.testing.assert_array_equal(net.features[1].running_var.data().asnumpy(),
+                                  torch18.bn1.running_var.numpy())
+
+
+def test_pretrained_model_with_one_input_channel(torch18, file18):
+    with pytest.warns(UserWarning, match="summed"):
+        net = pretrained_model("resnet18_v1", file18, in_channels=1)
+    grey = image(channels=1, seed=5)
+    theirs = torch_logits(torch18, np.repeat(grey, 3, axis=1))
+    assert relative_error(mx_logits(net, grey), theirs) < RTOL
+
+
+def test_key_map_names_torchvision_keys_after_our_parameters():
+    net = get_model("resnet50_v1")
+    key_map = torchvision_key_map(net)
+    assert len(key_map) == 267 and list(key_map)[:2] == ["conv1.weight", "bn1.weight"]
+    assert key_map["layer2.0.downsample.1.weight"] is net.features[5][0].shortcut[1].gamma
+    assert key_map["layer4.2.bn3.running_var"] is net.features[7][2].bns[2].running_var
+    assert key_map["fc.bias"] is net.output.bias
+
+
+def test_pretrained_model_refuses_other_networks(file18):
+    with pytest.raises(ValueError, match="resnet18_v1, resnet34_v1.*resnet152_v1; got "
+                                         "'resnet18_v2'"):
+        pretrained_model("resnet18_v2", file18)
+    assert SUPPORTED_MODELS == ("resnet18_v1", "resnet34_v1", "resnet50_v1", "resnet101_v1",
+                                "resnet152_v1")
+
+
+def test_skip_classifier_keeps_our_output_layer(file18):
+    net = get_model("resnet18_v1", num_classes=7)
+    net.initialize(mx.init.Constant(0.25))
+    report = load_torchvision_weights(net, file18, skip_classifier=True)
+    assert report.skipped == ("fc.weight", "fc.bias") and report.loaded == 100
+    assert (net.output.weight.data().asnumpy() == 0.25).all()
+
+
+# ---------------------------------------------------------------------------
+# One input channel: the stem's RGB filters are summed.
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("how", ["built with in_channels=1", "deferred, in_channels=1 argument"])
+def test_one_channel_network_sums_the_stem_filters(torch18, file18, how):
+    if how.startswith("built"):
+        net, kwargs = get_model("resnet18_v1", in_channels=1), {}
+    else:
+        net, kwargs = get_model("resnet18_v1"), {"in_channels": 1}
+    net.initialize()
+    with pytest.warns(UserWarning, match="conv1.weight.*summed"):
+        report = load_torchvision_weights(net, file18, **kwargs)
+    assert "summed" in report.notices[0] and "summed" in str(report)
+    stem = net.features[0].weight.data().asnumpy()
+    assert stem.shape == (64, 1, 7, 7)
+    np.testing.assert_allclose(stem, torch18.conv1.weight.detach().numpy().sum(1, keepdims=True),
+                               rtol=1e-6)
+    # A grey image x gives the logits torch gives for (x, x, x).
+    grey = image(channels=1, seed=4)
+    theirs = torch_logits(torch18, np.repeat(grey, 3, axis=1))
+    assert relative_error(mx_logits(net, grey), theirs) < RTOL
+
+
+# ---------------------------------------------------------------------------
+# Errors name the key.
+# ---------------------------------------------------------------------------
+
+def test_resnet50_file_into_resnet18_names_keys_and_depth(file50):
+    net = get_model("resnet18_v1")
+    with pytest.raises(WeightMismatchError) as info:
+        load_torchvision_weights(net, file50)
+    message = str(info.value)
+    assert "does not fit resnet18_v1" in message
+    assert "no place in it (layer1.0.conv3.weight" in message
+    assert "holds weights for resnet50_v1" in message
+
+
+def test_resnet18_file_into_resnet50_names_missing_keys(file18):
+    with pytest.raises(WeightMismatchError, match="missing from the file.*"
+                                                   "holds weights for resnet18_v1"):
+        load_torchvision_weights(get_model("resnet50_v1"), file18)
+
+
+def test_missing_key_is_named(torch18, tmp_path):
+    state = torch18.state_dict()
+    del state["layer3.1.bn2.running_var"]
+    path = tmp_path / "missing.pth"
+    torch.save(state, path)
+    net = get_model("resnet18_v1")
+    net.initialize(mx.init.Constant(0.5))
+    with pytest.raises(WeightMismatchError, match=r"1 keys of resnet18_v1 are missing from the "
+                                                   r"file \(layer3\.1\.bn2\.running_var\)"):
+        load_torchvision_weights(net, path)
+    # Nothing was loaded: the check comes first.
+    assert (net.features[4][0].conv1.weight.data().asnumpy() == 0.5).all()
+
+
+def test_shape_mismatch_names_the_key_and_both_shapes(torch18, tmp_path):
+    state = torch18.state_dict()
+    state["layer2.0.downsample.0.weight"] = torch.zeros(128, 64, 3, 3)
+    path = tmp_path / "shape.pth"
+    torch.save(state, path)
+    with pytest.raises(WeightMismatchError, match=r"layer2\.0\.downsample\.0\.weight: file "
+                                                   r"\(128, 64, 3, 3\), network \(128, 64, 1, 1\)"):
+        load_torchvision_weights(get_model("resnet18_v1"), path)
+
+
+def test_classifier_mismatch_suggests_skip_classifier(file18):
+    with pytest.raises(WeightMismatchError, match=r"fc\.weight: file \(1000, 512\), network "
+                                                   r"\(10, 512\).*skip_classifier=True"):
+        load_torchvision_weights(get_model("resnet18_v1", num_classes=10), file18)
+
+
+def test_networks_of_another_layout_are_refused(file18):
+    for net in (get_model("resnet18_v2"), get_model("resnet50_v1", stride_in_1x1=True),
+                get_model("cifar_resnet20_v1")):
+        with pytest.raises(ValueError, match="fit only the resnet\\*_v1 networks"):
+            load_torchvision_weights(net, file18)
+
+
+def _crafted_pth(path, payload):
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", payload)
+        archive.writestr("archive/byteorder", "little")
+        archive.writestr("archive/version", "3\n")
+
+
+class _RunsCommand:
+    def __init__(self, command):
+        self.command = command
+
+    def __reduce__(self):
+        return os.system, (self.command,)
+
+
+def test_pickle_with_a_forbidden_global_is_refused_unrun(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    _crafted_pth(path, pickle.dumps(_RunsCommand("touch %s" % marker), protocol=2))
+    with pytest.raises(WeightFileError, match=r"global (posix|nt)\.system.*no code of the file "
+                                              r"ran"):
+        read_state_dict(path)
+    assert not marker.exists()
+    _crafted_pth(path, pickle.dumps({"w": os.system}, protocol=2))  # a bare reference too
+    with pytest.raises(WeightFileError, match=r"(posix|nt)\.system"):
+        load_torchvision_weights(get_model("resnet18_v1"), path)
+
+
+def test_a_whole_saved_model_is_refused_with_advice(tmp_path, torch18):
+    path = tmp_path / "model.pth"
+    torch.save(torch18, path)
+    with pytest.raises(WeightFileError, match="TorchResNet.*model.state_dict"):
+        read_state_dict(path)
+
+
+def test_training_checkpoint_is_refused_with_advice(tmp_path):
+    path = tmp_path / "checkpoint.pth"
+    torch.save({"model": {"w": torch.zeros(2)}, "epoch": 3}, path)
+    with pytest.raises(WeightFileError, match="keys 'model', 'epoch'.*checkpoint\\['model'\\]"):
+        read_state_dict(path)
+
+
+def test_legacy_torch_format_is_refused(tmp_path):
+    path = tmp_path / "legacy.pth"
+    torch.save({"w": torch.zeros(2)}, path, _use_new_zipfile_serialization=False)
+    with pytest.raises(WeightFileError, match="legacy.*re-save it with a current PyTorch"):
+        read_state_dict(path)
+
+
+@pytest.mark.parametrize("content", [b"", b"hello, weights", b"\0" * 100])
+def test_a_file_that_is_neither_format_is_refused(tmp_path, content):
+    path = tmp_path / "weights.bin"
+    path.write_bytes(content)
+    with pytest.raises(WeightFileError, match="neither a PyTorch .pth file.*nor a .safetensors"):
+        read_state_dict(path)
+
+
+def test_a_zip_that_is_not_a_torch_file_is_refused(tmp_path):
+    path = tmp_path / "other.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("readme.txt", "hi")
+    with pytest.raises(WeightFileError, match="not a torch.save file.*data.pkl"):
+        read_state_dict(path)
+
+
+def test_a_tensor_reaching_outside_its_storage_is_refused(tmp_path):
+    buffer = io.BytesIO()
+    torch.save({"w": torch.arange(4.0)}, buffer)
+    with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as source:
+        members = {n: source.read(n) for n in source.namelist()}
+    (data,) = [n for n in members if n.endswith("/data/0")]
+    members[data] = members[data][:8]  # 2 of the 4 floats
+    path = tmp_path / "truncated.pth"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    with pytest.raises(WeightFileError, match="storage 0 should hold 4 float32 values"):
+        read_state_dict(path)
+
+
+def test_a_pickle_cannot_modify_the_functions_it_may_call(tmp_path):
+    # GLOBAL torch._utils._rebuild_tensor_v2; BUILD (None, {'__defaults__': (True,)}); STOP
+    name = b"__defaults__"
+    payload = (b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\nN}X" + struct.pack("<I", len(name))
+               + name + b"\x88\x85s\x86b.")
+    path = tmp_path / "build.pth"
+    _crafted_pth(path, payload)
+    with pytest.raises(WeightFileError, match="read-only"):
+        read_state_dict(path)
+
+
+def test_an_expanded_tensor_is_refused(tmp_path):
+    path = tmp_path / "expanded.pth"
+    torch.save({"w": torch.arange(3.0).expand(1000, 3)}, path)
+    with pytest.raises(WeightFileError, match="storage 0 holds 3 elements.*contiguous"):
+        read_state_dict(path)
+
+
+def test_a_big_endian_file_is_byteswapped(tmp_path):
+    buffer = io.BytesIO()
+    torch.save({"w": torch.arange(6.0).reshape(2, 3)}, buffer)
+    with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as source:
+        members = {n: source.read(n) for n in source.namelist()}
+    for name in members:
+        if name.endswith("/data/0"):
+            members[name] = np.frombuffer(members[name], "<f4").astype(">f4").tobytes()
+        elif name.endswith("/byteorder"):
+            members[name] = b"big"
+    path = tmp_path / "big.pth"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    read = read_state_dict(path)["w"]
+    assert read.dtype == np.float32 and read.dtype.isnative
+    np.testing.assert_array_equal(read, np.arange(6.0).reshape(2, 3))
