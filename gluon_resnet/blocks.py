@@ -26,7 +26,7 @@ arXiv 1706.02677, section 5.1 (zero gamma in the last BN of each block).
 from ._mxnet import mx
 from mxnet.gluon import nn
 
-from .validate import positive_int
+from .validate import non_negative_int, positive_int
 
 __all__ = ["Residual", "resnet_block", "check_positive_int", "SHORTCUTS", "check_shortcut",
            "conv3x3", "conv1x1", "batch_norm", "ZeroPadShortcut", "make_shortcut",
@@ -224,11 +224,8 @@ class ZeroPadShortcut(nn.HybridBlock):
 
     def __init__(self, extra_channels, stride=1, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(extra_channels, bool) or not isinstance(extra_channels, int) \
-                or extra_channels < 0:
-            raise ValueError("ZeroPadShortcut: extra_channels must be an integer >= 0, got %r "
-                             "(option A cannot drop channels)." % (extra_channels,))
-        self.extra_channels = extra_channels
+        # Option A pads channels with zeros; it cannot drop any.
+        self.extra_channels = non_negative_int(extra_channels, "extra_channels", "ZeroPadShortcut")
         self.stride = check_positive_int(stride, "stride", "ZeroPadShortcut")
 
     def hybrid_forward(self, F, x):

@@ -18,6 +18,7 @@ from ._mxnet import mx
 from .checkpoint import atomic_write, save_checkpoint
 from .events import Callback, TrainingDiverged
 from .plotting import in_notebook, plot_curves, plot_history
+from .validate import optional_positive_int
 
 __all__ = ["Recorder", "DivergenceCheck", "PrintEpochs", "ProgressBar", "HistoryWriter",
            "CurvePlotter", "LiveCurves", "Checkpointer", "OneCycleSchedule"]
@@ -233,9 +234,7 @@ class LiveCurves(Callback):
     order = 5
 
     def __init__(self, every=None, path=None, title=None):
-        if every is not None and (isinstance(every, bool) or not isinstance(every, int)
-                                  or every < 1):
-            raise ValueError("LiveCurves: every must be a positive integer, got %r" % (every,))
+        optional_positive_int(every, "every", "LiveCurves")
         self.every, self.path, self.title = every, path, title
         self.series, self.fig, self.handle, self.num_batches = None, None, None, None
 
