@@ -20,6 +20,7 @@ Every network is reachable through ``get_model(name, **kwargs)``;
 import collections
 import functools
 import inspect
+import re
 
 from ._mxnet import mx
 from mxnet.gluon import nn
@@ -34,6 +35,10 @@ __all__ = ["chapter_resnet18", "resnet18", "register_model", "list_models",
            "ResNet", "RESNET_SPEC", "CIFAR_DEPTHS", "BLOCKS", "cifar_spec", "get_resnet",
            "cifar_resnet", "cifar_plain", "CIFAR_PLAIN_DEPTHS", "plain_resnet", "compact_resnet8",
            "compact_resnet8_w32", "compact_resnet9"]
+
+#: Python's messages for arguments that do not fit a function's signature.
+_ARGUMENT_ERROR = re.compile(r"unexpected keyword argument|missing \d+ required|takes \d+ "
+                             r"positional|multiple values for argument")
 
 _Entry = collections.namedtuple("_Entry", "factory description input_channels")
 _REGISTRY = {}
@@ -99,9 +104,13 @@ def get_model(name, **kwargs):
     factory = _lookup(name).factory
     try:
         inspect.signature(factory).bind(**kwargs)
-    except TypeError as exc:  # only the arguments are checked here: a bug inside still shows
+        return factory(**kwargs)
+    except TypeError as exc:
+        # A factory that passes **kwargs on rejects an argument deeper down, with Python's
+        # own message; any other TypeError is a bug and must show as one.
+        if not _ARGUMENT_ERROR.search(str(exc)):
+            raise
         raise ValueError("model %r does not accept these arguments: %s" % (name, exc)) from None
-    return factory(**kwargs)
 
 
 def _chapter_head(net, num_classes):
