@@ -32,7 +32,8 @@ from .callbacks import (Checkpointer, CurvePlotter, HistoryWriter, OneCycleSched
 from .checkpoint import read_checkpoint, save_checkpoint
 from .config import (RECIPES, RESUME_CHANGES, KVSTORES, SCHEDULES, RunError, TrainConfig,
                      recipe_config)
-from .data import load_data_fashion_mnist, load_data_image_folder
+from .data import TEXT_LABELS, load_data_fashion_mnist, load_data_image_folder
+from .data.idx import IMAGE_SIZE
 from .devices import parse_ctx
 from .distributed import (AverageRunningStats, DistributedTrainer, final_parameters_callback,
                           join_job)
@@ -43,7 +44,7 @@ from .training import LabelSmoothingLoss, Learner
 __all__ = ["TrainConfig", "RunError", "RECIPES", "recipe_config", "RESUME_CHANGES", "KVSTORES",
            "SCHEDULES", "run_training", "resolve_config", "prepare_folder", "start_job",
            "seed_everything", "build_data", "choose_precision", "build_network", "build_trainer",
-           "build_loss", "build_callbacks", "restore", "DataCheckpointer"]
+           "build_loss", "build_callbacks", "restore", "DataCheckpointer", "data_description"]
 
 
 def run_training(config=None, out=None, resume=None, overrides=None, progress=None, quiet=False,
@@ -289,6 +290,17 @@ class DataCheckpointer(Checkpointer):
         learner.last_checkpoint = self.path
 
     after_epoch = after_interrupt = _save
+
+
+def data_description(meta):
+    """``meta["data"]`` of a checkpoint, or for an older one the Fashion-MNIST data its
+    configuration implies (ten class names, one channel, ``resize`` or 28 pixels, no
+    normalisation)."""
+    if meta.get("data"):
+        return meta["data"]
+    resize = meta.get("config", {}).get("resize")
+    size = [resize, resize] if resize else list(IMAGE_SIZE)
+    return {"classes": list(TEXT_LABELS), "channels": 1, "size": size, "mean": None, "std": None}
 
 
 def restore(learner, saved, config):

@@ -18,22 +18,11 @@ from ._mxnet import mx
 
 from .checkpoint import CheckpointError, read_checkpoint
 from .config import TrainConfig
-from .data import (IMAGE_EXTENSIONS, TEXT_LABELS, FashionMNISTLoader, image_files, read_image,
-                   resize_image)
-from .data.idx import IMAGE_SIZE
-from .experiment import build_network
+from .data import IMAGE_EXTENSIONS, FashionMNISTLoader, image_files, read_image, resize_image
+from .experiment import build_network, data_description
 from . import validate
 
 __all__ = ["predict_files", "data_description", "collect_image_files", "format_predictions"]
-
-
-def data_description(meta):
-    """``meta["data"]`` of a checkpoint, or the Fashion-MNIST one its configuration implies."""
-    if meta.get("data"):
-        return meta["data"]
-    resize = meta.get("config", {}).get("resize")
-    size = [resize, resize] if resize else list(IMAGE_SIZE)
-    return {"classes": list(TEXT_LABELS), "channels": 1, "size": size, "mean": None, "std": None}
 
 
 def collect_image_files(paths):

@@ -15,6 +15,7 @@ from gluon_resnet.cli import main
 from gluon_resnet.config import TrainConfig
 from gluon_resnet.data import (TEXT_LABELS, FashionMNISTLoader, load_data_image_folder,
                                load_fashion_mnist_arrays)
+from gluon_resnet.evaluation import evaluate_run
 from gluon_resnet.experiment import run_training
 from gluon_resnet.models import get_model
 from gluon_resnet.predict import data_description, predict_files
@@ -105,6 +106,13 @@ def test_a_folder_run_predicts_with_its_classes_and_normalisation(tmp_path):
     assert [r["top"][0]["class"] for r in results] == [classes[j] for j in expected.argmax(1)]
     np.testing.assert_allclose([r["top"][0]["probability"] for r in results],
                                expected.max(1), rtol=1e-4, atol=1e-6)
+    # gluon-resnet eval of a folder run: the folder's test set, its class names.
+    lines = []
+    result = evaluate_run(ckpt, out=lines.append, precision="fp32")
+    accuracy = float((expected.argmax(1) == test_iter.labels).mean())
+    assert abs(result["accuracy"] - accuracy) <= 1 / 40 and len(result["per_class"]) == 10
+    assert "compact_resnet8_w32 on 40 test images (20x20)" in lines[1]
+    assert [line.split()[0] for line in lines[2:4]] == ["ankle", "bag"]
 
 
 def test_checkpoints_without_data_are_fashion_mnist_runs():
