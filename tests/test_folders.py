@@ -227,7 +227,7 @@ def test_files_without_an_image_extension_get_one_notice(tmp_path):
             f.write("not an image")
     lines = []
     load_data_image_folder(root, 4, notice=lines.append)
-    assert lines == ["ignored 2 files without an image extension (.png, .jpg, .jpeg, .bmp) "
+    assert lines == ["ignored 3 files without an image extension (.png, .jpg, .jpeg, .bmp) "
                      "in %s" % root]
 
 

@@ -163,6 +163,7 @@ def scan_image_folder(path, val_fraction=None):
                       if os.path.isdir(os.path.join(path, name))), None)
     if os.path.isdir(train_root):
         train, ignored = _class_folders(train_root)
+        ignored += sum(1 for e in os.listdir(path) if os.path.isfile(os.path.join(path, e)))
         if test_root is not None:
             if val_fraction is not None:
                 raise ImageFolderError(
