@@ -297,3 +297,12 @@ def test_a_missing_folder_or_test_set_is_named(tmp_path):
         load_data_image_folder(root, 4)
     with pytest.raises(ValueError, match=r"val_fraction must be a positive number, got 0"):
         load_data_image_folder(root, 4, val_fraction=0)
+
+
+def test_sixteen_bit_grayscale_keeps_its_top_bits(tmp_path):
+    root = _two_classes(str(tmp_path / "d"))
+    deep = np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000
+    Image.fromarray(deep).save(os.path.join(root, "train", "cat", "deep.png"))
+    assert Image.open(os.path.join(root, "train", "cat", "deep.png")).mode.startswith("I")
+    train_iter, _ = load_data_image_folder(root, 4, normalize=False, notice=_quiet([]))
+    np.testing.assert_array_equal(train_iter.images[3], np.round(deep / 257.0).astype(np.uint8))

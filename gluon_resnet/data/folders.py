@@ -232,10 +232,10 @@ def read_image(path, channels=None):
     want = channels if channels is not None else (3 if colour else 1)
     if want == 3:
         return np.asarray(image.convert("RGB"), dtype=np.uint8)
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit grayscale: keep the top bits
-        values = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if values.max() > 255 else 255.0
-        return np.clip(np.round(values * 255.0 / top), 0, 255).astype(np.uint8)
+    if image.mode.startswith("I;16"):  # 16-bit grayscale: 0..65535 to 0..255
+        return np.round(np.asarray(image, dtype=np.float64) / 257.0).astype(np.uint8)
+    if image.mode in ("I", "F"):  # 32-bit grayscale: values above 255 are clipped
+        return np.clip(np.round(np.asarray(image, dtype=np.float64)), 0, 255).astype(np.uint8)
     return np.asarray(image.convert("L"), dtype=np.uint8)
 
 
@@ -322,18 +322,23 @@ class _BadImages:
                    % (len(self.paths), "s" * (len(self.paths) > 1), self.paths[0]))
 
 
-def _decode_into_memory(files, size, channels, resize_each, pool, bad):
-    """Decode every file once into one ``uint8`` array; ``(array, indices of good files)``."""
+def _decode_into_memory(files, size, channels, resize_each, pool, bad, chunk=256):
+    """Decode every file once into one ``uint8`` array; ``(array, indices of good files)``.
+
+    Files go to the pool ``chunk`` at a time, so at most that many decoded
+    images of their own size wait to be resized and copied.
+    """
     shape = (len(files),) + tuple(size) + ((channels,) if channels == 3 else ())
     images = np.empty(shape, dtype=np.uint8)
     good = []
-    results = pool.map(_try_read, files, [channels] * len(files))
-    for i, (path, image) in enumerate(zip(files, results)):
-        if isinstance(image, str):
-            bad.add(path, image)
-            continue
-        images[len(good)] = resize_image(image, size) if resize_each else image
-        good.append(i)
+    for start in range(0, len(files), chunk):
+        part = files[start:start + chunk]
+        for i, image in enumerate(pool.map(_try_read, part, [channels] * len(part)), start):
+            if isinstance(image, str):
+                bad.add(files[i], image)
+                continue
+            images[len(good)] = resize_image(image, size) if resize_each else image
+            good.append(i)
     return images[:len(good)], good
 
 
