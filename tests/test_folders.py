@@ -161,6 +161,25 @@ def test_the_command_line_takes_the_folder_options(tmp_path, capsys):
     assert "image folder %s does not exist" % missing in capsys.readouterr().err
     with pytest.raises(RunError, match=r"give data \(--data PATH\) too"):
         TrainConfig(val_fraction=0.2).validate()
+    with pytest.raises(RunError, match=r"val_fraction must be a number in \[0, 1\), got 1.0"):
+        TrainConfig(data="imgs", val_fraction=1.0).validate()
+    with pytest.raises(SystemExit):
+        main(["train", "--data", "imgs", "--val-fraction", "1"])
+    assert "argument --val-fraction: must be a number in [0, 1)" in capsys.readouterr().err
+
+
+def test_the_loader_checks_its_statistics():
+    images, labels = np.zeros((4, 5, 5, 3), np.uint8), np.arange(4) % 2
+    loader = FashionMNISTLoader(images, labels, 4, mean=[0.5, 0.5, 0.5], std=[0.5, 0.25, 1.0])
+    X, _ = next(iter(loader))
+    assert X.shape == (4, 3, 5, 5) and X[0, :, 0, 0].asnumpy().tolist() == [-1.0, -2.0, -0.5]
+    with pytest.raises(ValueError, match=r"FashionMNISTLoader: mean and std must be given "
+                       r"together"):
+        FashionMNISTLoader(images, labels, 2, mean=[0.5] * 3)
+    with pytest.raises(ValueError, match=r"one value per channel \(3\), got \[0.5\]"):
+        FashionMNISTLoader(images, labels, 2, mean=[0.5], std=[0.2])
+    with pytest.raises(ValueError, match=r"std must be positive"):
+        FashionMNISTLoader(images, labels, 2, mean=[0.5] * 3, std=[0.2, 0, 0.2])
 
 
 # ---------------------------------------------------------------------------
