@@ -1,7 +1,8 @@
 """The ``gluon-resnet`` command.
 
-Sub-commands: ``train`` (the chapter's recipe by default), ``eval`` (test
-accuracy, per-class accuracy and figures of a trained network), ``shapes``
+Sub-commands: ``train`` (the chapter's recipe by default, or your own images
+with ``--data``), ``eval`` (test accuracy, per-class accuracy and figures of a
+trained network), ``predict`` (the classes of image files), ``shapes``
 (the chapter's shape table for any registered model), ``models`` (every
 registered model with its parameter count), ``launch`` (``train`` on several
 worker processes, see ``gluon_resnet.distributed``).  The options of ``train``
@@ -24,6 +25,7 @@ from .experiment import run_training
 from .models import count_model_parameters, get_model, list_models, model_description, \
     model_input_channels
 from .precision import PRECISIONS
+from .predict import format_predictions, predict_files
 from .summary import format_summary, summarize
 from .validate import argument, positive_int, positive_number
 
@@ -107,8 +109,10 @@ def _cmd_eval(args):
 
 
 def _add_train_parsers(sub):
-    p = sub.add_parser("train", help="train a model on Fashion-MNIST (the chapter's recipe by default)",
-                       description="Train on Fashion-MNIST. Defaults are d2l-zh 5.11's recipe: "
+    p = sub.add_parser("train", help="train a model on Fashion-MNIST (the chapter's recipe by "
+                       "default) or on your own images (--data)",
+                       description="Train on Fashion-MNIST, or on a folder of your own images "
+                       "with --data PATH. Defaults are d2l-zh 5.11's recipe: "
                        "chapter_resnet18, resize 96, Xavier, SGD lr 0.05, batch 256, 5 epochs; "
                        "--recipe fast or best starts from another recipe, and every other "
                        "option changes it. SIGINT (Ctrl-C), SIGTERM and SIGHUP stop after the "
@@ -130,6 +134,28 @@ def _add_train_parsers(sub):
                    help="auto (default: bf16 with oneDNN fusion where the CPU's AMX is on "
                    "and the network suits it), bf16 or fp32")
     p.set_defaults(func=_cmd_eval)
+
+
+def _cmd_predict(args):
+    print(format_predictions(predict_files(args.params, args.paths, top_k=args.top_k),
+                             as_json=args.json))
+    return 0
+
+
+def _add_predict_parser(sub):
+    p = sub.add_parser(
+        "predict", help="classify image files with a trained checkpoint",
+        description="One line per image: its path, the most probable class and its "
+        "probability (--top-k: the K most probable, tab-separated), with the preprocessing "
+        "stored with the run (size, channels, normalisation, class names).",
+        allow_abbrev=False)
+    p.add_argument("--params", required=True, metavar="CKPT", help="a checkpoint.ckpt")
+    p.add_argument("paths", nargs="+", metavar="FILE_OR_FOLDER",
+                   help="image files (PNG, JPEG, BMP) or folders searched for them")
+    p.add_argument("--top-k", type=_POSITIVE_INT, default=1, metavar="K",
+                   help="classes per image (default 1)")
+    p.add_argument("--json", action="store_true", help="print one JSON document instead")
+    p.set_defaults(func=_cmd_predict)
 
 
 def _parse_launched_train(argv):
@@ -208,6 +234,7 @@ def build_parser():
                    help="output classes (default: each model's own, 1000 for ImageNet nets)")
     p.set_defaults(func=_cmd_models)
     _add_launch_parser(sub)
+    _add_predict_parser(sub)
     return parser
 
 

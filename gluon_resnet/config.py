@@ -102,7 +102,16 @@ class TrainConfig:
                        metavar="DEVICES")
     data_root: str = _option(None, "folder with the four Fashion-MNIST IDX files",
                              metavar="FOLDER")
-    num_classes: int = _option(10, "output classes", _POSITIVE_INT)
+    data: str = _option(None, "train on your own images: a folder with train/<class>/ and "
+                        "test/<class>/ (or val/), or one tree of class folders split by "
+                        "--val-fraction (default: Fashion-MNIST)", metavar="PATH")
+    val_fraction: float = _option(None, "with --data: share of each class's images held out "
+                                  "as the test set, for a single tree of class folders",
+                                  _FRACTION)
+    skip_bad_images: bool = _option(False, "with --data: skip (and count) image files that "
+                                    "cannot be decoded instead of stopping", bool)
+    num_classes: int = _option(10, "output classes (with --data: the folder's classes)",
+                               _POSITIVE_INT)
     precision: str = _option("auto", "auto (bf16 where the CPU's AMX is on and the network's "
                              "widths suit its kernels, else fp32), bf16 (AMP; fp32 with a "
                              "notice on CPUs without AVX512-BF16) or fp32 (the book's exact "
@@ -130,14 +139,19 @@ class TrainConfig:
             validate.non_negative_number(self.momentum, "momentum")
             validate.non_negative_number(self.wd, "wd")
             validate.fraction(self.label_smoothing, "label_smoothing")
+            if self.val_fraction is not None:
+                validate.fraction(self.val_fraction, "val_fraction")
             for name, choices in (("recipe", tuple(RECIPES)), ("optimizer", OPTIMIZERS),
                                   ("precision", PRECISIONS), ("schedule", SCHEDULES),
                                   ("kvstore", KVSTORES)):
                 validate.one_of(getattr(self, name), choices, name)
-            for name in ("augment", "tta"):
+            for name in ("augment", "tta", "skip_bad_images"):
                 validate.one_of(getattr(self, name), (False, True), name)
         except ValueError as exc:
             raise RunError(str(exc)) from None
+        if self.data is None and (self.val_fraction is not None or self.skip_bad_images):
+            raise RunError("val_fraction and skip_bad_images apply to your own images: give "
+                           "data (--data PATH) too")
         if self.model not in list_models():
             raise RunError("unknown model %r; the registered models are: %s"
                            % (self.model, ", ".join(list_models())))

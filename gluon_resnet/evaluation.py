@@ -1,4 +1,9 @@
-"""Evaluate a trained network on the Fashion-MNIST test set, with figures."""
+"""Evaluate a trained network on its test set, with figures.
+
+A Fashion-MNIST run is evaluated on Fashion-MNIST's test set; a run on an
+image folder (``config.data``) on that folder's test images, read as in
+training (its resize, split and the normalisation stored in ``meta["data"]``).
+"""
 
 import os
 
@@ -8,8 +13,8 @@ from ._mxnet import mx
 
 from .checkpoint import CheckpointError, read_checkpoint
 from .config import TrainConfig
-from .data import get_fashion_mnist_labels, load_data_fashion_mnist
-from .experiment import build_network
+from .data import get_fashion_mnist_labels, load_data_fashion_mnist, load_data_image_folder
+from .experiment import build_network, data_description
 from .models import get_model
 from .plotting import confusion_matrix, plot_confusion_matrix, plot_predictions
 from .precision import describe_precision, enable_bf16, resolve_precision
@@ -93,8 +98,12 @@ def evaluate_run(path, model=None, resize=None, data_root=None, confusion=None, 
     if precision == "bf16":
         enable_bf16()  # before the network is built
     net = build_network(config, ctx)
-    size = resize or config.resize
-    _, test_iter = load_data_fashion_mnist(256, resize=size, root=data_root or config.data_root)
+    if config.data is not None:
+        size, test_iter, names = _folder_test_set(config, saved.meta, resize, out)
+    else:
+        size = resize or config.resize
+        _, test_iter = load_data_fashion_mnist(256, resize=size, root=data_root or config.data_root)
+        names = get_fashion_mnist_labels(range(10))
     X0, _ = next(iter(test_iter))
     net(X0[:1].as_in_context(ctx))  # finish deferred shape inference
     if saved is not None:
@@ -116,8 +125,7 @@ def evaluate_run(path, model=None, resize=None, data_root=None, confusion=None, 
         test_iter = _first_examples(test_iter, limit)
     labels, preds = predict(net, test_iter, ctx)
     acc = float((labels == preds).mean())
-    per_class = per_class_accuracy(labels, preds)
-    names = get_fashion_mnist_labels(range(10))
+    per_class = per_class_accuracy(labels, preds, len(names))
     out("%s on %d test images (%dx%d): test acc %.4f" % (config.model, len(labels), size or 28,
                                                         size or 28, acc))
     for name, a in zip(names, per_class):
@@ -130,10 +138,26 @@ def evaluate_run(path, model=None, resize=None, data_root=None, confusion=None, 
         X, y = next(iter(test_iter))
         X, y = X[:32], y[:32]
         p = net(X.as_in_context(ctx)).argmax(axis=1).asnumpy()
-        plot_predictions(X.asnumpy(), get_fashion_mnist_labels(y.asnumpy()),
-                         get_fashion_mnist_labels(p), path=samples)
+        plot_predictions(X.asnumpy(), [names[int(i)] for i in y.asnumpy()],
+                         [names[int(i)] for i in p], path=samples)
         out("sample predictions saved to %s" % samples)
     return {"accuracy": acc, "per_class": per_class.tolist()}
+
+
+def _folder_test_set(config, meta, resize, out):
+    """``(size, test_iter, class names)`` of a run trained on ``config.data``."""
+    data = data_description(meta)
+    if resize and resize != config.resize:
+        raise ValueError("%s was trained on %s at its own size: leave out --resize"
+                         % (config.model, config.data))
+    stats = (data["mean"], data["std"]) if data["mean"] is not None else False
+    _, test_iter = load_data_image_folder(
+        config.data, 256, resize=config.resize, val_fraction=config.val_fraction,
+        skip_bad_images=config.skip_bad_images, normalize=stats, notice=out)
+    if test_iter.classes != data["classes"]:
+        raise ValueError("%s now holds the classes %s, not the %s the network was trained on"
+                         % (config.data, ", ".join(test_iter.classes), ", ".join(data["classes"])))
+    return data["size"][0], test_iter, data["classes"]
 
 
 def _first_examples(data_iter, limit):

@@ -6,6 +6,15 @@ configuration, or a checkpoint's), ``prepare_folder``, ``join_job`` (this
 process's place in a distributed job), ``build_data``, ``choose_precision``,
 ``build_network``, ``build_trainer``, ``build_loss``, ``build_callbacks``
 (progress, history, figure, checkpoints) and ``restore``.
+
+What the network was trained on, ``train_iter.description()`` (class names,
+channels, input size, normalisation), goes into ``config.json`` as ``data``
+and into every checkpoint as ``meta["data"]``::
+
+    {"classes": [...], "channels": C, "size": [H, W], "mean": [...] or None,
+     "std": [...] or None}
+
+``gluon-resnet predict`` and the export read it from there.
 """
 
 import json
@@ -20,10 +29,11 @@ from mxnet import autograd, gluon, init
 
 from .callbacks import (Checkpointer, CurvePlotter, HistoryWriter, OneCycleSchedule, PrintEpochs,
                         ProgressBar)
-from .checkpoint import read_checkpoint
+from .checkpoint import read_checkpoint, save_checkpoint
 from .config import (RECIPES, RESUME_CHANGES, KVSTORES, SCHEDULES, RunError, TrainConfig,
                      recipe_config)
-from .data import load_data_fashion_mnist
+from .data import TEXT_LABELS, load_data_fashion_mnist, load_data_image_folder
+from .data.idx import IMAGE_SIZE
 from .devices import parse_ctx
 from .distributed import (AverageRunningStats, DistributedTrainer, final_parameters_callback,
                           join_job)
@@ -34,7 +44,7 @@ from .training import LabelSmoothingLoss, Learner
 __all__ = ["TrainConfig", "RunError", "RECIPES", "recipe_config", "RESUME_CHANGES", "KVSTORES",
            "SCHEDULES", "run_training", "resolve_config", "prepare_folder", "start_job",
            "seed_everything", "build_data", "choose_precision", "build_network", "build_trainer",
-           "build_loss", "build_callbacks", "restore"]
+           "build_loss", "build_callbacks", "restore", "DataCheckpointer", "data_description"]
 
 
 def run_training(config=None, out=None, resume=None, overrides=None, progress=None, quiet=False,
@@ -85,13 +95,14 @@ def run_training(config=None, out=None, resume=None, overrides=None, progress=No
     explicit = saved is None or (overrides or {}).get("kvstore") is not None
     job = start_job(config, explicit)
     seed_everything(config.seed)
-    train_iter, test_iter = build_data(config, job)
+    train_iter, test_iter = build_data(config, job, quiet=quiet or not job.lead)
     precision = choose_precision(config, ctxs)
     net = build_network(config, ctxs)
     trainer = build_trainer(config, net, job.kv)
     learner = Learner(net, train_iter, test_iter if job.lead else None, trainer, ctxs,
                       loss=build_loss(config), eval_flip=config.tta, handle_signals=job.lead,
-                      callbacks=build_callbacks(config, job, out, precision, progress, quiet)
+                      callbacks=build_callbacks(config, job, out, precision, progress, quiet,
+                                                data=train_iter.description())
                       + list(callbacks))
     if saved is not None:
         restore(learner, saved, config)
@@ -152,9 +163,25 @@ def seed_everything(seed):
     mx.random.seed(seed)
 
 
-def build_data(config, job=None):
-    """``(train_iter, test_iter)``; a worker of ``job`` gets its share of every global batch."""
+def build_data(config, job=None, quiet=False):
+    """``(train_iter, test_iter)``; a worker of ``job`` gets its share of every global batch.
+
+    With ``config.data`` the images come from that folder
+    (``load_data_image_folder``, with its notices printed unless ``quiet``),
+    and ``config.num_classes`` becomes the number of its classes; otherwise
+    from Fashion-MNIST.
+    """
     job = job or start_job(config)
+    if config.data is not None:
+        train_iter, test_iter = load_data_image_folder(
+            config.data, job.local_batch(config.batch_size), resize=config.resize,
+            limit=config.limit, seed=config.seed, augment=config.augment,
+            max_shift=config.max_shift, num_parts=job.num_workers, part_index=job.rank,
+            equal_parts=job.num_workers > 1, val_fraction=config.val_fraction,
+            skip_bad_images=config.skip_bad_images,
+            notice=(lambda line: None) if quiet else print)
+        config.num_classes = len(train_iter.classes)
+        return train_iter, test_iter
     return load_data_fashion_mnist(
         job.local_batch(config.batch_size), resize=config.resize, root=config.data_root,
         limit=config.limit, seed=config.seed, augment=config.augment,
@@ -211,11 +238,12 @@ def build_loss(config):
     return gluon.loss.SoftmaxCrossEntropyLoss()
 
 
-def build_callbacks(config, job, out, precision, progress=None, quiet=False):
+def build_callbacks(config, job, out, precision, progress=None, quiet=False, data=None):
     """The callbacks of a run; the lead also writes ``out`` and prints.
 
     The lead process (a single process, or worker 0) writes
-    ``out/config.json`` now, and gets the progress bar, history files,
+    ``out/config.json`` now (with ``data``, the training data's
+    ``description()``, when given), and gets the progress bar, history files,
     learning-curve figure, checkpoints and, unless ``quiet``, the printed
     lines.  Every process gets the schedule and what its job needs.
     """
@@ -229,17 +257,50 @@ def build_callbacks(config, job, out, precision, progress=None, quiet=False):
         return callbacks
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "config.json"), "w") as f:
-        json.dump(dict(config.to_dict(), precision_used=precision, workers=job.num_workers), f,
-                  indent=1)
+        json.dump(dict(config.to_dict(), precision_used=precision, workers=job.num_workers,
+                       data=data), f, indent=1)
     callbacks += [ProgressBar(progress), HistoryWriter(out),
                   CurvePlotter(os.path.join(out, "learning_curve.png"), title=config.model),
-                  Checkpointer(os.path.join(out, "checkpoint.ckpt"), config.to_dict())]
+                  DataCheckpointer(os.path.join(out, "checkpoint.ckpt"), config.to_dict(), data)]
     if not quiet:
         print(describe_precision(precision), flush=True)
         if job.distributed:
             print(job.describe(config.batch_size), flush=True)
         callbacks.append(PrintEpochs())
     return callbacks
+
+
+class DataCheckpointer(Checkpointer):
+    """``Checkpointer`` that also stores what the network was trained on as ``meta["data"]``.
+
+    ``data`` is the training loader's ``description()`` (class names,
+    channels, input size, mean and std): what predicting and exporting need.
+    """
+
+    def __init__(self, path, config, data=None):
+        super().__init__(path, config)
+        self.data = data
+
+    def _save(self, learner):
+        if self.saved == (learner.epoch, learner.batch):
+            return  # stopped during evaluation: the epoch's checkpoint is this state
+        save_checkpoint(self.path, learner.net, learner.trainer,
+                        dict(learner.state(), config=self.config, data=self.data))
+        self.saved = (learner.epoch, learner.batch)
+        learner.last_checkpoint = self.path
+
+    after_epoch = after_interrupt = _save
+
+
+def data_description(meta):
+    """``meta["data"]`` of a checkpoint, or for an older one the Fashion-MNIST data its
+    configuration implies (ten class names, one channel, ``resize`` or 28 pixels, no
+    normalisation)."""
+    if meta.get("data"):
+        return meta["data"]
+    resize = meta.get("config", {}).get("resize")
+    size = [resize, resize] if resize else list(IMAGE_SIZE)
+    return {"classes": list(TEXT_LABELS), "channels": 1, "size": size, "mean": None, "std": None}
 
 
 def restore(learner, saved, config):

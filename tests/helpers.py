@@ -47,3 +47,31 @@ def book_net(residual_cls):
     net.add(block(64, 2, first_block=True), block(128, 2), block(256, 2), block(512, 2))
     net.add(nn.GlobalAvgPool2D(), nn.Dense(10))
     return net
+
+
+def write_fashion_folder(root, train=300, test=100, layout="split"):
+    """Write balanced subsets of Fashion-MNIST as PNG files in class folders under ``root``.
+
+    ``layout='split'``: ``root/train/<class>/`` and ``root/test/<class>/``;
+    ``'tree'``: the training subset only, in ``root/<class>/``.  Files are
+    named ``<index in the IDX file, 5 digits>.png``.  Returns ``(train_idx,
+    test_idx)``, the indices into the IDX arrays that were written.
+    """
+    import os
+
+    from PIL import Image
+
+    from gluon_resnet.data import TEXT_LABELS, balanced_subset, load_fashion_mnist_arrays
+
+    train_x, train_y, test_x, test_y = load_fashion_mnist_arrays(DATA_DIR)
+    written = []
+    for split, x, y, n in (("train", train_x, train_y, train), ("test", test_x, test_y, test)):
+        keep = balanced_subset(y, n)
+        written.append(keep)
+        if layout == "tree" and split == "test":
+            continue
+        for i in keep:
+            folder = os.path.join(root, *([] if layout == "tree" else [split]), TEXT_LABELS[y[i]])
+            os.makedirs(folder, exist_ok=True)
+            Image.fromarray(x[i]).save(os.path.join(folder, "%05d.png" % i))
+    return tuple(written)

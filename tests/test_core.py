@@ -205,8 +205,8 @@ def test_every_train_option_comes_from_a_config_field():
 
 def test_abbreviated_options_are_refused(capsys):
     with pytest.raises(SystemExit) as info:
-        main(["train", "--data", "somewhere"])  # not an abbreviation of --data-root
-    assert info.value.code == 2 and "unrecognized arguments: --data" in capsys.readouterr().err
+        main(["train", "--data-ro", "somewhere"])  # not an abbreviation of --data-root
+    assert info.value.code == 2 and "unrecognized arguments: --data-ro" in capsys.readouterr().err
 
 
 def test_unknown_configuration_keys_are_named():

@@ -8,8 +8,10 @@ name, signature and return value.  One module per concern:
   ``$GLUON_RESNET_DATA``, ``$MXNET_HOME``), and MXNet's download as a last resort;
 - ``idx``: the IDX parser with its checks, the checksums, class-balanced
   subsets and the class names;
-- ``loader``: batches from in-memory arrays, reproducible shuffling and
-  augmentation, shards for distributed workers.
+- ``loader``: batches from ``(N, H, W)`` or ``(N, H, W, C)`` images, reproducible
+  shuffling and augmentation, shards for distributed workers, normalisation;
+- ``folders``: your own images, class folders of PNG, JPEG or BMP files, served
+  by the same loader (``load_data_image_folder``).
 
 Pictures of the data set are drawn by ``gluon_resnet.plotting.show_fashion_mnist``.
 """
@@ -19,9 +21,14 @@ from .files import (DATA_ENV, FILE_NAMES, SYSTEM_DATA_DIR, DatasetNotFoundError,
 from .idx import (NUM_CLASSES, SUBSET_SEED, TEXT_LABELS, DatasetError, balanced_subset,
                   get_fashion_mnist_labels, load_fashion_mnist_arrays, read_idx)
 from .loader import AUGMENT, SHUFFLE, FashionMNISTLoader, epoch_rng, load_data_fashion_mnist
+from .folders import (IMAGE_EXTENSIONS, MEMORY_BUDGET, SPLIT_SEED, ImageFolderError,
+                      StreamedImages, image_files, load_data_image_folder, read_image,
+                      resize_image, scan_image_folder)
 
 __all__ = ["DatasetError", "DatasetNotFoundError", "FashionMNISTFiles", "find_fashion_mnist",
            "read_idx", "load_fashion_mnist_arrays", "balanced_subset", "FashionMNISTLoader",
            "load_data_fashion_mnist", "get_fashion_mnist_labels", "epoch_rng", "TEXT_LABELS",
            "FILE_NAMES", "SYSTEM_DATA_DIR", "DATA_ENV", "NUM_CLASSES", "SUBSET_SEED", "SHUFFLE",
-           "AUGMENT", "download_with_mxnet", "mxnet_data_dir"]
+           "AUGMENT", "download_with_mxnet", "mxnet_data_dir", "load_data_image_folder",
+           "scan_image_folder", "read_image", "resize_image", "image_files", "StreamedImages",
+           "ImageFolderError", "IMAGE_EXTENSIONS", "MEMORY_BUDGET", "SPLIT_SEED"]

@@ -220,10 +220,10 @@ def load_fashion_mnist_arrays(root=None, verify=True, download=True):
     return tuple(arrays[role] for role in FILE_NAMES)
 
 
-def balanced_subset(labels, limit, seed=SUBSET_SEED):
+def balanced_subset(labels, limit, seed=SUBSET_SEED, num_classes=NUM_CLASSES):
     """Indices of a class-balanced subset of ``limit`` examples, in increasing order.
 
-    Every class gets ``limit // 10`` examples (the first ``limit % 10`` classes
+    Every class gets ``limit // num_classes`` examples (the first ``limit % num_classes`` classes
     one more): the first ones of that class in a ``RandomState(seed)``
     permutation.  So the subset is reproducible, and a larger ``limit`` gives
     a superset of a smaller one.  A class with too few examples gives all it has.
@@ -231,11 +231,13 @@ def balanced_subset(labels, limit, seed=SUBSET_SEED):
     Parameters
     ----------
     labels : numpy.ndarray
-        ``(N,)`` labels in 0..9.
+        ``(N,)`` labels in ``0 .. num_classes - 1``.
     limit : int
         How many examples to keep (all of them if ``limit >= N``).
     seed : int, default SUBSET_SEED
         Seed of the permutation.
+    num_classes : int, default 10
+        Number of classes (Fashion-MNIST's ten; an image folder's own).
     """
     positive_int(limit, "limit", "balanced_subset")
     labels = np.asarray(labels)
@@ -244,8 +246,8 @@ def balanced_subset(labels, limit, seed=SUBSET_SEED):
     order = np.random.RandomState(seed).permutation(len(labels))
     shuffled = labels[order]
     chosen = []
-    for c in range(NUM_CLASSES):
-        quota = limit // NUM_CLASSES + (1 if c < limit % NUM_CLASSES else 0)
+    for c in range(num_classes):
+        quota = limit // num_classes + (1 if c < limit % num_classes else 0)
         chosen.append(order[shuffled == c][:quota])
     return np.sort(np.concatenate(chosen))
 

@@ -1,6 +1,9 @@
 """Batches from in-memory images, like d2lzh's ``DataLoader``, reproducible and shardable.
 
-``FashionMNISTLoader`` makes each batch with one resize operator; its
+``FashionMNISTLoader`` serves Fashion-MNIST and image folders alike: ``(N, H, W)``
+(grayscale) or ``(N, H, W, C)`` ``uint8`` images, in memory or from a streamed
+source (see ``gluon_resnet.data.folders``).  It makes each batch with one resize
+operator, and normalises per channel when given ``mean`` and ``std``; its
 shuffling and augmentation draw from streams derived from ``(seed, epoch)``
 with numpy's ``SeedSequence``, so a resumed run sees the same batches and
 two seeds never share a stream.  The values of a batch are bit-identical to
@@ -12,7 +15,7 @@ import numpy as np
 
 from .._mxnet import mx
 from .. import validate
-from .idx import NUM_CLASSES, balanced_subset, load_fashion_mnist_arrays
+from .idx import NUM_CLASSES, TEXT_LABELS, balanced_subset, load_fashion_mnist_arrays
 
 __all__ = ["FashionMNISTLoader", "load_data_fashion_mnist", "epoch_rng", "SHUFFLE", "AUGMENT"]
 
@@ -36,11 +39,12 @@ def epoch_rng(seed, epoch, stream):
     return np.random.Generator(np.random.PCG64(sequence))
 
 class FashionMNISTLoader:
-    """Batches ``(X, y)`` from in-memory ``uint8`` images, like d2lzh's ``DataLoader``.
+    """Batches ``(X, y)`` from ``uint8`` images, like d2lzh's ``DataLoader``.
 
-    ``X`` is a float32 ``NDArray`` of shape ``(batch, 1, H, W)`` with values in
-    [0, 1] (``H = W = resize`` when given), ``y`` an int32 ``NDArray`` of
-    shape ``(batch,)``.  Each batch costs one fancy index of the numpy array,
+    ``X`` is a float32 ``NDArray`` of shape ``(batch, C, H, W)`` with values in
+    [0, 1] (``H = W = resize`` when given; ``C = 1`` for ``(N, H, W)`` images),
+    or ``(x - mean) / std`` per channel when ``mean`` and ``std`` are given;
+    ``y`` an int32 ``NDArray`` of shape ``(batch,)``.  Each batch costs one fancy index of the numpy array,
     one copy into an ``NDArray``, one batched resize and one ``to_tensor``:
     the values equal d2lzh's ``Resize(resize)`` + ``ToTensor()`` exactly.
 
@@ -61,8 +65,11 @@ class FashionMNISTLoader:
 
     Parameters
     ----------
-    images : numpy.ndarray
-        ``(N, H, W)`` ``uint8``.
+    images : numpy.ndarray or streamed source
+        ``(N, H, W)`` or ``(N, H, W, C)`` ``uint8``; or an object with
+        ``streamed = True``, ``shape``, ``dtype``, ``len()`` and
+        ``source[indices]`` giving those images as a numpy array (read from
+        disk per batch, see ``folders.StreamedImages``).
     labels : numpy.ndarray
         ``(N,)`` integers.
     batch_size : int
@@ -93,16 +100,24 @@ class FashionMNISTLoader:
         augment as one process would.
     max_shift : int, default 2
         Largest shift, in pixels, when ``augment`` is set; 0 flips only.
+    mean, std : sequence of float, optional
+        Per-channel statistics of pixel values in [0, 1]; given together, every
+        batch becomes ``(x / 255 - mean) / std`` (after augmentation, so the
+        zeros a shift fills in are black pixels).
+    classes : sequence of str, optional
+        Class names in label order (default: Fashion-MNIST's ten).
     """
 
     def __init__(self, images, labels, batch_size, shuffle=False, seed=0, resize=None,
                  last_batch="keep", num_parts=1, part_index=0, ctx=None, augment=False,
-                 max_shift=2, equal_parts=False):
+                 max_shift=2, equal_parts=False, mean=None, std=None, classes=None):
         owner = type(self).__name__
-        images, labels = np.asarray(images), np.asarray(labels)
-        if images.ndim != 3 or images.dtype != np.uint8:
-            raise ValueError("%s: images must be a uint8 array of shape (N, H, W), got %s %s."
-                             % (owner, images.dtype, images.shape))
+        if not getattr(images, "streamed", False):
+            images = np.asarray(images)
+        labels = np.asarray(labels)
+        if len(images.shape) not in (3, 4) or images.dtype != np.uint8:
+            raise ValueError("%s: images must be a uint8 array of shape (N, H, W) or "
+                             "(N, H, W, C), got %s %s." % (owner, images.dtype, images.shape))
         if labels.shape != images.shape[:1]:
             raise ValueError("%s: labels must have shape (%d,) to match the images, got %s."
                              % (owner, len(images), labels.shape))
@@ -120,6 +135,9 @@ class FashionMNISTLoader:
         self.ctx = ctx if ctx is not None else mx.cpu()
         validate.non_negative_int(max_shift, "max_shift", owner)
         self.augment, self.max_shift = bool(augment), int(max_shift)
+        self.channels = images.shape[3] if len(images.shape) == 4 else 1
+        self.mean, self.std = _statistics(mean, std, self.channels, owner)
+        self.classes = list(TEXT_LABELS if classes is None else classes)
         self.epoch = 0
         total = len(images)
         self.num_examples = total // num_parts + (
@@ -150,7 +168,8 @@ class FashionMNISTLoader:
         ``affine``, an ``(len(idx), 6)`` array of per-image affine transforms
         in MXNet's normalised coordinates, resamples the batch (augmentation).
         """
-        X = mx.nd.array(self.images[idx][:, :, :, None], dtype=np.uint8)  # NHWC, as d2lzh
+        X = self.images[idx]
+        X = mx.nd.array(X if X.ndim == 4 else X[:, :, :, None], dtype=np.uint8)  # NHWC, as d2lzh
         if self.resize is not None:
             X = mx.nd.image.resize(X, (self.resize, self.resize))
         X = mx.nd.image.to_tensor(X)  # NCHW float32 / 255
@@ -158,6 +177,10 @@ class FashionMNISTLoader:
             grid = mx.nd.GridGenerator(mx.nd.array(affine), transform_type="affine",
                                        target_shape=X.shape[2:])
             X = mx.nd.BilinearSampler(X, grid)
+        if self.mean is not None:
+            shape = (1, self.channels, 1, 1)
+            X = mx.nd.broadcast_div(mx.nd.broadcast_sub(X, mx.nd.array(self.mean).reshape(shape)),
+                                    mx.nd.array(self.std).reshape(shape))
         y = mx.nd.array(self.labels[idx], dtype=np.int32)
         return X.as_in_context(self.ctx), y.as_in_context(self.ctx)
 
@@ -168,15 +191,29 @@ class FashionMNISTLoader:
         """
         rng = epoch_rng(self.seed, epoch, AUGMENT)
         total, positions = len(self.images), self._positions()
-        side = self.resize or self.images.shape[1]
+        height, width = self.size
         flip = np.where(rng.random(total)[positions] < 0.5, -1.0, 1.0)
         # Pixel centres span [-1, 1]: one pixel is 2 / (side - 1) there.
         shift = rng.integers(-self.max_shift, self.max_shift + 1, size=(total, 2))[positions]
-        shift = shift * 2.0 / (side - 1)
+        shift = shift * 2.0 / (np.array([width, height]) - 1)
         n = len(positions)
         affine = np.zeros((n, 6), dtype=np.float32)
         affine[:, 0], affine[:, 2], affine[:, 4], affine[:, 5] = flip, shift[:, 0], 1.0, shift[:, 1]
         return affine
+
+    @property
+    def size(self):
+        """``(H, W)`` of the batches."""
+        return (self.resize, self.resize) if self.resize else tuple(self.images.shape[1:3])
+
+    def description(self):
+        """What a network trained on these batches expects: ``meta["data"]`` of a checkpoint.
+
+        ``{"classes": [...], "channels": C, "size": [H, W], "mean": [...] or None,
+        "std": [...] or None}``.
+        """
+        return {"classes": list(self.classes), "channels": self.channels,
+                "size": list(self.size), "mean": self.mean, "std": self.std}
 
     def __iter__(self):
         order = self.indices(self.epoch)
@@ -190,6 +227,23 @@ class FashionMNISTLoader:
         return ("%s(num_examples=%d, batch_size=%d, batches=%d, shuffle=%s, resize=%s, epoch=%d)"
                 % (type(self).__name__, self.num_examples, self.batch_size, len(self),
                    self.shuffle, self.resize, self.epoch))
+
+
+def _statistics(mean, std, channels, owner):
+    """``(mean, std)`` as lists of ``channels`` floats (std > 0), or ``(None, None)``."""
+    if mean is None and std is None:
+        return None, None
+    if mean is None or std is None:
+        raise ValueError("%s: mean and std must be given together, got mean=%r, std=%r."
+                         % (owner, mean, std))
+    mean, std = np.asarray(mean, float).reshape(-1), np.asarray(std, float).reshape(-1)
+    if mean.size != channels or std.size != channels:
+        raise ValueError("%s: mean and std must hold one value per channel (%d), got %s and %s."
+                         % (owner, channels, mean.tolist(), std.tolist()))
+    if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
+        raise ValueError("%s: std must be positive and mean and std finite, got %s and %s."
+                         % (owner, mean.tolist(), std.tolist()))
+    return mean.tolist(), std.tolist()
 
 
 def load_data_fashion_mnist(batch_size, resize=None, root=None, *, limit=None, test_limit=None,

@@ -1,0 +1,99 @@
+"""Classify image files with a trained checkpoint: what ``gluon-resnet predict`` does.
+
+The checkpoint says how its network saw images (``meta["data"]``, written by
+training: class names, channels, input size, mean and std); each file is read
+as the training data was (Pillow, converted to that many channels), resized
+to that size with the loader's operator and normalised in the loader, so a
+Fashion-MNIST image written out as PNG gets the values it had in training.
+Checkpoints written before ``meta["data"]`` existed are Fashion-MNIST runs:
+their ten class names, one channel, ``resize`` (or 28) pixels, no normalisation.
+"""
+
+import json
+import os
+
+import numpy as np
+
+from ._mxnet import mx
+
+from .checkpoint import CheckpointError, read_checkpoint
+from .config import TrainConfig
+from .data import IMAGE_EXTENSIONS, FashionMNISTLoader, image_files, read_image, resize_image
+from .experiment import build_network, data_description
+from . import validate
+
+__all__ = ["predict_files", "data_description", "collect_image_files", "format_predictions"]
+
+
+def collect_image_files(paths):
+    """The image files named by ``paths``: files as given, folders searched recursively.
+
+    Raises ``FileNotFoundError`` for a path that does not exist and
+    ``ValueError`` for a file without an image extension or a folder without images.
+    """
+    files = []
+    for path in paths:
+        if os.path.isdir(path):
+            found, _ = image_files(path)
+            if not found:
+                raise ValueError("folder %s holds no image files (%s)"
+                                 % (path, ", ".join(IMAGE_EXTENSIONS)))
+            files += found
+        elif os.path.isfile(path):
+            if not path.lower().endswith(IMAGE_EXTENSIONS):
+                raise ValueError("%s is not an image file (%s)" % (path, ", ".join(IMAGE_EXTENSIONS)))
+            files.append(path)
+        else:
+            raise FileNotFoundError("%s does not exist" % path)
+    if not files:
+        raise ValueError("no image files given")
+    return files
+
+
+def predict_files(checkpoint, paths, top_k=1, ctx=None, batch_size=256):
+    """The ``top_k`` classes of each image file, with their probabilities.
+
+    Parameters
+    ----------
+    checkpoint : str
+        A ``checkpoint.ckpt`` written by training.
+    paths : list of str
+        Image files and folders (searched recursively for PNG, JPEG, BMP).
+    top_k : int, default 1
+        How many classes per image, most probable first (at most all classes).
+
+    Returns
+    -------
+    list of dict
+        One per file, in order: ``{"path": str, "top": [{"class": name,
+        "probability": p}, ...]}``.  The network runs in fp32.
+    """
+    validate.positive_int(top_k, "top_k", "predict_files")
+    ctx = ctx or mx.cpu()
+    saved = read_checkpoint(checkpoint)
+    if "config" not in saved.meta:
+        raise CheckpointError("%s holds no training configuration" % checkpoint)
+    config = TrainConfig.from_dict(saved.meta["config"])
+    data = data_description(saved.meta)
+    classes, size = data["classes"], tuple(data["size"])
+    files = collect_image_files(paths)
+    images = np.stack([resize_image(read_image(f, data["channels"]), size) for f in files])
+    loader = FashionMNISTLoader(images, np.zeros(len(files), np.int64), batch_size,
+                                mean=data["mean"], std=data["std"], classes=classes, ctx=ctx)
+    net = build_network(config, ctx)
+    X0, _ = next(iter(loader))
+    net(X0[:1])  # finish deferred shape inference
+    saved.load_into(net, ctx=ctx, restore_random_state=False)
+    probs = np.concatenate([mx.nd.softmax(net(X), axis=1).asnumpy() for X, _ in loader])
+    k = min(top_k, len(classes))
+    return [{"path": path, "top": [{"class": classes[j], "probability": float(p[j])}
+                                   for j in np.argsort(-p, kind="stable")[:k]]}
+            for path, p in zip(files, probs)]
+
+
+def format_predictions(results, as_json=False):
+    """Lines ``path<TAB>class probability[<TAB>class probability ...]``, or one JSON document."""
+    if as_json:
+        return json.dumps({"predictions": results}, indent=1)
+    return "\n".join("\t".join([r["path"]] + ["%s %.4f" % (t["class"], t["probability"])
+                                              for t in r["top"]]) for r in results)
