@@ -19,9 +19,9 @@ import pytest
 
 import mxnet as mx
 
-from gluon_resnet.models import get_model
-from gluon_resnet.pretrained import (SUPPORTED_MODELS, WeightFileError, WeightMismatchError,
-                                     load_torchvision_weights, pretrained_model,
+from gluon_resnet.models import RESNET_SPEC, get_model
+from gluon_resnet.pretrained import (SUPPORTED_MODELS, TORCHVISION_RESNETS, WeightFileError,
+                                     WeightMismatchError, load_torchvision_weights,
                                      read_state_dict, torchvision_key_map)
 
 torch = pytest.importorskip("torch")
@@ -293,25 +293,25 @@ def test_half_precision_file_loads_into_float32(torch18, tmp_path):
     np.testing.assert_array_equal(stem, torch18.conv1.weight.detach().half().float().numpy())
 
 
-def test_pretrained_model_builds_initialises_and_loads(torch18, file18):
-    net = pretrained_model("resnet18_v1", file18)
+def test_get_model_pretrained_builds_initialises_and_loads(torch18, file18):
+    net = get_model("resnet18_v1", pretrained=file18)
     x = image(seed=3)
     assert relative_error(mx_logits(net, x), torch_logits(torch18, x)) < RTOL
     assert net.pretrained_report.loaded == 102
 
 
-def test_pretrained_model_for_fine_tuning_leaves_the_classifier_out(torch18, file18):
+def test_get_model_pretrained_for_fine_tuning_leaves_the_classifier_out(torch18, file18):
     with pytest.warns(UserWarning, match="fc left out.*1000 classes, the network 10"):
-        net = pretrained_model("resnet18_v1", file18, num_classes=10)
+        net = get_model("resnet18_v1", pretrained=file18, num_classes=10)
     assert net.pretrained_report.skipped == ("fc.weight", "fc.bias")
     assert mx_logits(net, image()).shape == (2, 10)
     np.testing.assert_array_equal(net.features[1].running_var.data().asnumpy(),
                                   torch18.bn1.running_var.numpy())
 
 
-def test_pretrained_model_with_one_input_channel(torch18, file18):
+def test_get_model_pretrained_with_one_input_channel(torch18, file18):
     with pytest.warns(UserWarning, match="summed"):
-        net = pretrained_model("resnet18_v1", file18, in_channels=1)
+        net = get_model("resnet18_v1", pretrained=file18, in_channels=1)
     grey = image(channels=1, seed=5)
     theirs = torch_logits(torch18, np.repeat(grey, 3, axis=1))
     assert relative_error(mx_logits(net, grey), theirs) < RTOL
@@ -326,12 +326,23 @@ def test_key_map_names_torchvision_keys_after_our_parameters():
     assert key_map["fc.bias"] is net.output.bias
 
 
-def test_pretrained_model_refuses_other_networks(file18):
+def test_get_model_pretrained_refuses_other_networks(file18):
     with pytest.raises(ValueError, match="resnet18_v1, resnet34_v1.*resnet152_v1; got "
                                          "'resnet18_v2'"):
-        pretrained_model("resnet18_v2", file18)
+        get_model("resnet18_v2", pretrained=file18)
     assert SUPPORTED_MODELS == ("resnet18_v1", "resnet34_v1", "resnet50_v1", "resnet101_v1",
                                 "resnet152_v1")
+
+
+def test_torchvision_table_agrees_with_the_spec_table():
+    # pretrained sits below models, so it keeps torchvision's own table; it must be ours.
+    assert {d: (kind, tuple(counts)) for d, (kind, counts, _) in RESNET_SPEC.items()} \
+        == TORCHVISION_RESNETS
+
+
+def test_get_model_pretrained_with_a_missing_file_says_so(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        get_model("resnet18_v1", pretrained=tmp_path / "nowhere.pth")
 
 
 def test_skip_classifier_keeps_our_output_layer(file18):
@@ -538,3 +549,9 @@ def test_a_big_endian_file_is_byteswapped(tmp_path):
     read = read_state_dict(path)["w"]
     assert read.dtype == np.float32 and read.dtype.isnative
     np.testing.assert_array_equal(read, np.arange(6.0).reshape(2, 3))
+
+
+def test_get_model_pretrained_of_another_depth_names_the_keys(file18):
+    with pytest.raises(WeightMismatchError, match="does not fit resnet50_v1.*missing from the "
+                                                   "file.*holds weights for resnet18_v1"):
+        get_model("resnet50_v1", pretrained=file18)
