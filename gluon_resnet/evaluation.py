@@ -92,7 +92,7 @@ def evaluate_run(path, model=None, resize=None, data_root=None, confusion=None, 
                                   net=get_model(config.model, num_classes=config.num_classes))
     if precision == "bf16":
         enable_bf16()  # before the network is built
-    net = build_network(config, ctx)
+    net = build_network(config, ctx, load_weights=False)  # the checkpoint has every weight
     size = resize or config.resize
     _, test_iter = load_data_fashion_mnist(256, resize=size, root=data_root or config.data_root)
     X0, _ = next(iter(test_iter))
