@@ -34,8 +34,8 @@ from .training import LabelSmoothingLoss, Learner
 
 __all__ = ["TrainConfig", "RunError", "RECIPES", "recipe_config", "RESUME_CHANGES", "KVSTORES",
            "SCHEDULES", "HEAD_LR_MULT", "run_training", "resolve_config", "prepare_folder",
-           "start_job", "seed_everything", "build_data", "choose_precision", "build_network", "build_trainer",
-           "build_loss", "build_callbacks", "restore"]
+           "start_job", "seed_everything", "build_data", "choose_precision", "build_network",
+           "build_trainer", "build_loss", "build_callbacks", "restore"]
 
 
 #: A fine-tuned network's output layer learns this many times faster than its body

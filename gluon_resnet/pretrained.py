@@ -779,7 +779,7 @@ def _shape_text(shape):
 
 
 def load_pretrained(net, path, *, skip_classifier=None, ctx=None, init=None):
-    """Initialise ``net`` and load torchvision weights into it: what ``get_model(..., pretrained=)`` does.
+    """Initialise ``net`` and load torchvision weights: what ``get_model(..., pretrained=)`` does.
 
     The network is initialised first (so a skipped classifier gets fresh
     values), then loaded with ``load_torchvision_weights``; if any shape is
