@@ -21,7 +21,11 @@ setup(
         "cpu": ["mxnet==1.9.1"],
         # d2lzh, the book's package, is the oracle of the tests and the book's side of the
         # benchmark; gluon_resnet itself never imports it.
-        "test": ["pytest", "nbclient", "nbformat", "ipykernel", "d2lzh"],
+        # onnx and onnxruntime run the tests of gluon-resnet export (an ONNX file run in ONNX
+        # Runtime).  Not pinned: MXNet 1.9.1's exporter needs onnx.mapping, which onnx 1.16
+        # removed, and gluon_resnet.export supplies it when missing (tested with onnx 1.23.2
+        # and onnxruntime 1.32.0 beside numpy 1.23).
+        "test": ["pytest", "nbclient", "nbformat", "ipykernel", "d2lzh", "onnx", "onnxruntime"],
         # The benchmark's outside reference, never imported by gluon_resnet.  Pinned because
         # 2.13.0 is the CPU build on this project's machines' disk: an unpinned torch makes pip
         # fetch a CUDA build of several GB instead.

@@ -310,19 +310,23 @@ class Checkpointer(Callback):
         Checkpoint file, for example ``runs/chapter/checkpoint.ckpt``.
     config : dict
         The run's configuration, stored in the checkpoint for resuming.
+    data : dict, optional
+        What the network was trained on (class names, channels, input size,
+        mean and std: the loader's ``description()``), stored as
+        ``meta["data"]`` for predicting and exporting.
     """
 
     order = 10
 
-    def __init__(self, path, config):
-        self.path, self.config = path, config
+    def __init__(self, path, config, data=None):
+        self.path, self.config, self.data = path, config, data
         self.saved = None  # (epoch, batch) of the last save
 
     def _save(self, learner):
         if self.saved == (learner.epoch, learner.batch):
             return  # stopped during evaluation: the epoch's checkpoint is this state
         save_checkpoint(self.path, learner.net, learner.trainer,
-                        dict(learner.state(), config=self.config))
+                        dict(learner.state(), config=self.config, data=self.data))
         self.saved = (learner.epoch, learner.batch)
         learner.last_checkpoint = self.path
 

@@ -4,7 +4,8 @@ Sub-commands: ``train`` (the chapter's recipe by default, or your own images
 with ``--data``), ``eval`` (test accuracy, per-class accuracy and figures of a
 trained network), ``predict`` (the classes of image files), ``shapes``
 (the chapter's shape table for any registered model), ``models`` (every
-registered model with its parameter count), ``launch`` (``train`` on several
+registered model with its parameter count), ``export`` (a trained network to
+ONNX or MXNet's symbol format, see ``gluon_resnet.export``), ``launch`` (``train`` on several
 worker processes, see ``gluon_resnet.distributed``).  The options of ``train``
 are the fields of ``TrainConfig``.  Errors a user can fix are printed as one
 sentence with exit status 2; a stop signal during training (Ctrl-C, SIGTERM,
@@ -22,6 +23,7 @@ from .distributed import launch, worker_command
 from .evaluation import evaluate_run
 from .events import TrainingDiverged, TrainingInterrupted
 from .experiment import run_training
+from .export import export_checkpoint
 from .models import count_model_parameters, get_model, list_models, model_description, \
     model_input_channels
 from .precision import PRECISIONS
@@ -158,6 +160,28 @@ def _add_predict_parser(sub):
     p.set_defaults(func=_cmd_predict)
 
 
+def _cmd_export(args):
+    export_checkpoint(args.params, onnx=args.onnx, symbol=args.symbol)
+    return 0
+
+
+def _add_export_parser(sub):
+    p = sub.add_parser(
+        "export", help="write a trained network as ONNX or MXNet's symbol format",
+        description="Export the network of a checkpoint, in fp32 (bf16 runs too). The exported "
+        "model takes float32 NCHW pixels in [0, 1] at the training size (input 'data') and "
+        "gives logits (N, classes); the run's normalisation is part of the graph. The ONNX file "
+        "carries the class names and the input size in its metadata.",
+        epilog="example: gluon-resnet export --params runs/x/checkpoint.ckpt --onnx model.onnx",
+        allow_abbrev=False)
+    p.add_argument("--params", required=True, help="a checkpoint.ckpt written by training")
+    p.add_argument("--onnx", metavar="OUT.onnx", help="write an ONNX file (opset 13; needs the "
+                   "onnx package)")
+    p.add_argument("--symbol", metavar="PREFIX", help="write PREFIX-symbol.json and "
+                   "PREFIX-0000.params (HybridBlock.export)")
+    p.set_defaults(func=_cmd_export)
+
+
 def _parse_launched_train(argv):
     """Parse a launched ``train`` command as ``gluon-resnet train`` would, and check its device."""
     parser = argparse.ArgumentParser(prog="gluon-resnet launch -- train", allow_abbrev=False)
@@ -233,6 +257,7 @@ def build_parser():
     p.add_argument("--num-classes", type=_POSITIVE_INT, default=None,
                    help="output classes (default: each model's own, 1000 for ImageNet nets)")
     p.set_defaults(func=_cmd_models)
+    _add_export_parser(sub)
     _add_launch_parser(sub)
     _add_predict_parser(sub)
     return parser

@@ -12,6 +12,7 @@ import dataclasses
 
 from .models import list_models
 from .precision import PRECISIONS
+from .pretrained import SUPPORTED_MODELS
 from . import validate
 
 __all__ = ["TrainConfig", "RunError", "RECIPES", "recipe_config", "SCHEDULES", "KVSTORES",
@@ -122,6 +123,10 @@ class TrainConfig:
     max_shift: int = _option(2, "largest random shift in pixels when augmenting (0: flips only)",
                              _NON_NEGATIVE_INT)
     tta: bool = _option(False, "evaluate with flip test-time augmentation", bool)
+    pretrained: str = _option(None, "fine-tune from torchvision ResNet weights of the model's "
+                              "depth (.pth or .safetensors; resnet18_v1 ... resnet152_v1): a "
+                              "new output layer for num_classes, learning at 10x lr",
+                              metavar="FILE")
     kvstore: str = _option("device", "how the gradients of several devices are added up: "
                            "device (on the devices) or local (on the CPU); dist_sync in a "
                            "launched job", choices=KVSTORES)
@@ -155,6 +160,9 @@ class TrainConfig:
         if self.model not in list_models():
             raise RunError("unknown model %r; the registered models are: %s"
                            % (self.model, ", ".join(list_models())))
+        if self.pretrained is not None and self.model not in SUPPORTED_MODELS:
+            raise RunError("--pretrained takes torchvision ResNet weights, which fit only %s; "
+                           "got --model %s" % (", ".join(SUPPORTED_MODELS), self.model))
         return self
 
     def to_dict(self):

@@ -97,7 +97,7 @@ def evaluate_run(path, model=None, resize=None, data_root=None, confusion=None, 
                                   net=get_model(config.model, num_classes=config.num_classes))
     if precision == "bf16":
         enable_bf16()  # before the network is built
-    net = build_network(config, ctx)
+    net = build_network(config, ctx, load_weights=False)  # the checkpoint has every weight
     if config.data is not None:
         size, test_iter, names = _folder_test_set(config, saved.meta, resize, out)
     else:

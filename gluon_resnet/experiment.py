@@ -21,6 +21,7 @@ import json
 import os
 import random
 import time
+import warnings
 
 import numpy as np
 
@@ -29,11 +30,10 @@ from mxnet import autograd, gluon, init
 
 from .callbacks import (Checkpointer, CurvePlotter, HistoryWriter, OneCycleSchedule, PrintEpochs,
                         ProgressBar)
-from .checkpoint import read_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, read_checkpoint
 from .config import (RECIPES, RESUME_CHANGES, KVSTORES, SCHEDULES, RunError, TrainConfig,
                      recipe_config)
 from .data import TEXT_LABELS, load_data_fashion_mnist, load_data_image_folder
-from .data.idx import IMAGE_SIZE
 from .devices import parse_ctx
 from .distributed import (AverageRunningStats, DistributedTrainer, final_parameters_callback,
                           join_job)
@@ -42,9 +42,14 @@ from .precision import describe_precision, enable_bf16, resolve_precision
 from .training import LabelSmoothingLoss, Learner
 
 __all__ = ["TrainConfig", "RunError", "RECIPES", "recipe_config", "RESUME_CHANGES", "KVSTORES",
-           "SCHEDULES", "run_training", "resolve_config", "prepare_folder", "start_job",
-           "seed_everything", "build_data", "choose_precision", "build_network", "build_trainer",
-           "build_loss", "build_callbacks", "restore", "DataCheckpointer", "data_description"]
+           "SCHEDULES", "HEAD_LR_MULT", "run_training", "resolve_config", "prepare_folder",
+           "start_job", "seed_everything", "build_data", "choose_precision", "build_network",
+           "build_trainer", "build_loss", "build_callbacks", "restore", "data_description"]
+
+
+#: A fine-tuned network's output layer learns this many times faster than its body
+#: (``lr_mult``), as in the book's fine-tuning section.
+HEAD_LR_MULT = 10
 
 
 def run_training(config=None, out=None, resume=None, overrides=None, progress=None, quiet=False,
@@ -97,7 +102,8 @@ def run_training(config=None, out=None, resume=None, overrides=None, progress=No
     seed_everything(config.seed)
     train_iter, test_iter = build_data(config, job, quiet=quiet or not job.lead)
     precision = choose_precision(config, ctxs)
-    net = build_network(config, ctxs)
+    net = build_network(config, ctxs, load_weights=saved is None,
+                        out=print if job.lead and not quiet else None)
     trainer = build_trainer(config, net, job.kv)
     learner = Learner(net, train_iter, test_iter if job.lead else None, trainer, ctxs,
                       loss=build_loss(config), eval_flip=config.tta, handle_signals=job.lead,
@@ -202,10 +208,54 @@ def choose_precision(config, ctxs):
     return precision
 
 
-def build_network(config, ctx):
-    """The registered model of ``config``, Xavier-initialised on ``ctx`` and hybridized."""
-    net = get_model(config.model, num_classes=config.num_classes)
-    net.initialize(init.Xavier(), ctx=ctx)
+def build_network(config, ctx, in_channels=1, load_weights=True, out=None):
+    """The registered model of ``config``, initialised on ``ctx`` and hybridized.
+
+    Xavier initialisation.  With ``config.pretrained`` (fine-tuning, as in the
+    book's fine-tuning section) the network is built from the file by
+    ``get_model(..., pretrained=)``; when the file's classifier has other
+    classes than ``config.num_classes`` the output layer is new (Xavier), and
+    either way the output layer's parameters learn at ``HEAD_LR_MULT`` (10)
+    times the body's learning rate (``lr_mult``).
+
+    Parameters
+    ----------
+    config : TrainConfig
+    ctx : mxnet.Context or list of Context
+    in_channels : int, default 1
+        Input channels of the data (Fashion-MNIST: 1).  Used with
+        ``config.pretrained`` only: 1 sums the stem's RGB filters.
+    load_weights : bool, default True
+        Read ``config.pretrained``.  False builds the same network without
+        reading the file (with the head's ``lr_mult``): a resumed run and an
+        evaluation overwrite every weight from the checkpoint, so the file
+        need not be there any more.
+    out : callable, optional
+        Prints what was loaded from ``config.pretrained`` (counts, the layer
+        left out, notices such as the summed stem); None issues the notices
+        as ``UserWarning`` instead.
+    """
+    kwargs = {"num_classes": config.num_classes}
+    if config.pretrained is None:
+        net = get_model(config.model, **kwargs)
+        net.initialize(init.Xavier(), ctx=ctx)
+    else:
+        kwargs["in_channels"] = in_channels
+        if load_weights:
+            with warnings.catch_warnings():
+                if out is not None:  # printed below, not twice
+                    warnings.simplefilter("ignore", UserWarning)
+                net = get_model(config.model, pretrained=config.pretrained, **kwargs)
+            net.collect_params().reset_ctx(ctx)
+            if net.pretrained_report.skipped:
+                net.output.initialize(init.Xavier(), ctx=ctx, force_reinit=True)
+            if out is not None:
+                out(str(net.pretrained_report))
+        else:
+            net = get_model(config.model, **kwargs)
+            net.initialize(init.Xavier(), ctx=ctx)
+        for param in net.output.collect_params().values():
+            param.lr_mult = HEAD_LR_MULT
     # static_alloc plans memory once; static_shape=False lets the last, smaller
     # batch and the evaluation batches reuse it instead of each keeping its own
     # buffers: measured here, peak RSS 1.96 GiB instead of 3.49 GiB for the
@@ -261,7 +311,7 @@ def build_callbacks(config, job, out, precision, progress=None, quiet=False, dat
                        data=data), f, indent=1)
     callbacks += [ProgressBar(progress), HistoryWriter(out),
                   CurvePlotter(os.path.join(out, "learning_curve.png"), title=config.model),
-                  DataCheckpointer(os.path.join(out, "checkpoint.ckpt"), config.to_dict(), data)]
+                  Checkpointer(os.path.join(out, "checkpoint.ckpt"), config.to_dict(), data=data)]
     if not quiet:
         print(describe_precision(precision), flush=True)
         if job.distributed:
@@ -270,37 +320,55 @@ def build_callbacks(config, job, out, precision, progress=None, quiet=False, dat
     return callbacks
 
 
-class DataCheckpointer(Checkpointer):
-    """``Checkpointer`` that also stores what the network was trained on as ``meta["data"]``.
-
-    ``data`` is the training loader's ``description()`` (class names,
-    channels, input size, mean and std): what predicting and exporting need.
-    """
-
-    def __init__(self, path, config, data=None):
-        super().__init__(path, config)
-        self.data = data
-
-    def _save(self, learner):
-        if self.saved == (learner.epoch, learner.batch):
-            return  # stopped during evaluation: the epoch's checkpoint is this state
-        save_checkpoint(self.path, learner.net, learner.trainer,
-                        dict(learner.state(), config=self.config, data=self.data))
-        self.saved = (learner.epoch, learner.batch)
-        learner.last_checkpoint = self.path
-
-    after_epoch = after_interrupt = _save
-
-
 def data_description(meta):
-    """``meta["data"]`` of a checkpoint, or for an older one the Fashion-MNIST data its
-    configuration implies (ten class names, one channel, ``resize`` or 28 pixels, no
-    normalisation)."""
-    if meta.get("data"):
-        return meta["data"]
-    resize = meta.get("config", {}).get("resize")
-    size = [resize, resize] if resize else list(IMAGE_SIZE)
-    return {"classes": list(TEXT_LABELS), "channels": 1, "size": size, "mean": None, "std": None}
+    """The data description of a checkpoint's ``meta`` (see the module's docstring).
+
+    Returns
+    -------
+    dict
+        ``classes`` (list of str), ``channels`` (int), ``size`` ([H, W]),
+        ``mean`` and ``std`` (lists of ``channels`` floats, or None).
+
+    Raises
+    ------
+    CheckpointError
+        ``meta["data"]`` is there but malformed; the message names the field.
+    """
+    data = meta.get("data")
+    if data is None:  # a Fashion-MNIST run from before the data description was stored
+        size = (meta.get("config") or {}).get("resize") or 28
+        return {"classes": list(TEXT_LABELS), "channels": 1, "size": [size, size],
+                "mean": None, "std": None}
+    try:
+        classes, channels, size = data["classes"], data["channels"], data["size"]
+        mean, std = data.get("mean"), data.get("std")
+    except (KeyError, TypeError, AttributeError):
+        raise CheckpointError("the checkpoint's data description %r lacks classes, channels or "
+                          "size" % (data,)) from None
+    if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
+        raise CheckpointError("the checkpoint's data classes must be a non-empty list of names, "
+                          "got %r" % (classes,))
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+        raise CheckpointError("the checkpoint's data channels must be a positive integer, got %r"
+                          % (channels,))
+    if not (isinstance(size, (list, tuple)) and len(size) == 2
+            and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)):
+        raise CheckpointError("the checkpoint's data size must be [height, width], got %r"
+                              % (size,))
+    if (mean is None) != (std is None):
+        raise CheckpointError("the checkpoint's data description has %s without %s"
+                          % (("mean", "std") if std is None else ("std", "mean")))
+    for name, values in (("mean", mean), ("std", std)):
+        if values is not None and not (
+                isinstance(values, (list, tuple)) and len(values) == channels
+                and all(isinstance(v, (int, float)) and np.isfinite(v) for v in values)):
+            raise CheckpointError("the checkpoint's data %s must be %d numbers (one per channel), "
+                              "got %r" % (name, channels, values))
+    if std is not None and not all(v > 0 for v in std):
+        raise CheckpointError("the checkpoint's data std must be positive, got %r" % (std,))
+    return {"classes": list(classes), "channels": channels, "size": list(size),
+            "mean": None if mean is None else [float(v) for v in mean],
+            "std": None if std is None else [float(v) for v in std]}
 
 
 def restore(learner, saved, config):

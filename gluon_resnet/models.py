@@ -28,6 +28,7 @@ from mxnet.gluon import nn
 from .blocks import (resnet_block, check_positive_int, check_shortcut, conv3x3, batch_norm,
                      make_stage, _ResidualUnit, BasicBlockV1, BottleneckV1, BasicBlockV2,
                      BottleneckV2)
+from .pretrained import SUPPORTED_MODELS, load_pretrained
 from .summary import count_parameters
 
 __all__ = ["chapter_resnet18", "resnet18", "register_model", "list_models",
@@ -86,31 +87,47 @@ def _lookup(name):
         ) from None
 
 
-def get_model(name, **kwargs):
+def get_model(name, pretrained=None, **kwargs):
     """Build the registered model ``name``.
 
     Parameters
     ----------
     name : str
         One of ``list_models()``.
+    pretrained : str or os.PathLike, optional
+        A weight file of torchvision's ResNet of the same depth: a
+        ``torch.save``-d state_dict (``.pth``, PyTorch >= 1.6) or a
+        ``.safetensors`` file; only ``resnet18_v1`` ... ``resnet152_v1``
+        accept it.  It is read without PyTorch and without running pickle
+        code (``pretrained.read_state_dict``); the network comes back
+        initialised with its weights.  With ``num_classes`` other than the
+        file's the classifier is left out and freshly initialised
+        (fine-tuning); with ``in_channels=1`` the stem's RGB filters are
+        summed.  Keys or shapes that do not fit raise ``WeightMismatchError``
+        naming them.
     **kwargs
         Passed to the model's factory (for example ``num_classes=10``).
 
     Returns
     -------
     mxnet.gluon.HybridBlock
-        An uninitialised network.
+        An uninitialised network, or with ``pretrained`` one initialised
+        from the file (its ``pretrained_report`` says what was loaded).
     """
     factory = _lookup(name).factory
+    if pretrained is not None and name not in SUPPORTED_MODELS:
+        raise ValueError("pretrained weights in torchvision's layout fit only %s; got %r."
+                         % (", ".join(SUPPORTED_MODELS), name))
     try:
         inspect.signature(factory).bind(**kwargs)
-        return factory(**kwargs)
+        net = factory(**kwargs)
     except TypeError as exc:
         # A factory that passes **kwargs on rejects an argument deeper down, with Python's
         # own message; any other TypeError is a bug and must show as one.
         if not _ARGUMENT_ERROR.search(str(exc)):
             raise
         raise ValueError("model %r does not accept these arguments: %s" % (name, exc)) from None
+    return net if pretrained is None else load_pretrained(net, pretrained)
 
 
 def _chapter_head(net, num_classes):

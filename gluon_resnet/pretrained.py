@@ -37,6 +37,13 @@ class of a file saved with ``torch.save(model)``, ...) raises
 from the zip by name, and every tensor's offset, size and strides are checked
 against its storage before numpy views it.
 
+Where it sits
+-------------
+Below ``models``: this module knows networks only by their structure (a
+``features`` sequence with a 7x7 stem and stages of ``BasicBlockV1`` or
+``BottleneckV1`` blocks, an ``output`` dense layer), so that
+``models.get_model(name, pretrained=PATH)`` can call ``load_pretrained``.
+
 Key names
 ---------
 torchvision's ``conv1``, ``bn1``, ``layer<k>.<i>.conv<j>`` / ``bn<j>``,
@@ -63,13 +70,26 @@ from ._mxnet import mx
 from mxnet.gluon import nn
 
 from .blocks import BasicBlockV1, BottleneckV1
-from .models import RESNET_SPEC, ResNet, get_model
 
-__all__ = ["SUPPORTED_MODELS", "WeightFileError", "WeightMismatchError", "LoadReport",
-           "read_state_dict", "read_torch_zip", "read_safetensors", "torchvision_key_map",
-           "load_torchvision_weights", "pretrained_model"]
+__all__ = ["SUPPORTED_MODELS", "TORCHVISION_RESNETS", "WeightFileError", "WeightMismatchError",
+           "LoadReport", "read_state_dict", "read_torch_zip", "read_safetensors",
+           "torchvision_key_map", "load_torchvision_weights", "load_pretrained"]
 
-SUPPORTED_MODELS = tuple("resnet%d_v1" % depth for depth in sorted(RESNET_SPEC))
+TORCHVISION_RESNETS = {
+    18: ("basic", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+    101: ("bottleneck", (3, 4, 23, 3)),
+    152: ("bottleneck", (3, 8, 36, 3)),
+}
+"""torchvision's ``resnet<depth>``: depth -> (block kind, blocks per stage).
+
+The networks whose weight files this module reads; ``models.RESNET_SPEC`` has
+the same kinds and counts (a test checks), but this module sits below
+``models`` and does not import it.
+"""
+
+SUPPORTED_MODELS = tuple("resnet%d_v1" % depth for depth in sorted(TORCHVISION_RESNETS))
 """The registered networks whose parameters have torchvision's layout."""
 
 
@@ -475,11 +495,18 @@ _FAMILY_ERROR = ("torchvision's ResNet weights fit only the resnet*_v1 networks 
 
 
 def _family_layout(net):
-    """``(kind, blocks per stage, stem conv, stem BN, stages)`` of a torchvision-layout ``net``."""
-    if not isinstance(net, ResNet):
+    """``(kind, blocks per stage, stem conv, stem BN, stages)`` of a torchvision-layout ``net``.
+
+    Read from the structure alone: ``net.features`` (stem conv, BN, ReLU,
+    max-pool, stages of blocks, ...) and ``net.output`` (a ``Dense``), as
+    ``models.ResNet`` builds them.
+    """
+    features, output = getattr(net, "features", None), getattr(net, "output", None)
+    if not (isinstance(features, nn.HybridSequential) and len(features) > 4
+            and isinstance(output, nn.Dense)):
         raise ValueError(_FAMILY_ERROR % (", ".join(SUPPORTED_MODELS),
                                           "got a %s." % type(net).__name__))
-    layers = list(net.features)
+    layers = list(features)
     stages = [layer for layer in layers if isinstance(layer, nn.HybridSequential)]
     blocks = [block for stage in stages for block in stage]
     kinds = {type(block) for block in blocks}
@@ -503,7 +530,7 @@ def _family_layout(net):
 
 def _arch_name(kind, counts):
     """``'resnet50_v1'`` for ('bottleneck', (3, 4, 6, 3)); a description if no depth matches."""
-    for depth, (spec_kind, spec_counts, _) in RESNET_SPEC.items():
+    for depth, (spec_kind, spec_counts) in TORCHVISION_RESNETS.items():
         if (spec_kind, tuple(spec_counts)) == (kind, tuple(counts)):
             return "resnet%d_v1" % depth
     return "a ResNet of %s blocks %s" % (kind, "-".join(map(str, counts)))
@@ -751,47 +778,46 @@ def _shape_text(shape):
     return "(%s)" % (dims[0] + "," if len(dims) == 1 else ", ".join(dims))
 
 
-def pretrained_model(name, path, *, skip_classifier=None, ctx=None, **kwargs):
-    """Build ``get_model(name, **kwargs)`` and load torchvision weights into it.
+def load_pretrained(net, path, *, skip_classifier=None, ctx=None, init=None):
+    """Initialise ``net`` and load torchvision weights: what ``get_model(..., pretrained=)`` does.
 
-    The network is initialised (so a skipped classifier gets fresh values),
-    then loaded with ``load_torchvision_weights``; if any shape is still
-    deferred afterwards, one forward pass on zeros settles it.
+    The network is initialised first (so a skipped classifier gets fresh
+    values), then loaded with ``load_torchvision_weights``; if any shape is
+    still deferred afterwards, one forward pass on zeros settles it.
 
     Parameters
     ----------
-    name : str
-        One of ``SUPPORTED_MODELS``: ``resnet18_v1`` ... ``resnet152_v1``.
+    net : ResNet
+        An uninitialised ``resnet18_v1`` ... ``resnet152_v1`` of the file's
+        depth (any ``num_classes``; ``in_channels=1`` sums the stem's RGB
+        filters, with a notice).
     path : str or os.PathLike
         A ``.pth`` or ``.safetensors`` file of torchvision's
         ``resnet<depth>`` of the same depth.
     skip_classifier : bool, optional
         Leave out ``fc``.  By default it is left out exactly when the file's
-        classifier has another number of classes than ``num_classes``
+        classifier has another number of classes than ``net.output``
         (fine-tuning), with a notice.
     ctx : mxnet.Context or list, optional
         Where to initialise; default the CPU.
-    **kwargs
-        Passed to ``get_model`` (``num_classes``, ``in_channels``, ...).
-        ``in_channels=1`` sums the stem's RGB filters (with a notice).
+    init : mxnet.init.Initializer, optional
+        For what the file does not fill (a skipped classifier); default
+        MXNet's (uniform in [-0.07, 0.07]).
 
     Returns
     -------
     ResNet
-        Initialised with the file's weights; ``(N, C, H, W) -> (N, num_classes)``.
-        Its ``pretrained_report`` attribute holds the ``LoadReport``.
+        ``net``, initialised with the file's weights; ``(N, C, H, W) -> (N,
+        num_classes)``.  Its ``pretrained_report`` attribute holds the
+        ``LoadReport``; its notices are also issued as ``UserWarning``.
 
     Raises
     ------
-    ValueError
-        ``name`` is not a torchvision-layout network; see also
-        ``load_torchvision_weights``.
+    WeightMismatchError, WeightFileError, ValueError
+        See ``load_torchvision_weights``.
     """
-    if name not in SUPPORTED_MODELS:
-        raise ValueError("pretrained weights in torchvision's layout fit only %s; got %r."
-                         % (", ".join(SUPPORTED_MODELS), name))
-    net = get_model(name, **kwargs)
-    net.initialize(ctx=ctx)
+    _family_layout(net)  # another network: refused before anything is read
+    net.initialize(init or mx.init.Uniform(), ctx=ctx)
     state = read_state_dict(path)
     notices = []
     if skip_classifier is None:

@@ -122,4 +122,4 @@ def test_checkpoints_without_data_are_fashion_mnist_runs():
     assert data_description({"config": {"resize": None}})["size"] == [28, 28]
     given = {"classes": ["a", "b"], "channels": 3, "size": [8, 8], "mean": [0.5] * 3,
              "std": [0.2] * 3}
-    assert data_description({"config": {}, "data": given}) is given
+    assert data_description({"config": {}, "data": given}) == given

@@ -19,9 +19,13 @@ import pytest
 
 import mxnet as mx
 
-from gluon_resnet.models import get_model
-from gluon_resnet.pretrained import (SUPPORTED_MODELS, WeightFileError, WeightMismatchError,
-                                     load_torchvision_weights, pretrained_model,
+from gluon_resnet.cli import build_parser
+from gluon_resnet.config import RunError, TrainConfig
+from gluon_resnet.events import Callback
+from gluon_resnet.experiment import HEAD_LR_MULT, run_training
+from gluon_resnet.models import RESNET_SPEC, get_model
+from gluon_resnet.pretrained import (SUPPORTED_MODELS, TORCHVISION_RESNETS, WeightFileError,
+                                     WeightMismatchError, load_torchvision_weights,
                                      read_state_dict, torchvision_key_map)
 
 torch = pytest.importorskip("torch")
@@ -293,25 +297,25 @@ def test_half_precision_file_loads_into_float32(torch18, tmp_path):
     np.testing.assert_array_equal(stem, torch18.conv1.weight.detach().half().float().numpy())
 
 
-def test_pretrained_model_builds_initialises_and_loads(torch18, file18):
-    net = pretrained_model("resnet18_v1", file18)
+def test_get_model_pretrained_builds_initialises_and_loads(torch18, file18):
+    net = get_model("resnet18_v1", pretrained=file18)
     x = image(seed=3)
     assert relative_error(mx_logits(net, x), torch_logits(torch18, x)) < RTOL
     assert net.pretrained_report.loaded == 102
 
 
-def test_pretrained_model_for_fine_tuning_leaves_the_classifier_out(torch18, file18):
+def test_get_model_pretrained_for_fine_tuning_leaves_the_classifier_out(torch18, file18):
     with pytest.warns(UserWarning, match="fc left out.*1000 classes, the network 10"):
-        net = pretrained_model("resnet18_v1", file18, num_classes=10)
+        net = get_model("resnet18_v1", pretrained=file18, num_classes=10)
     assert net.pretrained_report.skipped == ("fc.weight", "fc.bias")
     assert mx_logits(net, image()).shape == (2, 10)
     np.testing.assert_array_equal(net.features[1].running_var.data().asnumpy(),
                                   torch18.bn1.running_var.numpy())
 
 
-def test_pretrained_model_with_one_input_channel(torch18, file18):
+def test_get_model_pretrained_with_one_input_channel(torch18, file18):
     with pytest.warns(UserWarning, match="summed"):
-        net = pretrained_model("resnet18_v1", file18, in_channels=1)
+        net = get_model("resnet18_v1", pretrained=file18, in_channels=1)
     grey = image(channels=1, seed=5)
     theirs = torch_logits(torch18, np.repeat(grey, 3, axis=1))
     assert relative_error(mx_logits(net, grey), theirs) < RTOL
@@ -326,12 +330,23 @@ def test_key_map_names_torchvision_keys_after_our_parameters():
     assert key_map["fc.bias"] is net.output.bias
 
 
-def test_pretrained_model_refuses_other_networks(file18):
+def test_get_model_pretrained_refuses_other_networks(file18):
     with pytest.raises(ValueError, match="resnet18_v1, resnet34_v1.*resnet152_v1; got "
                                          "'resnet18_v2'"):
-        pretrained_model("resnet18_v2", file18)
+        get_model("resnet18_v2", pretrained=file18)
     assert SUPPORTED_MODELS == ("resnet18_v1", "resnet34_v1", "resnet50_v1", "resnet101_v1",
                                 "resnet152_v1")
+
+
+def test_torchvision_table_agrees_with_the_spec_table():
+    # pretrained sits below models, so it keeps torchvision's own table; it must be ours.
+    assert {d: (kind, tuple(counts)) for d, (kind, counts, _) in RESNET_SPEC.items()} \
+        == TORCHVISION_RESNETS
+
+
+def test_get_model_pretrained_with_a_missing_file_says_so(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        get_model("resnet18_v1", pretrained=tmp_path / "nowhere.pth")
 
 
 def test_skip_classifier_keeps_our_output_layer(file18):
@@ -538,3 +553,89 @@ def test_a_big_endian_file_is_byteswapped(tmp_path):
     read = read_state_dict(path)["w"]
     assert read.dtype == np.float32 and read.dtype.isnative
     np.testing.assert_array_equal(read, np.arange(6.0).reshape(2, 3))
+
+
+def test_get_model_pretrained_of_another_depth_names_the_keys(file18):
+    with pytest.raises(WeightMismatchError, match="does not fit resnet50_v1.*missing from the "
+                                                   "file.*holds weights for resnet18_v1"):
+        get_model("resnet50_v1", pretrained=file18)
+
+
+# ---------------------------------------------------------------------------
+# Fine-tuning: gluon-resnet train --model resnet18_v1 --pretrained FILE.
+# ---------------------------------------------------------------------------
+
+class _Watch(Callback):
+    """Keeps the stem, a BN's statistics and the lr_mults at the start; evaluates on 32 images."""
+
+    def before_fit(self, learner):
+        net = learner.net
+        self.stem = net.features[0].weight.data().asnumpy()
+        self.bn_var = net.features[4][0].bns[0].running_var.data().asnumpy()
+        self.lr_mults = {name: p.lr_mult for name, p in net.collect_params().items()}
+        self.head = {p.name for p in net.output.collect_params().values()}
+        params = learner.trainer._params  # the rates the optimizer will use, lr_mult applied
+        self.lrs = dict(zip((p.name for p in params),
+                            learner.trainer._optimizer._get_lrs(list(range(len(params))))))
+        X, y = next(iter(learner.test_iter))
+        learner.test_iter = [(X[:32], y[:32])]  # the test set's first batch is enough here
+
+    def after_fit(self, learner):
+        self.stem_after = learner.net.features[0].weight.data().asnumpy()
+
+
+def _fine_tune_config(path, **changes):
+    fields = dict(model="resnet18_v1", pretrained=str(path), resize=None, limit=64,
+                  batch_size=32, epochs=1, lr=0.01, precision="fp32")
+    fields.update(changes)
+    return TrainConfig(**fields)
+
+
+@pytest.mark.slow
+def test_fine_tuning_on_fashion_mnist_from_a_torchvision_file(torch18, file18, tmp_path,
+                                                              capsys):
+    watch = _Watch()
+    history, out = run_training(_fine_tune_config(file18), out=str(tmp_path / "run"),
+                                progress=False, callbacks=[watch])
+    printed = capsys.readouterr().out
+    assert "loaded 100 tensors" in printed and "left out: fc.weight, fc.bias" in printed
+    assert "notice: conv1.weight: the file's 3-channel filters were summed" in printed
+    assert "notice: fc left out: the file's classifier has 1000 classes, the network 10" in printed
+    # The body started from the file's weights: the stem summed to one channel, BN statistics.
+    np.testing.assert_allclose(watch.stem, torch18.conv1.weight.detach().numpy().sum(
+        1, keepdims=True), rtol=1e-6)
+    np.testing.assert_array_equal(watch.bn_var, torch18.layer1[0].bn1.running_var.numpy())
+    assert not np.array_equal(watch.stem, watch.stem_after)  # and then it trained
+    # The new output layer (10 classes) learns at ten times the body's rate.
+    assert HEAD_LR_MULT == 10
+    assert watch.head and all(watch.lr_mults[n] == 10 for n in watch.head)
+    assert all(m == 1 for n, m in watch.lr_mults.items() if n not in watch.head)
+    assert [watch.lrs[n] for n in watch.head] == pytest.approx([0.1, 0.1])
+    assert {lr for n, lr in watch.lrs.items() if n not in watch.head} == {0.01}
+    assert len(history) == 1 and np.isfinite(history[0]["loss"])
+    with open(os.path.join(out, "config.json")) as f:
+        assert json.load(f)["pretrained"] == str(file18)
+
+    # Resuming reads the checkpoint, not the file (which may have moved), and keeps the head's
+    # lr_mult; the file cannot be changed on resume.
+    moved = tmp_path / "moved.pth"
+    os.rename(file18, moved)
+    try:
+        with pytest.raises(RunError, match="cannot change pretrained"):
+            run_training(resume=os.path.join(out, "checkpoint.ckpt"), quiet=True,
+                         overrides={"pretrained": str(moved)})
+        watch = _Watch()
+        history, _ = run_training(resume=os.path.join(out, "checkpoint.ckpt"), quiet=True,
+                                  progress=False, overrides={"epochs": 2}, callbacks=[watch])
+    finally:
+        os.rename(moved, file18)
+    assert len(history) == 2
+    assert all(watch.lr_mults[n] == 10 for n in watch.head)
+
+
+def test_pretrained_option_refuses_other_models_and_is_a_train_option(file18):
+    with pytest.raises(RunError, match="fit only resnet18_v1.*got --model compact_resnet8"):
+        _fine_tune_config(file18, model="compact_resnet8").validate()
+    args = build_parser().parse_args(["train", "--model", "resnet18_v1", "--pretrained",
+                                      str(file18)])
+    assert args.pretrained == str(file18)
