@@ -55,6 +55,7 @@ def _python(code, *args, **env):
 
 
 @needs_amx
+@pytest.mark.slow
 def test_gluon_resnet_switches_amx_on_and_onednn_uses_it():
     done = _python(OURS_THEN_CHILD, PLAIN_BF16_CONV, DNNL_VERBOSE="1")
     assert done.returncode == 0, done.stderr
@@ -66,6 +67,7 @@ def test_gluon_resnet_switches_amx_on_and_onednn_uses_it():
 
 
 @needs_amx
+@pytest.mark.slow
 def test_a_child_process_does_not_inherit_the_amx_setting():
     done = _python(OURS_THEN_CHILD, PLAIN_BF16_CONV)
     assert done.returncode == 0, done.stderr
@@ -74,6 +76,7 @@ def test_a_child_process_does_not_inherit_the_amx_setting():
 
 
 @needs_amx
+@pytest.mark.slow
 def test_the_setting_without_the_permission_kills_a_process():
     """Why the variable must not leak: the same program with it dies with SIGILL."""
     done = _python(PLAIN_BF16_CONV, DNNL_MAX_CPU_ISA="AVX512_CORE_AMX")
@@ -81,6 +84,7 @@ def test_the_setting_without_the_permission_kills_a_process():
 
 
 @needs_amx
+@pytest.mark.slow
 def test_disable_variable_keeps_onednn_off_amx():
     done = _python(OURS_THEN_CHILD, PLAIN_BF16_CONV, DNNL_VERBOSE="1",
                    GLUON_RESNET_DISABLE_AMX="1")
@@ -91,6 +95,7 @@ def test_disable_variable_keeps_onednn_off_amx():
 
 
 @needs_amx
+@pytest.mark.slow
 def test_a_users_own_isa_setting_is_left_alone():
     code = ("import os, gluon_resnet; from gluon_resnet._mxnet import AMX; "
             "print(AMX, os.environ['DNNL_MAX_CPU_ISA'])")
@@ -99,6 +104,7 @@ def test_a_users_own_isa_setting_is_left_alone():
     assert "(False, 'DNNL_MAX_CPU_ISA=AVX512_CORE set by the user') AVX512_CORE" in done.stdout
 
 
+@pytest.mark.slow
 def test_mxnet_imported_first_leaves_amx_off():
     code = ("import mxnet, gluon_resnet; from gluon_resnet._mxnet import AMX; print(AMX)")
     done = _python(code, OMP_NUM_THREADS="1")
@@ -108,6 +114,7 @@ def test_mxnet_imported_first_leaves_amx_off():
     assert expected in done.stdout
 
 
+@pytest.mark.slow
 def test_bf16_kernels_names_what_runs():
     code = ("import gluon_resnet; from gluon_resnet.precision import bf16_kernels, "
             "describe_precision; print(bf16_kernels()); print(describe_precision('bf16')); "

@@ -45,6 +45,7 @@ def test_shapes_command_prints_the_table(capsys):
     assert "total" in out and format(total, ",") in out
 
 
+@pytest.mark.slow
 def test_shapes_module_entry_point():
     out = subprocess.run([sys.executable, "-m", "gluon_resnet", "shapes", "--size", "96"],
                          capture_output=True, text=True, check=True).stdout

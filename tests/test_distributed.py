@@ -151,6 +151,7 @@ def _max_difference(a, b):
 
 
 @pytest.mark.parametrize("kvstore", ["device", "local"])
+@pytest.mark.slow
 def test_two_devices_equal_one_device_without_batch_norm(kvstore):
     one, two = _nets(False, [[mx.cpu(0)], [mx.cpu(0), mx.cpu(1)]])
     t1, t2 = _sgd(one, kvstore), _sgd(two, kvstore)
@@ -167,6 +168,7 @@ def test_two_devices_equal_one_device_without_batch_norm(kvstore):
     assert [h["loss"] for h in h2] == pytest.approx([h["loss"] for h in h1], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_two_devices_with_batch_norm_equal_ghost_batches_on_one_device():
     ghost, whole, two = _nets(True, [[mx.cpu(0)], [mx.cpu(0)], [mx.cpu(0), mx.cpu(1)]])
     Learner(two, _loader(), None, _sgd(two), [mx.cpu(0), mx.cpu(1)], handle_signals=False).fit(1)
@@ -187,6 +189,7 @@ def test_two_devices_with_batch_norm_equal_ghost_batches_on_one_device():
 
 
 @needs_data
+@pytest.mark.slow
 def test_run_training_on_two_cpu_contexts_with_the_local_kvstore(tmp_path):
     import json
 
@@ -504,6 +507,7 @@ def test_timeout_stops_the_job(tmp_path):
     _assert_all_gone(pids)
 
 
+@pytest.mark.slow
 def test_a_worker_error_names_the_worker(tmp_path):
     # 51 does not split over 2 workers: both stop before joining, the launcher reports one.
     job = _launch(["--workers", "2", "--timeout", "60", "--", "train", "--batch-size", "51",

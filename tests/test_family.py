@@ -221,6 +221,7 @@ def test_shapes_command_prints_readable_stage_names(capsys):
                    for line in out.splitlines()), (label, shape)
 
 
+@pytest.mark.slow
 def test_models_command_lists_every_model_with_its_count(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out

@@ -133,6 +133,7 @@ def test_live_curves_rejects_a_bad_interval():
 
 
 @needs_data
+@pytest.mark.slow
 def test_live_curves_follow_training_and_save_png(tmp_path):
     train_iter, test_iter = load_data_fashion_mnist(100, limit=600, test_limit=200)
     net = chapter_resnet18()

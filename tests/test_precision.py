@@ -49,6 +49,7 @@ def _run(args, env=None):
 
 @pytest.mark.skipif(not bf16_available(), reason="this CPU has no AVX512-BF16")
 @pytest.mark.skipif(not os.path.isdir(DATA_DIR), reason="Fashion-MNIST is not installed")
+@pytest.mark.slow
 def test_bf16_and_fp32_outputs_agree(tmp_path):
     import mxnet as mx
     from gluon_resnet import chapter_resnet18
@@ -80,6 +81,7 @@ def _train(tmp_path, env):
 
 
 @pytest.mark.skipif(not os.path.isdir(DATA_DIR), reason="Fashion-MNIST is not installed")
+@pytest.mark.slow
 def test_bf16_falls_back_to_fp32_with_one_notice(tmp_path):
     done, config = _train(tmp_path, {"GLUON_RESNET_DISABLE_BF16": "1"})
     assert config["precision_used"] == "fp32"
@@ -89,6 +91,7 @@ def test_bf16_falls_back_to_fp32_with_one_notice(tmp_path):
 
 @pytest.mark.skipif(not bf16_available(), reason="this CPU has no AVX512-BF16")
 @pytest.mark.skipif(not os.path.isdir(DATA_DIR), reason="Fashion-MNIST is not installed")
+@pytest.mark.slow
 def test_bf16_training_runs(tmp_path):
     done, config = _train(tmp_path, {})
     assert config["precision_used"] == "bf16"

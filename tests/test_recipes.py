@@ -23,6 +23,7 @@ def test_cli_knows_every_recipe():
 
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
+@pytest.mark.slow
 def test_recipe_is_valid_and_trains_a_few_batches(name, tmp_path):
     if not os.path.isdir(DATA_DIR):
         pytest.skip("Fashion-MNIST is not installed")

@@ -37,6 +37,7 @@ def _quick_config(**kw):
     return TrainConfig(**dict(QUICK, **kw))
 
 
+@pytest.mark.slow
 def test_train_ch5_prints_d2lzh_lines_and_learns(capsys):
     from gluon_resnet.data import load_data_fashion_mnist
 
@@ -67,6 +68,7 @@ def _params(folder):
     return {k: v.data().asnumpy() for k, v in net._collect_params_with_prefix().items()}, meta
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(tmp_path):
     straight = str(tmp_path / "straight")
     run_training(_quick_config(epochs=2, momentum=0.9), out=straight, quiet=True)
@@ -102,6 +104,7 @@ STOPS = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
 
 
 @pytest.mark.parametrize("signum", STOPS, ids=lambda s: signal.Signals(s).name)
+@pytest.mark.slow
 def test_a_stop_signal_saves_the_batch_and_resume_finishes(tmp_path, signum):
     out = str(tmp_path / "run")
     config = _quick_config(epochs=2, limit=600, momentum=0.9)
@@ -127,6 +130,7 @@ def test_a_stop_signal_saves_the_batch_and_resume_finishes(tmp_path, signum):
                                                              rel=1e-5)
 
 
+@pytest.mark.slow
 def test_a_second_signal_stops_at_once_and_keeps_the_last_checkpoint(tmp_path):
     out = str(tmp_path / "run")
     config = _quick_config(epochs=2, limit=600)
@@ -188,6 +192,7 @@ def test_train_command_exits_with_the_signal_status_and_says_how_to_resume(tmp_p
     assert meta["epoch"] == 2 and meta["batch"] == 0 and len(meta["history"]) == 2
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path):
     out = str(tmp_path / "run")
     run_training(_quick_config(epochs=1), out=out, quiet=True)
@@ -218,6 +223,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == ["c.ckpt"]  # no temporary file left behind
 
 
+@pytest.mark.slow
 def test_bad_arguments_give_one_sentence(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["train", "--epochs", "-1"])
@@ -237,6 +243,7 @@ def test_bad_arguments_give_one_sentence(tmp_path, capsys):
     assert "already holds a checkpoint" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_eval_command_prints_accuracy_and_saves_figures(tmp_path, capsys):
     out = str(tmp_path / "run")
     history, _ = run_training(_quick_config(epochs=2, limit=2000), out=out, quiet=True)
@@ -253,6 +260,7 @@ def test_eval_command_prints_accuracy_and_saves_figures(tmp_path, capsys):
     assert os.path.getsize(confusion) > 10000 and os.path.getsize(samples) > 10000
 
 
+@pytest.mark.slow
 def test_ctrl_c_inside_train_ch5_keeps_the_trained_network():
     import signal as sig
 
@@ -280,6 +288,7 @@ def test_ctrl_c_inside_train_ch5_keeps_the_trained_network():
     assert sig.getsignal(sig.SIGINT) is sig.default_int_handler
 
 
+@pytest.mark.slow
 def test_progress_bar_shows_images_per_second(capsys):
     from gluon_resnet.callbacks import ProgressBar
     from gluon_resnet.data import load_data_fashion_mnist
