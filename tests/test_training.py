@@ -184,6 +184,8 @@ def test_train_command_exits_with_the_signal_status_and_says_how_to_resume(tmp_p
     assert "Traceback" not in stopped.stderr
     meta = read_checkpoint_meta(checkpoint)
     assert (meta["epoch"], meta["batch"]) == (1, 3)
+    if signum != signal.SIGHUP:
+        return  # resuming is the same for every signal: once is enough here
     done = subprocess.run([sys.executable, "-m", "gluon_resnet", "train", "--resume", checkpoint,
                            "--no-progress"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
