@@ -101,15 +101,15 @@ def run_training(config=None, out=None, resume=None, overrides=None, progress=No
     job = start_job(config, explicit)
     seed_everything(config.seed)
     train_iter, test_iter = build_data(config, job, quiet=quiet or not job.lead)
+    data = train_iter.description()
     precision = choose_precision(config, ctxs)
-    net = build_network(config, ctxs, load_weights=saved is None,
+    net = build_network(config, ctxs, in_channels=data["channels"], load_weights=saved is None,
                         out=print if job.lead and not quiet else None)
     trainer = build_trainer(config, net, job.kv)
     learner = Learner(net, train_iter, test_iter if job.lead else None, trainer, ctxs,
                       loss=build_loss(config), eval_flip=config.tta, handle_signals=job.lead,
                       callbacks=build_callbacks(config, job, out, precision, progress, quiet,
-                                                data=train_iter.description())
-                      + list(callbacks))
+                                                data=data) + list(callbacks))
     if saved is not None:
         restore(learner, saved, config)
     history = learner.fit(config.epochs)

@@ -80,7 +80,7 @@ def predict_files(checkpoint, paths, top_k=1, ctx=None, batch_size=256):
     images = np.stack([resize_image(read_image(f, data["channels"]), size) for f in files])
     loader = FashionMNISTLoader(images, np.zeros(len(files), np.int64), batch_size,
                                 mean=data["mean"], std=data["std"], classes=classes, ctx=ctx)
-    net = build_network(config, ctx)
+    net = build_network(config, ctx, load_weights=False)  # the checkpoint has every weight
     X0, _ = next(iter(loader))
     net(X0[:1])  # finish deferred shape inference
     saved.load_into(net, ctx=ctx, restore_random_state=False)
