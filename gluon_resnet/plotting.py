@@ -130,9 +130,8 @@ def plot_error_comparison(histories, path=None, title=None):
         for ax, key in zip(axes, ("train_acc", "test_acc")):
             ax.plot(epochs, [100 * (1 - h[key]) for h in history], "o-", color="C%d" % k,
                     label=name, linewidth=1.8, markersize=4)
-            if 0 < len(epochs) <= 15:
-                ax.set_xticks(epochs)
     for ax, what in zip(axes, ("training error", "test error")):
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))  # epochs are whole numbers
         ax.set_xlabel("epoch")
         ax.set_title(what)
         ax.grid(alpha=0.3)

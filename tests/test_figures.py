@@ -124,6 +124,10 @@ def test_plot_error_comparison_draws_errors_in_percent(tmp_path):
     np.testing.assert_allclose(test_ax.get_lines()[0].get_ydata(), [25, 15])
     assert train_ax.get_title() == "training error" and test_ax.get_title() == "test error"
     _png(tmp_path / "e.png")
+    fig = plot_error_comparison({"a": hist(np.linspace(0.5, 0.9, 20))})
+    for ax in fig.axes:  # whole epochs only, however many there are
+        ticks = [t for t in ax.get_xticks() if 1 <= t <= 20]
+        assert len(ticks) > 2 and all(float(t).is_integer() for t in ticks), ticks
 
 
 def test_live_curves_rejects_a_bad_interval():

@@ -11,9 +11,11 @@ import nbformat
 import pytest
 
 NOTEBOOK_DIR = pathlib.Path(__file__).resolve().parent.parent / "notebooks"
-EXPECTED = ["plain_vs_residual.ipynb", "resnet.ipynb", "resnet_family.ipynb"]
+EXPECTED = ["plain_vs_residual.ipynb", "resnet.ipynb", "resnet_family.ipynb",
+            "transfer_learning.ipynb"]
 #: Figures each notebook draws (learning curves, confusion matrix, block diagrams, ...).
-MIN_FIGURES = {"plain_vs_residual.ipynb": 1, "resnet.ipynb": 3, "resnet_family.ipynb": 4}
+MIN_FIGURES = {"plain_vs_residual.ipynb": 1, "resnet.ipynb": 3, "resnet_family.ipynb": 4,
+               "transfer_learning.ipynb": 2}
 
 
 def _runner():
@@ -35,7 +37,7 @@ def _images(nb):
                for out in cell.get("outputs", []))
 
 
-def test_the_three_notebooks_exist():
+def test_the_notebooks_exist():
     assert sorted(p.name for p in NOTEBOOK_DIR.glob("*.ipynb")) == EXPECTED
 
 
