@@ -454,7 +454,7 @@ class _ResidualUnit(nn.HybridBlock):
             k, stride = conv._kwargs["kernel"][0], conv._kwargs["stride"][0]
             groups = conv._kwargs["num_group"]
             return "conv %dx%d, %d%s%s" % (k, k, conv._channels,
-                                           ", %d groups" % groups if groups > 1 else "",
+                                           ", g%d" % groups if groups > 1 else "",
                                            ", /%d" % stride if stride > 1 else "")
 
         def shortcut_label(layer):

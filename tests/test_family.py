@@ -491,6 +491,7 @@ def test_resnext_groups_the_3x3_convolution_only():
             assert b.width == width and b.out_channels == width * 2
             # Each of the 32 groups sees width / 32 input channels of the 3x3 kernel.
             assert b.conv2.weight.shape == (width, width // 32, 3, 3)
+    assert "conv 3x3, 256, g32, /2" in blocks[1][0].layer_sequence()[0]
 
 
 def test_grouped_convolution_keeps_the_groups_apart():
