@@ -280,8 +280,8 @@ class SqueezeExcite(nn.HybridBlock):
     convolution (with bias) to ``channels // reduction`` channels, ReLU, a 1x1
     convolution back to ``channels``, sigmoid.  The input is multiplied by the
     result, channel by channel.  timm's ``SEModule`` rounds the squeezed width
-    up to a multiple of 8; for the widths of the ImageNet ResNets (256 to 2048
-    channels, reduction 16) both give the same width.
+    to the nearest multiple of 8 (at least 8); for the widths of the ImageNet
+    ResNets (256 to 2048 channels, reduction 16) both give the same width.
 
     Parameters
     ----------
