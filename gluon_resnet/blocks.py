@@ -8,7 +8,12 @@ Below them come the blocks of the ResNet family of the papers, in
 torchvision's style (convolutions without bias, BN after each, stride on the
 3x3 convolution): ``BasicBlockV1`` and ``BottleneckV1`` (post-activation),
 ``BasicBlockV2`` and ``BottleneckV2`` (pre-activation), the shortcut options
-A, B and C, and ``make_stage``, which builds one stage of any of them.
+A, B and C, and ``make_stage``, which builds one stage of any of them.  The
+later members of the family are options of the same four blocks, not new
+blocks: ``groups`` and ``base_width`` (ResNeXt, wide bottlenecks),
+``se_reduction`` (``SqueezeExcite`` before the addition), ``dropout`` (before
+the last convolution, as in Wide ResNets) and ``avg_down`` (ResNet-D's
+average pooling before the projection shortcut).
 
 References
 ----------
@@ -21,6 +26,20 @@ section 4 and figure 4(e) (full pre-activation).
 
 Goyal et al. "Accurate, Large Minibatch SGD: Training ImageNet in 1 Hour",
 arXiv 1706.02677, section 5.1 (zero gamma in the last BN of each block).
+
+Xie, Girshick, Dollar, Tu, He. "Aggregated Residual Transformations for Deep
+Neural Networks" (ResNeXt), CVPR 2017, section 3.3 and figure 3(c) (grouped
+convolution).
+
+Zagoruyko, Komodakis. "Wide Residual Networks", BMVC 2016, section 2
+(widened blocks, dropout between the convolutions).
+
+Hu, Shen, Sun. "Squeeze-and-Excitation Networks", CVPR 2018, section 3 and
+figure 3 (SE-ResNet module).
+
+He, Zhang, Zhang, Zhang, Xie, Li. "Bag of Tricks for Image Classification with
+Convolutional Neural Networks", CVPR 2019, section 4.1 and figure 2(c)
+(ResNet-D: average pooling before the 1x1 projection).
 """
 
 from ._mxnet import mx
@@ -29,8 +48,8 @@ from mxnet.gluon import nn
 from .validate import non_negative_int, positive_int
 
 __all__ = ["Residual", "resnet_block", "check_positive_int", "SHORTCUTS", "check_shortcut",
-           "conv3x3", "conv1x1", "batch_norm", "ZeroPadShortcut", "make_shortcut",
-           "BasicBlockV1", "BottleneckV1", "BasicBlockV2", "BottleneckV2", "make_stage"]
+           "conv3x3", "conv1x1", "batch_norm", "ZeroPadShortcut", "SqueezeExcite",
+           "make_shortcut", "BasicBlockV1", "BottleneckV1", "BasicBlockV2", "BottleneckV2", "make_stage"]
 
 
 #: The package's one positive-integer check (``gluon_resnet.validate``), under the name
@@ -239,7 +258,45 @@ class ZeroPadShortcut(nn.HybridBlock):
         return x
 
 
-def make_shortcut(kind, in_channels, out_channels, stride, normalize=True):
+class SqueezeExcite(nn.HybridBlock):
+    """Squeeze-and-Excitation (Hu et al. 2018, section 3 and figure 3).
+
+    Squeeze: global average pool to one value per channel.  Excite: a 1x1
+    convolution (with bias) to ``channels // reduction`` channels, ReLU, a 1x1
+    convolution back to ``channels``, sigmoid.  The input is multiplied by the
+    result, channel by channel.  timm's ``SEModule`` rounds the squeezed width
+    to the nearest multiple of 8 (at least 8); for the widths of the ImageNet
+    ResNets (256 to 2048 channels, reduction 16) both give the same width.
+
+    Parameters
+    ----------
+    channels : int
+        Channels of the input (and of the output).
+    reduction : int, default 16
+        Ratio of ``channels`` to the squeezed width (the paper's r; at least 1
+        squeezed channel).
+
+    Shapes
+    ------
+    Input ``(N, channels, H, W)``; output the same shape.
+    """
+
+    def __init__(self, channels, reduction=16, **kwargs):
+        super().__init__(**kwargs)
+        self.channels = check_positive_int(channels, "channels", "SqueezeExcite")
+        self.reduction = check_positive_int(reduction, "reduction", "SqueezeExcite")
+        self.squeezed = max(1, channels // reduction)
+        with self.name_scope():
+            self.pool = nn.GlobalAvgPool2D()
+            self.fc1 = nn.Conv2D(self.squeezed, kernel_size=1, in_channels=channels)
+            self.fc2 = nn.Conv2D(channels, kernel_size=1, in_channels=self.squeezed)
+
+    def hybrid_forward(self, F, x):
+        scale = self.fc2(_relu(F, self.fc1(self.pool(x))))  # (N, C, 1, 1)
+        return F.broadcast_mul(x, F.Activation(scale, act_type="sigmoid"))
+
+
+def make_shortcut(kind, in_channels, out_channels, stride, normalize=True, avg_down=False):
     """The shortcut branch of a block, or ``None`` when it is the identity (or absent).
 
     Parameters
@@ -255,6 +312,11 @@ def make_shortcut(kind, in_channels, out_channels, stride, normalize=True):
     normalize : bool, default True
         Follow the projection with BN (post-activation blocks); pre-activation
         blocks project an already normalised input and leave it out.
+    avg_down : bool, default False
+        Projections only: where ``stride > 1``, subsample with a
+        ``stride x stride`` average pool (ceil mode, padding not counted) and
+        let the 1x1 convolution keep stride 1, so that it sees every input
+        position (ResNet-D, He et al. 2019, figure 2(c)).  No parameters.
 
     Returns
     -------
@@ -262,12 +324,19 @@ def make_shortcut(kind, in_channels, out_channels, stride, normalize=True):
         ``(N, in_channels, H, W) -> (N, out_channels, ceil(H/stride), ceil(W/stride))``.
     """
     check_shortcut(kind, "make_shortcut")
+    if avg_down and kind not in ("B", "C"):
+        raise ValueError("make_shortcut: avg_down pools before a 1x1 projection; it needs "
+                         "shortcut 'B' or 'C', got %r." % (kind,))
     if kind is None or (kind in "AB" and not _shape_changes(in_channels, out_channels, stride)):
         return None
     if kind == "A":
         return ZeroPadShortcut(out_channels - in_channels, stride, prefix="shortcut_")
     proj = nn.HybridSequential(prefix="shortcut_")
     with proj.name_scope():
+        if avg_down and stride > 1:
+            proj.add(nn.AvgPool2D(pool_size=stride, strides=stride, ceil_mode=True,
+                                  count_include_pad=False))
+            stride = 1
         proj.add(conv1x1(out_channels, stride, in_channels))
         if normalize:
             proj.add(batch_norm(out_channels))
@@ -288,27 +357,52 @@ class _ResidualUnit(nn.HybridBlock):
     version = 1
 
     def __init__(self, in_channels, channels, stride=1, shortcut="B", stride_in_1x1=False,
-                 zero_init_last_bn=False, **kwargs):
+                 zero_init_last_bn=False, groups=1, base_width=64, se_reduction=None,
+                 dropout=0.0, avg_down=False, **kwargs):
         super().__init__(**kwargs)
         owner = type(self).__name__
         self.in_channels = check_positive_int(in_channels, "in_channels", owner)
         self.channels = check_positive_int(channels, "channels", owner)
         self.stride = check_positive_int(stride, "stride", owner)
         self.shortcut_kind = check_shortcut(shortcut, owner)
+        self.groups = check_positive_int(groups, "groups", owner)
+        self.base_width = check_positive_int(base_width, "base_width", owner)
         self.out_channels = channels * self.expansion
         if shortcut == "A" and self.out_channels < in_channels:
             raise ValueError("%s: shortcut 'A' can only add zero channels, but the block maps %d "
                              "channels to %d; use shortcut 'B'." % (owner, in_channels,
                                                                     self.out_channels))
+        if len(self.kernels) == 2 and (groups != 1 or base_width != 64):
+            raise ValueError("%s: groups and base_width apply to the 3x3 convolution of a "
+                             "bottleneck (ResNeXt, wide ResNets); basic blocks take groups=1 and "
+                             "base_width=64 and are widened through channels, got groups=%r, "
+                             "base_width=%r." % (owner, groups, base_width))
+        # torchvision's and timm's rule: the inner width grows with base_width / 64 per group.
+        self.width = int(channels * base_width / 64) * groups
+        if self.width == 0:
+            raise ValueError("%s: channels * base_width / 64 must be at least 1, got %d * %d / 64."
+                             % (owner, channels, base_width))
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) \
+                or not 0 <= dropout < 1:
+            raise ValueError("%s: dropout must be a probability in [0, 1), got %r."
+                             % (owner, dropout))
+        if se_reduction is not None:
+            check_positive_int(se_reduction, "se_reduction", owner)
+        if avg_down and shortcut not in ("B", "C"):
+            raise ValueError("%s: avg_down pools before a 1x1 projection shortcut; it needs "
+                             "shortcut 'B' or 'C', got %r." % (owner, shortcut))
         preact = self.version == 2
         strided = 0 if stride_in_1x1 else self.kernels.index(3)
-        widths = [channels] * (len(self.kernels) - 1) + [self.out_channels]
+        widths = [self.width] * (len(self.kernels) - 1) + [self.out_channels]
         convs, bns = [], []
         with self.name_scope():
             c_in = in_channels
             for i, (kernel, c_out) in enumerate(zip(self.kernels, widths)):
-                conv = (conv3x3 if kernel == 3 else conv1x1)(
-                    c_out, stride if i == strided else 1, c_in)
+                conv_stride = stride if i == strided else 1
+                if kernel == 3:
+                    conv = conv3x3(c_out, conv_stride, c_in, groups=groups)
+                else:
+                    conv = conv1x1(c_out, conv_stride, c_in)
                 # v1: BN after the convolution; v2: BN (and ReLU) before it.
                 bn = batch_norm(c_in if preact else c_out,
                                 zero_init=zero_init_last_bn and i == len(widths) - 1)
@@ -317,8 +411,12 @@ class _ResidualUnit(nn.HybridBlock):
                 convs.append(conv)
                 bns.append(bn)
                 c_in = c_out
+            # Wide ResNets: dropout on the input of the last convolution.
+            self.dropout = nn.Dropout(dropout) if dropout else None
+            self.se = (SqueezeExcite(self.out_channels, se_reduction, prefix="se_")
+                       if se_reduction is not None else None)
             self.shortcut = make_shortcut(shortcut, in_channels, self.out_channels, stride,
-                                          normalize=not preact)
+                                          normalize=not preact, avg_down=avg_down)
         self.convs, self.bns = tuple(convs), tuple(bns)
         self.projects = self.shortcut is not None and not isinstance(self.shortcut,
                                                                      ZeroPadShortcut)
@@ -339,14 +437,30 @@ class _ResidualUnit(nn.HybridBlock):
         """
         def conv_label(conv):
             k, stride = conv._kwargs["kernel"][0], conv._kwargs["stride"][0]
-            return "conv %dx%d, %d%s" % (k, k, conv._channels, ", /%d" % stride if stride > 1 else "")
+            groups = conv._kwargs["num_group"]
+            return "conv %dx%d, %d%s%s" % (k, k, conv._channels,
+                                           ", g%d" % groups if groups > 1 else "",
+                                           ", /%d" % stride if stride > 1 else "")
+
+        def shortcut_label(layer):
+            if isinstance(layer, nn.Conv2D):
+                return conv_label(layer)
+            if isinstance(layer, nn.AvgPool2D):
+                k = layer._kwargs["kernel"][0]
+                return "avg-pool %dx%d, /%d" % (k, k, layer._kwargs["stride"][0])
+            return "BN"
 
         main = []
+        last = len(self.convs) - 1
         for i, conv in enumerate(self.convs):
+            drop = ["dropout"] if i == last and self.dropout is not None else []
             if self.version == 2:
-                main += ["BN", "ReLU", conv_label(conv)]
+                main += ["BN", "ReLU"] + drop + [conv_label(conv)]
             else:
-                main += (["ReLU"] if i else []) + [conv_label(conv), "BN"]
+                main += (["ReLU"] if i else []) + drop + [conv_label(conv), "BN"]
+        if self.se is not None:
+            main.append("SE, %d -> %d -> %d" % (self.se.channels, self.se.squeezed,
+                                                 self.se.channels))
         if self.shortcut_kind is None:
             return main + (["ReLU"] if self.version == 1 else []), None
         main.append("add")
@@ -358,8 +472,7 @@ class _ResidualUnit(nn.HybridBlock):
             shortcut = ["zero-pad +%d%s" % (self.shortcut.extra_channels,
                                              ", /%d" % self.stride if self.stride > 1 else "")]
         else:
-            shortcut = [conv_label(layer) if isinstance(layer, nn.Conv2D) else "BN"
-                        for layer in self.shortcut]
+            shortcut = [shortcut_label(layer) for layer in self.shortcut]
         return main, shortcut
 
     @property
@@ -367,7 +480,14 @@ class _ResidualUnit(nn.HybridBlock):
         """The BN whose gamma ``zero_init_last_bn`` sets to zero."""
         return self.bns[-1]
 
+    def _last_conv_input(self, out):
+        """Dropout, where the block has it, on the input of its last convolution."""
+        return out if self.dropout is None else self.dropout(out)
+
     def _add_shortcut(self, F, out, x):
+        """Squeeze-excite the residual branch (if set), then add the shortcut."""
+        if self.se is not None:
+            out = self.se(out)
         if self.shortcut_kind is None:
             return out
         return out + (x if self.shortcut is None else self.shortcut(x))
@@ -378,9 +498,12 @@ class _PostActivationUnit(_ResidualUnit):
 
     def hybrid_forward(self, F, x):
         out = x
+        last = len(self.convs) - 1
         for i, (conv, bn) in enumerate(zip(self.convs, self.bns)):
             if i:
                 out = _relu(F, out)
+            if i == last:
+                out = self._last_conv_input(out)
             out = bn(conv(out))
         return _relu(F, self._add_shortcut(F, out, x))
 
@@ -391,8 +514,12 @@ class _PreActivationUnit(_ResidualUnit):
     def hybrid_forward(self, F, x):
         act = _relu(F, self.bns[0](x))
         out = self.convs[0](act)
-        for conv, bn in zip(self.convs[1:], self.bns[1:]):
-            out = conv(_relu(F, bn(out)))
+        last = len(self.convs) - 1
+        for i, (conv, bn) in enumerate(zip(self.convs[1:], self.bns[1:]), 1):
+            out = _relu(F, bn(out))
+            if i == last:
+                out = self._last_conv_input(out)
+            out = conv(out)
         # A projection reads the pre-activated input (as GluonCV does); a
         # parameter-free shortcut keeps the clean identity path of the paper.
         return self._add_shortcut(F, out, act if self.projects else x)
@@ -422,6 +549,26 @@ class BasicBlockV1(_PostActivationUnit):
     zero_init_last_bn : bool, default False
         Initialise the gamma of the block's last BN to zero (Goyal et al. 2017,
         section 5.1), so the residual branch starts at zero.
+    groups : int, default 1
+        Bottlenecks only: groups of the 3x3 convolution, ResNeXt's cardinality
+        (Xie et al. 2017, figure 3(c)).
+    base_width : int, default 64
+        Bottlenecks only: channels per group at ``channels == 64``.  The inner
+        width (of the first two convolutions) is ``int(channels * base_width /
+        64) * groups``, torchvision's rule: 64 and 1 group is ResNet,
+        ``groups=32, base_width=4`` ResNeXt-32x4d, 128 a wide ResNet
+        (bottleneck twice as wide, same output channels).
+    se_reduction : int, optional
+        Put a ``SqueezeExcite(channels * expansion, se_reduction)`` on the
+        residual branch, right before the shortcut's addition (Hu et al. 2018,
+        figure 3; the paper uses 16).  ``None``: no squeeze-excite.
+    dropout : float, default 0
+        Dropout probability on the input of the last convolution (between the
+        two convolutions of a basic block, after the BN and ReLU, as in Wide
+        ResNets, Zagoruyko & Komodakis 2016, section 2.4).  0: no dropout.
+    avg_down : bool, default False
+        Projection shortcuts (options 'B', 'C') subsample by average pooling
+        instead of a strided 1x1 convolution (ResNet-D, He et al. 2019).
 
     Attributes
     ----------
@@ -429,6 +576,9 @@ class BasicBlockV1(_PostActivationUnit):
         1 here, 4 for bottlenecks.
     version : int
         1 here (post-activation), 2 for the pre-activation blocks.
+    width : int
+        Channels of the inner convolutions (``channels`` unless ``groups`` or
+        ``base_width`` change it).
 
     Shapes
     ------
@@ -446,6 +596,10 @@ class BottleneckV1(_PostActivationUnit):
     1x1 convolution reducing to ``channels``, 3x3 convolution, 1x1 convolution
     expanding to ``4 * channels``, each followed by BN (and ReLU, the last one
     after the shortcut's addition).  Same constructor as ``BasicBlockV1``.
+    With ``groups`` and ``base_width`` the first two convolutions have
+    ``width`` channels and the 3x3 one is grouped: the ResNeXt block (Xie et
+    al. 2017, figure 3(c)) and the wide bottleneck of torchvision's
+    ``wide_resnet50_2``.
 
     Shapes
     ------
@@ -506,7 +660,9 @@ def make_stage(block, in_channels, channels, num_blocks, stride=1, prefix=None, 
     prefix : str, optional
         Name prefix of the container, for example ``"stage2_"``.
     **block_kwargs
-        ``shortcut``, ``stride_in_1x1``, ``zero_init_last_bn``: passed to every block.
+        ``shortcut``, ``stride_in_1x1``, ``zero_init_last_bn``, ``groups``,
+        ``base_width``, ``se_reduction``, ``dropout``, ``avg_down``: passed to
+        every block (see ``BasicBlockV1``).
 
     Returns
     -------

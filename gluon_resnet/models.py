@@ -12,6 +12,14 @@ that says which one it is:
   built by one ``ResNet`` class from one spec table (``RESNET_SPEC``, plus
   ``cifar_spec`` for the 6n+2 CIFAR networks).  ``resnet18_v1`` is the
   torchvision/paper ResNet-18 (bias-free convolutions, 1000 classes).
+- ``resnext50_32x4d``, ``resnext101_32x8d``, ``wide_resnet50_2``,
+  ``wide_resnet101_2``, ``resnet50_v1c``, ``resnet18_v1d``, ``resnet50_v1d``,
+  ``seresnet50``:
+  the later papers' networks, as options of the same class and table
+  (``RESNET_VARIANTS``: grouped and widened bottlenecks, the deep stem and
+  average-pool shortcut of "Bag of Tricks", squeeze-and-excitation).
+- ``wrn16_4``, ``wrn28_10``, ``wrn40_4``: CIFAR Wide ResNets
+  (``wrn(depth, k)``, pre-activation basic blocks of 16k/32k/64k channels).
 
 Every network is reachable through ``get_model(name, **kwargs)``;
 ``list_models()`` lists the names.
@@ -35,7 +43,8 @@ __all__ = ["chapter_resnet18", "resnet18", "register_model", "list_models",
            "get_model", "model_description", "model_input_channels", "count_model_parameters",
            "ResNet", "RESNET_SPEC", "CIFAR_DEPTHS", "BLOCKS", "cifar_spec", "get_resnet",
            "cifar_resnet", "cifar_plain", "CIFAR_PLAIN_DEPTHS", "plain_resnet", "compact_resnet8",
-           "compact_resnet8_w32", "compact_resnet9"]
+           "compact_resnet8_w32", "compact_resnet9", "RESNET_VARIANTS", "resnet_variant",
+           "WRN_CONFIGS", "wrn_spec", "wrn"]
 
 #: Python's messages for arguments that do not fit a function's signature.
 _ARGUMENT_ERROR = re.compile(r"unexpected keyword argument|missing \d+ required|takes \d+ "
@@ -205,9 +214,10 @@ def resnet18(num_classes=10):
 def count_model_parameters(name, trainable_only=True, size=32, **kwargs):
     """Parameters of the registered model ``name`` at its registered input channels.
 
-    The network is built with ``kwargs``, initialised and run once on a
-    ``(1, model_input_channels(name), size, size)`` input so that every shape
-    is known.
+    The network is built with ``kwargs`` and its shapes are inferred for a
+    ``(1, model_input_channels(name), size, size)`` input, symbolically: no
+    parameter is allocated and nothing is computed, so the 127 M parameters of
+    ``wide_resnet101_2`` are counted as quickly as ResNet-18's.
 
     Parameters
     ----------
@@ -221,8 +231,7 @@ def count_model_parameters(name, trainable_only=True, size=32, **kwargs):
         Passed to the factory (for example ``num_classes=10``).
     """
     net = get_model(name, **kwargs)
-    net.initialize(mx.init.Zero())
-    net(mx.nd.zeros((1, model_input_channels(name), size, size)))
+    net.infer_shape(mx.nd.zeros((1, model_input_channels(name), size, size)))
     return count_parameters(net, trainable_only=trainable_only)
 
 
@@ -231,7 +240,8 @@ def count_model_parameters(name, trainable_only=True, size=32, **kwargs):
 # ---------------------------------------------------------------------------
 
 STEMS = {"imagenet": "7x7/2 stem + max-pool", "small": "3x3/1 stem", "halve": "3x3/2 stem",
-         "deep": "3x3/1 + 3x3/2 stem"}
+         "deep": "3x3/1 + 3x3/2 stem", "imagenet_deep": "three 3x3 stem (/2) + max-pool",
+         "conv": "3x3/1 conv stem without BN"}
 VERSIONS = {1: "post-activation, He et al. 2016", 2: "pre-activation, He et al. 2016b"}
 
 BLOCKS = {("basic", 1): BasicBlockV1, ("bottleneck", 1): BottleneckV1,
@@ -250,6 +260,35 @@ RESNET_SPEC = {
 ``channels`` is the stem's width followed by each stage's block width; a
 bottleneck stage outputs 4 times its width.
 """
+
+RESNET_VARIANTS = {
+    "resnext50_32x4d": (50, {"groups": 32, "base_width": 4}, "ResNeXt-50 32x4d (Xie et al. 2017)"),
+    "resnext101_32x8d": (101, {"groups": 32, "base_width": 8},
+                         "ResNeXt-101 32x8d (Xie et al. 2017)"),
+    "wide_resnet50_2": (50, {"base_width": 128}, "Wide ResNet-50-2 (torchvision)"),
+    "wide_resnet101_2": (101, {"base_width": 128}, "Wide ResNet-101-2 (torchvision)"),
+    "resnet50_v1c": (50, {"stem": "imagenet_deep"}, "ResNet-50-C (He et al. 2019)"),
+    "resnet18_v1d": (18, {"stem": "imagenet_deep", "avg_down": True},
+                     "ResNet-18-D (He et al. 2019)"),
+    "resnet50_v1d": (50, {"stem": "imagenet_deep", "avg_down": True},
+                     "ResNet-50-D (He et al. 2019)"),
+    "seresnet50": (50, {"se_reduction": 16}, "SE-ResNet-50 (Hu et al. 2018)"),
+}
+"""Later members of the ImageNet family as options of ``RESNET_SPEC``'s networks.
+
+name -> (depth in ``RESNET_SPEC``, options of ``ResNet``, title).  All use
+post-activation (v1) blocks and shortcut B.  The names are torchvision's
+(ResNeXt, wide), GluonCV's (``_v1c``, ``_v1d``: ResNet-C and -D of "Bag of
+Tricks"; our ``_v1`` already strides in the 3x3 convolution, their ResNet-B)
+and timm's (``seresnet50``).  The tests check the parameter counts these
+libraries publish for the same names.  Other depths are options away, for
+example ``get_resnet(101, stem="imagenet_deep", avg_down=True)`` (ResNet-101-D);
+only a few are registered, because every registered model runs through the
+tests parametrised over the registry.
+"""
+
+#: Wide ResNets of Zagoruyko & Komodakis 2016 that are registered: (depth, k).
+WRN_CONFIGS = ((16, 4), (28, 10), (40, 4))
 
 CIFAR_DEPTHS = (20, 32, 44, 56, 110)
 #: Depths of the plain CIFAR networks registered as ``cifar_plain<depth>``.
@@ -270,6 +309,20 @@ def cifar_spec(depth):
     return ("basic", (n, n, n), (16, 16, 32, 64))
 
 
+def wrn_spec(depth, k):
+    """Spec of the Wide ResNet WRN-``depth``-``k`` (Zagoruyko & Komodakis 2016, table 1).
+
+    Three stages of ``(depth - 4) / 6`` basic blocks with ``16k``, ``32k`` and
+    ``64k`` channels after a 16-channel 3x3 stem, in ``RESNET_SPEC``'s format.
+    """
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 10 or (depth - 4) % 6:
+        raise ValueError("Wide ResNets have 6n+4 layers for n >= 1 (registered: %s); got %r."
+                         % (", ".join("WRN-%d-%d" % dk for dk in WRN_CONFIGS), depth))
+    check_positive_int(k, "k", "wrn")
+    n = (depth - 4) // 6
+    return ("basic", (n, n, n), (16, 16 * k, 32 * k, 64 * k))
+
+
 def _block_class(kind, version):
     try:
         return BLOCKS[kind, version]
@@ -286,11 +339,26 @@ def _stem(kind, width, in_channels):
     'small': 3x3/1 convolution (same size); 'halve': 3x3/2 convolution (2x smaller);
     'deep': a 3x3/1 convolution of a third of the width (at least 1 channel), BN
     and ReLU at full size first, then the 'halve' stem.
+    'imagenet_deep': ResNet-C's stem (He et al. 2019, figure 2(b)): three 3x3
+    convolutions of ``width / 2``, ``width / 2`` and ``width`` channels, the
+    first with stride 2, each followed by BN and ReLU, then the 3x3/2 max-pool
+    (the same maps as 'imagenet').
+    'conv': a 3x3/1 convolution alone, for pre-activation networks whose first
+    block normalises its input (Wide ResNets, Zagoruyko & Komodakis 2016).
     """
     if kind not in STEMS:
         raise ValueError("stem must be %s; got %r."
                          % (" or ".join("%r (%s)" % kv for kv in STEMS.items()), kind))
+    if kind == "conv":
+        return [conv3x3(width, 1, in_channels, prefix="conv_")]
     layers = []
+    if kind == "imagenet_deep":
+        half = max(1, width // 2)
+        for i, stride in enumerate((2, 1)):
+            layers += [conv3x3(half, stride, in_channels, prefix="conv%d_" % i),
+                       batch_norm(half, prefix="bn%d_" % i),
+                       nn.Activation("relu", prefix="relu%d_" % i)]
+            in_channels = half
     if kind == "deep":
         narrow = max(1, width // 3)
         layers += [conv3x3(narrow, 1, in_channels, prefix="conv0_"),
@@ -300,9 +368,10 @@ def _stem(kind, width, in_channels):
         conv = nn.Conv2D(width, kernel_size=7, strides=2, padding=3, use_bias=False,
                          in_channels=in_channels, prefix="conv_")
     else:
-        conv = conv3x3(width, 1 if kind == "small" else 2, in_channels, prefix="conv_")
+        stride = 1 if kind in ("small", "imagenet_deep") else 2
+        conv = conv3x3(width, stride, in_channels, prefix="conv_")
     layers += [conv, batch_norm(width, prefix="bn_"), nn.Activation("relu", prefix="relu_")]
-    if kind == "imagenet":
+    if kind in ("imagenet", "imagenet_deep"):
         layers.append(nn.MaxPool2D(pool_size=3, strides=2, padding=1, prefix="pool_"))
     return layers
 
@@ -327,19 +396,39 @@ class ResNet(nn.HybridBlock):
         Size of the output layer.
     in_channels : int, default 0
         Input channels; 0 infers them at the first call.
-    stem : {'imagenet', 'small', 'halve', 'deep'}, default 'imagenet'
+    stem : {'imagenet', 'small', 'halve', 'deep', 'imagenet_deep', 'conv'}, default 'imagenet'
         'imagenet': 7x7/2 convolution, BN, ReLU, 3x3/2 max-pool (4x smaller
         maps); 'small': 3x3/1 convolution, BN, ReLU, for 28x28 or 32x32 images;
         'halve': 3x3/2 convolution, BN, ReLU (2x smaller maps, cheap at 28x28).
         'deep': 3x3/1 convolution of a third of the width, BN, ReLU, then the
         'halve' stem (the same maps, one full-size layer more).
+        'imagenet_deep': ResNet-C's three 3x3 convolutions (``channels[0] / 2``,
+        ``channels[0] / 2``, ``channels[0]``; the first /2), each with BN and
+        ReLU, then the max-pool (He et al. 2019).  'conv': a 3x3/1 convolution
+        alone, for pre-activation blocks (Wide ResNets).
     shortcut : {'B', 'A', 'C', None}, default 'B'
         Shortcut option of every block (see ``make_shortcut``); ``None`` builds
         the plain network of section 4.1.
     stride_in_1x1 : bool, default False
         Bottlenecks stride on their first 1x1 convolution instead of the 3x3.
+        The default, stride on the 3x3, is torchvision's and is what He et al.
+        2019 call ResNet-B.
     zero_init_last_bn : bool, default False
         Zero gamma in the last BN of every block (Goyal et al. 2017).
+    groups : int, default 1
+        Groups of the bottlenecks' 3x3 convolutions (ResNeXt's cardinality).
+    base_width : int, default 64
+        Bottleneck channels per group at block width 64: the inner width is
+        ``int(width * base_width / 64) * groups`` (32 groups of 4: ResNeXt-32x4d;
+        128 with 1 group: the wide ResNets of torchvision).
+    se_reduction : int, optional
+        Squeeze-and-excitation in every block with this reduction (Hu et al.
+        2018 use 16); ``None``: none.
+    dropout : float, default 0
+        Dropout on the input of each block's last convolution (Wide ResNets).
+    avg_down : bool, default False
+        Projection shortcuts subsample by a 2x2 average pool before their 1x1
+        convolution (ResNet-D, He et al. 2019).
     **kwargs
         ``prefix`` and ``params`` of ``HybridBlock``.
 
@@ -354,12 +443,13 @@ class ResNet(nn.HybridBlock):
     ------
     Input ``(N, C, H, W)``; output ``(N, num_classes)``.  Stage ``k`` outputs
     ``channels[k] * block.expansion`` channels; the first keeps the size of the
-    stem's output (H/4 for 'imagenet', H for 'small', H/2 for 'halve' and 'deep'), each
-    later one halves it.
+    stem's output (H/4 for 'imagenet' and 'imagenet_deep', H for 'small' and
+    'conv', H/2 for 'halve' and 'deep'), each later one halves it.
     """
 
     def __init__(self, block, layers, channels, num_classes=1000, in_channels=0,
                  stem="imagenet", shortcut="B", stride_in_1x1=False, zero_init_last_bn=False,
+                 groups=1, base_width=64, se_reduction=None, dropout=0.0, avg_down=False,
                  **kwargs):
         super().__init__(**kwargs)
         if not (isinstance(block, type) and issubclass(block, _ResidualUnit)):
@@ -384,7 +474,8 @@ class ResNet(nn.HybridBlock):
                 self.features.add(make_stage(
                     block, width, c, n, stride=1 if i == 0 else 2, prefix="stage%d_" % (i + 1),
                     shortcut=shortcut, stride_in_1x1=stride_in_1x1,
-                    zero_init_last_bn=zero_init_last_bn))
+                    zero_init_last_bn=zero_init_last_bn, groups=groups, base_width=base_width,
+                    se_reduction=se_reduction, dropout=dropout, avg_down=avg_down))
                 width = c * block.expansion
             if block.version == 2:
                 self.features.add(batch_norm(width, prefix="post_bn_"),
@@ -396,9 +487,9 @@ class ResNet(nn.HybridBlock):
         return self.output(self.features(x))
 
 
-def _family_net(spec, version, prefix, **kwargs):
+def _family_net(spec, version, default_prefix, **kwargs):
     kind, layers, channels = spec
-    kwargs.setdefault("prefix", prefix)
+    kwargs.setdefault("prefix", default_prefix)
     return ResNet(_block_class(kind, version), layers, channels, **kwargs)
 
 
@@ -425,7 +516,9 @@ def get_resnet(depth, version=1, num_classes=1000, shortcut="B", **kwargs):
         Shortcut option; ``None`` gives the plain network.
     **kwargs
         ``in_channels``, ``stem``, ``stride_in_1x1``, ``zero_init_last_bn``,
-        ``prefix``: see ``ResNet``.
+        ``groups``, ``base_width``, ``se_reduction``, ``dropout``, ``avg_down``,
+        ``prefix``: see ``ResNet``.  ``RESNET_VARIANTS`` names the combinations
+        of the later papers (ResNeXt, wide, ResNet-C/D, SE-ResNet).
 
     Returns
     -------
@@ -490,6 +583,86 @@ def cifar_plain(depth, num_classes=10, shortcut=None, **kwargs):
                          % (shortcut, depth, shortcut))
     return _family_net(cifar_spec(depth), 1, "cifar_plain%s_" % (depth,),
                        num_classes=num_classes, shortcut=None, stem="small", **kwargs)
+
+
+def wrn(depth, k, num_classes=10, dropout=0.0, **kwargs):
+    """The CIFAR Wide ResNet WRN-``depth``-``k`` (Zagoruyko & Komodakis 2016).
+
+    A 3x3 convolution to 16 channels (no BN: the first block normalises), then
+    three stages of ``(depth - 4) / 6`` pre-activation basic blocks with
+    ``16k``, ``32k`` and ``64k`` channels (the last two start with stride 2),
+    a 1x1 projection where the shape changes (option B), the final BN and
+    ReLU of pre-activation networks, global average pool and classifier.
+    With ``dropout`` > 0 each block drops out the input of its second
+    convolution (the paper's section 2.4 uses 0.3 on CIFAR).
+
+    Parameters
+    ----------
+    depth : int
+        ``6n + 4``: 16, 28, 40, ...
+    k : int
+        Widening factor (1 gives a pre-activation ResNet with option B).
+    num_classes : int, default 10
+        Size of the output layer.
+    dropout : float, default 0
+        Dropout probability between the two convolutions of every block.
+    **kwargs
+        ``in_channels``, ``shortcut``, ``stem``, ``zero_init_last_bn``,
+        ``prefix``: see ``ResNet``.
+
+    Returns
+    -------
+    ResNet
+        Uninitialised; ``(N, C, 32, 32) -> (N, num_classes)``, stages of
+        ``(N, 16k, 32, 32)``, ``(N, 32k, 16, 16)`` and ``(N, 64k, 8, 8)``.
+    """
+    kwargs.setdefault("stem", "conv")
+    kwargs.setdefault("shortcut", "B")
+    return _family_net(wrn_spec(depth, k), 2, "wrn%s_%s_" % (depth, k),
+                       num_classes=num_classes, dropout=dropout, **kwargs)
+
+
+def resnet_variant(name, num_classes=1000, **kwargs):
+    """The named variant ``name`` of ``RESNET_VARIANTS`` (ResNeXt, wide, ResNet-C/D, SE).
+
+    Parameters
+    ----------
+    name : str
+        A key of ``RESNET_VARIANTS``, for example ``"resnext50_32x4d"``.
+    num_classes : int, default 1000
+        Size of the output layer.
+    **kwargs
+        Options of ``ResNet``; they override the variant's own (for example
+        ``in_channels=1`` or ``se_reduction=8``).
+
+    Returns
+    -------
+    ResNet
+        Uninitialised; ``(N, C, H, W) -> (N, num_classes)``.
+    """
+    if name not in RESNET_VARIANTS:
+        raise ValueError("unknown ResNet variant %r; the variants are: %s"
+                         % (name, ", ".join(sorted(RESNET_VARIANTS))))
+    depth, options, _ = RESNET_VARIANTS[name]
+    kwargs = dict(options, **kwargs)
+    kwargs.setdefault("prefix", name + "_")
+    return get_resnet(depth, 1, num_classes=num_classes, **kwargs)
+
+
+def _describe_options(options):
+    """The variant options of ``RESNET_VARIANTS`` as a short phrase."""
+    parts = []
+    groups, base_width = options.get("groups", 1), options.get("base_width", 64)
+    if groups > 1:
+        parts.append("3x3 convolutions in %d groups (%d channels each in stage 1)"
+                     % (groups, base_width))
+    elif base_width != 64:
+        parts.append("bottlenecks %g times as wide" % (base_width / 64))
+    if options.get("avg_down"):
+        parts.append("2x2 avg-pool before each strided projection")
+    if options.get("se_reduction"):
+        parts.append("squeeze-excite with reduction %d" % options["se_reduction"])
+    return ", ".join(parts)
 
 
 def _describe(title, spec, stem, shortcut, version=None):
@@ -587,6 +760,17 @@ def _register_family():
                            _describe("CIFAR ResNet-%d" % depth, cifar_spec(depth), "small", "A",
                                      version),
                            input_channels=3)(functools.partial(cifar_resnet, depth, version))
+    for name, (depth, options, title) in sorted(RESNET_VARIANTS.items()):
+        text = _describe(title, RESNET_SPEC[depth], options.get("stem", "imagenet"), "B")
+        extra = _describe_options(options)
+        register_model(name, text + (", " + extra if extra else ""),
+                       input_channels=3)(functools.partial(resnet_variant, name))
+    for depth, k in WRN_CONFIGS:
+        spec = wrn_spec(depth, k)
+        register_model("wrn%d_%d" % (depth, k),
+                       _describe("WRN-%d-%d (Zagoruyko & Komodakis 2016)" % (depth, k), spec,
+                                 "conv", "B", 2) + ", widths %s" % "/".join(map(str, spec[2][1:])),
+                       input_channels=3)(functools.partial(wrn, depth, k))
 
 
 _register_family()

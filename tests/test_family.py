@@ -24,24 +24,40 @@ from mxnet import autograd
 from mxnet.gluon import nn
 
 from gluon_resnet.blocks import (BasicBlockV1, BasicBlockV2, BottleneckV1, BottleneckV2,
-                                 ZeroPadShortcut, make_stage)
+                                 SqueezeExcite, ZeroPadShortcut, make_shortcut, make_stage)
 from gluon_resnet.cli import main
-from gluon_resnet.models import (CIFAR_DEPTHS, CIFAR_PLAIN_DEPTHS, RESNET_SPEC, ResNet,
-                                 cifar_resnet, get_model, get_resnet, list_models,
-                                 model_input_channels, plain_resnet)
+from gluon_resnet.models import (CIFAR_DEPTHS, CIFAR_PLAIN_DEPTHS, RESNET_SPEC, RESNET_VARIANTS,
+                                 WRN_CONFIGS, ResNet, cifar_resnet, get_model, get_resnet,
+                                 list_models, model_input_channels, plain_resnet, resnet_variant,
+                                 wrn)
 from gluon_resnet.summary import count_parameters, top_level_layers
 
 BLOCK_CLASSES = [BasicBlockV1, BottleneckV1, BasicBlockV2, BottleneckV2]
 GOLDEN_DIR = pathlib.Path(__file__).parent / "golden"
 GOLDEN_SEED = 1234
 GOLDEN_MODELS = ["chapter_resnet18", "resnet18_v1", "resnet50_v2", "cifar_resnet20_v1",
-                 "cifar_resnet20_v2", "plain18"]
+                 "cifar_resnet20_v2", "plain18", "resnet18_v1d", "wrn16_4"]
 
 # torchvision's counts (3-channel input, 1000 classes) and the CIFAR paper's
 # (option A, 10 classes): trainable parameters only, BN running stats excluded.
 IMAGENET_COUNTS = {18: 11_689_512, 34: 21_797_672, 50: 25_557_032, 101: 44_549_160,
                    152: 60_192_808}
 CIFAR_COUNTS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962}
+# The later family, same convention (3-channel input, 1000 classes, trainable only).
+# ResNeXt and wide ResNets: torchvision's model documentation (also in REFERENCE.md).
+# ResNet-C/D: timm's resnet50c and resnet50d (25,576,264), resnet18d (11,708,744),
+# resnet34d (21,816,904), resnet101c/resnet101d (44,568,392); GluonCV's resnet50_v1c/_v1d
+# are the same networks.  SE-ResNet-50: timm's seresnet50 (28,088,024).  Cross-checked:
+# osmr/imgclsmob's model tests (resneta18 11,708,744, resneta50b 25,576,264, resneta101b
+# 44,568,392, seresnet50 28,088,024) and jax_resnet's tests (ResNet-D counts, citing
+# fast.ai's xresnet docs).  Found with the search tool, 2026-11-28.
+VARIANT_COUNTS = {"resnext50_32x4d": 25_028_904, "resnext101_32x8d": 88_791_336,
+                  "wide_resnet50_2": 68_883_240, "wide_resnet101_2": 126_886_696,
+                  "resnet50_v1c": 25_576_264, "resnet18_v1d": 11_708_744,
+                  "resnet50_v1d": 25_576_264, "seresnet50": 28_088_024}
+# Wide ResNets on CIFAR (REFERENCE.md; 10 classes): WRN-16-8 is not registered.
+WRN_COUNTS = {(16, 4): 2_748_890, (28, 10): 36_479_194, (40, 4): 8_949_210,
+              (16, 8): 10_961_370}
 
 
 def _input(channels, size=32, batch=2, seed=0):
@@ -159,6 +175,48 @@ def test_cifar_parameter_counts_match_the_paper(depth):
     assert _initialised_count(net, trainable_only=True) == CIFAR_COUNTS[depth]
 
 
+def test_every_variant_has_a_published_count():
+    assert sorted(VARIANT_COUNTS) == sorted(RESNET_VARIANTS)
+
+
+def _declared_count(net):
+    """Trainable parameters of a network built with ``in_channels``, without allocating them.
+
+    Every shape is known at construction then, so the 88 M and 127 M parameter
+    networks are counted without initialising (half a gigabyte each).
+    """
+    shapes = [p.shape for p in net.collect_params().values()]
+    assert all(shape and all(shape) for shape in shapes), "a shape is still unknown"
+    return count_parameters(net, trainable_only=True)
+
+
+@pytest.mark.parametrize("name", sorted(VARIANT_COUNTS))
+def test_variant_parameter_counts_match_torchvision_and_timm(name):
+    assert _declared_count(get_model(name, in_channels=3)) == VARIANT_COUNTS[name]
+
+
+def test_declared_count_equals_the_initialised_count():
+    assert _declared_count(get_model("resnet18_v1d", in_channels=3)) == \
+        _trainable("resnet18_v1d") == VARIANT_COUNTS["resnet18_v1d"]
+
+
+@pytest.mark.parametrize("depth, options, count", [
+    (34, {"stem": "imagenet_deep", "avg_down": True}, 21_816_904),  # timm resnet34d
+    (101, {"stem": "imagenet_deep"}, 44_568_392),  # timm resnet101c
+    (101, {"stem": "imagenet_deep", "avg_down": True}, 44_568_392),  # timm resnet101d
+])
+def test_unregistered_depths_are_options_away(depth, options, count):
+    assert _declared_count(get_resnet(depth, in_channels=3, **options)) == count
+
+
+@pytest.mark.parametrize("depth, k", sorted(WRN_COUNTS))
+def test_wrn_parameter_counts_match_the_reference(depth, k):
+    assert _declared_count(wrn(depth, k, in_channels=3)) == WRN_COUNTS[depth, k]
+    if (depth, k) in WRN_CONFIGS:
+        assert _declared_count(get_model("wrn%d_%d" % (depth, k), in_channels=3)) \
+            == WRN_COUNTS[depth, k]
+
+
 def test_counts_with_inferred_input_channels_agree():
     net = get_model("resnet18_v1")
     net.initialize()
@@ -228,6 +286,7 @@ def test_models_command_lists_every_model_with_its_count(capsys):
     lines = {line.split()[0]: line for line in out.splitlines()[2:]}
     assert sorted(lines) == list_models()
     assert "11,689,512" in lines["resnet18_v1"] and "269,722" in lines["cifar_resnet20_v1"]
+    assert "25,028,904" in lines["resnext50_32x4d"] and "2,748,890" in lines["wrn16_4"]
     assert "trainable" in out.splitlines()[0]
 
 
@@ -412,6 +471,153 @@ def test_make_stage_projects_only_the_first_block():
     assert [b.shortcut is not None for b in stage] == [True, True]
 
 
+# --- the later family: ResNeXt, wide, ResNet-B/C/D, squeeze-excite, WRN ----------------
+
+
+def _stage_blocks(net):
+    return [list(stage) for label, stage in top_level_layers(net) if label.startswith("stage")]
+
+
+def test_v1_already_strides_in_the_3x3_convolution_resnet_b():
+    """He et al. 2019's ResNet-B is torchvision's ResNet and our v1: the 3x3 conv strides."""
+    first = _stage_blocks(get_resnet(50))[1][0]
+    assert [conv._kwargs["stride"] for conv in first.convs] == [(1, 1), (2, 2), (1, 1)]
+
+
+def test_resnext_groups_the_3x3_convolution_only():
+    blocks = _stage_blocks(get_model("resnext50_32x4d", in_channels=3))
+    for stage, width in zip(blocks, (128, 256, 512, 1024)):
+        for b in stage:
+            assert [c._kwargs["num_group"] for c in b.convs] == [1, 32, 1]
+            assert b.width == width and b.out_channels == width * 2
+            # Each of the 32 groups sees width / 32 input channels of the 3x3 kernel.
+            assert b.conv2.weight.shape == (width, width // 32, 3, 3)
+    assert "conv 3x3, 256, g32, /2" in blocks[1][0].layer_sequence()[0]
+
+
+def test_grouped_convolution_keeps_the_groups_apart():
+    """An input change in the first group's channels moves only that group's outputs."""
+    blk = BottleneckV1(8, 8, groups=4, base_width=16, shortcut=None)  # width 8: groups of 2
+    blk.initialize(mx.init.Xavier())
+    x = _block_input(8, size=5).asnumpy()
+    inner = lambda v: blk.conv2(mx.nd.array(v)).asnumpy()  # noqa: E731
+    y = x[:, :8].copy()
+    y2 = y.copy()
+    y2[:, :2] += 1.0  # the first group's two channels
+    moved = np.abs(inner(y2) - inner(y)).max(axis=(0, 2, 3))
+    assert (moved[:2] > 0).all() and not moved[2:].any()
+
+
+def test_wide_bottleneck_doubles_the_inner_width_not_the_output():
+    plain, wide = (_stage_blocks(get_model(n, in_channels=3))[3][0]
+                   for n in ("resnet50_v1", "wide_resnet50_2"))
+    assert (plain.width, wide.width) == (512, 1024)
+    assert plain.out_channels == wide.out_channels == 2048
+
+
+@pytest.mark.parametrize("hybridize", [False, True])
+def test_squeeze_excite_scales_each_channel_by_a_gate_of_its_mean(hybridize):
+    se = SqueezeExcite(32, reduction=8)
+    se.initialize(mx.init.Xavier())
+    if hybridize:
+        se.hybridize()
+    x = _block_input(32, size=4)
+    w1, b1 = se.fc1.weight.data().asnumpy()[:, :, 0, 0], se.fc1.bias.data().asnumpy()
+    w2, b2 = se.fc2.weight.data().asnumpy()[:, :, 0, 0], se.fc2.bias.data().asnumpy()
+    assert w1.shape == (4, 32) and w2.shape == (32, 4)
+    se.fc2.bias.set_data(mx.nd.array(np.linspace(-1, 1, 32)))  # gates away from 0.5
+    b2 = se.fc2.bias.data().asnumpy()
+    mean = x.asnumpy().mean(axis=(2, 3))
+    gate = 1 / (1 + np.exp(-(np.maximum(mean @ w1.T + b1, 0) @ w2.T + b2)))
+    np.testing.assert_allclose(se(x).asnumpy(), x.asnumpy() * gate[:, :, None, None],
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_se_sits_on_the_residual_branch_before_the_addition():
+    blk = BottleneckV1(64, 16, se_reduction=16)
+    main, shortcut = blk.layer_sequence()
+    assert main[-4:] == ["BN", "SE, 64 -> 4 -> 64", "add", "ReLU"] and shortcut == []
+    # A zero last gamma zeroes the branch, and the SE module keeps it zero.
+    blk = BottleneckV1(64, 16, se_reduction=16, zero_init_last_bn=True)
+    blk.initialize(mx.init.Xavier())
+    x = _block_input(64)
+    np.testing.assert_allclose(blk(x).asnumpy(), np.maximum(x.asnumpy(), 0), atol=1e-6)
+    seresnet = get_model("seresnet50")
+    assert all(b.se is not None and b.se.squeezed == b.out_channels // 16
+               for stage in _stage_blocks(seresnet) for b in stage)
+
+
+def test_deep_stem_and_avg_down_keep_the_stage_shapes():
+    x = _input(3, size=64, batch=1)
+    shapes = {}
+    for name in ("resnet50_v1", "resnet50_v1c", "resnet50_v1d"):
+        net = get_model(name, num_classes=10, in_channels=3)
+        net.initialize()
+        shapes[name] = dict(_layer_shapes(net, x))
+    deep = shapes["resnet50_v1d"]
+    assert [deep[k] for k in ("conv0", "conv1", "conv", "pool")] == [
+        (1, 32, 32, 32), (1, 32, 32, 32), (1, 64, 32, 32), (1, 64, 16, 16)]
+    stages = ["stage%d" % i for i in (1, 2, 3, 4)] + ["dense"]
+    assert [deep[k] for k in stages] == [shapes["resnet50_v1"][k] for k in stages] \
+        == [shapes["resnet50_v1c"][k] for k in stages]
+
+
+@pytest.mark.parametrize("hybridize", [False, True])
+def test_avg_down_shortcut_pools_then_projects(hybridize):
+    """ResNet-D: 2x2 average pool (ceil mode, padding not counted), then a stride-1 1x1 conv."""
+    sc = make_shortcut("B", 3, 4, 2, normalize=False, avg_down=True)
+    sc.initialize(mx.init.Xavier())
+    if hybridize:
+        sc.hybridize()
+    x = _block_input(3, size=5)
+    xn = x.asnumpy()
+    pooled = np.stack([np.stack([xn[:, :, 2 * i:2 * i + 2, 2 * j:2 * j + 2].mean(axis=(2, 3))
+                                 for j in range(3)], axis=-1) for i in range(3)], axis=-2)
+    w = sc[1].weight.data().asnumpy()[:, :, 0, 0]
+    np.testing.assert_allclose(sc(x).asnumpy(), np.einsum("oc,nchw->nohw", w, pooled),
+                               rtol=1e-5, atol=1e-6)
+    assert sc[1]._kwargs["stride"] == (1, 1)
+    # Stride 1 (the first stage's first block): nothing to pool.
+    assert len(make_shortcut("B", 64, 256, 1, avg_down=True)) == 2
+
+
+def test_wrn_stages_widths_and_stem_without_bn():
+    net = wrn(16, 4, in_channels=3)
+    net.initialize()
+    shapes = _layer_shapes(net, _input(3, batch=1))
+    assert shapes == [("conv", (1, 16, 32, 32)), ("stage1", (1, 64, 32, 32)),
+                      ("stage2", (1, 128, 16, 16)), ("stage3", (1, 256, 8, 8)),
+                      ("post_bn", (1, 256, 8, 8)), ("post_relu", (1, 256, 8, 8)),
+                      ("gap", (1, 256, 1, 1)), ("dense", (1, 10))]
+    blocks = [b for stage in _stage_blocks(net) for b in stage]
+    assert all(isinstance(b, BasicBlockV2) for b in blocks) and len(blocks) == 6
+    # A 1x1 projection exactly where the shape changes: each stage's first block.
+    assert [b.shortcut is not None for b in blocks] == [True, False] * 3
+
+
+def test_wrn_dropout_between_the_two_convolutions():
+    net = wrn(10, 2, dropout=0.3, in_channels=3)
+    blk = _stage_blocks(net)[1][0]
+    main, _ = blk.layer_sequence()
+    assert main == ["BN", "ReLU", "conv 3x3, 64, /2", "BN", "ReLU", "dropout", "conv 3x3, 64",
+                    "add"]
+    net.initialize(mx.init.Xavier())
+    x = _input(3, batch=4)
+    assert np.array_equal(net(x).asnumpy(), net(x).asnumpy())  # prediction: no dropout
+    with autograd.record():
+        a, b = net(x).asnumpy(), net(x).asnumpy()
+    assert not np.allclose(a, b)  # training: a fresh mask each call
+    plain = wrn(10, 2, in_channels=3)
+    assert "dropout" not in _stage_blocks(plain)[1][0].layer_sequence()[0]
+
+
+def test_variant_options_can_be_overridden():
+    net = resnet_variant("seresnet50", se_reduction=8, num_classes=10)
+    assert _stage_blocks(net)[0][0].se.squeezed == 256 // 8
+    assert net.prefix == "seresnet50_" and get_model("resnext50_32x4d").prefix == \
+        "resnext50_32x4d_"
+
+
 # --- bad inputs ------------------------------------------------------------------------
 
 
@@ -438,6 +644,18 @@ def test_make_stage_projects_only_the_first_block():
     (lambda: BasicBlockV1(16, 8, shortcut="A"), ["'A'", "16", "8"]),
     (lambda: ZeroPadShortcut(-1), ["extra_channels"]),
     (lambda: make_stage(BasicBlockV1, 8, 8, 0), ["num_blocks"]),
+    (lambda: BasicBlockV1(8, 8, groups=2), ["groups", "bottleneck", "basic blocks"]),
+    (lambda: BottleneckV1(8, 8, base_width=4), ["base_width", "at least 1"]),
+    (lambda: BottleneckV1(8, 8, groups=0), ["groups"]),
+    (lambda: BottleneckV2(8, 8, dropout=1.0), ["dropout", "[0, 1)"]),
+    (lambda: BottleneckV1(8, 8, se_reduction=0), ["se_reduction"]),
+    (lambda: BasicBlockV1(8, 16, stride=2, shortcut="A", avg_down=True), ["avg_down", "'B'"]),
+    (lambda: make_shortcut(None, 8, 8, 1, avg_down=True), ["avg_down", "'C'"]),
+    (lambda: SqueezeExcite(0), ["channels"]),
+    (lambda: wrn(17, 4), ["6n+4", "WRN-28-10"]),
+    (lambda: wrn(16, 0), ["k"]),
+    (lambda: resnet_variant("resnext50"), ["resnext50_32x4d", "seresnet50"]),
+    (lambda: get_resnet(18, stem="deeper"), ["'imagenet_deep'", "'conv'"]),
 ])
 def test_bad_arguments_say_what_is_allowed(call, words):
     with pytest.raises(ValueError) as info:

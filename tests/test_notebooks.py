@@ -70,6 +70,7 @@ def test_stored_family_table_lists_every_registered_model():
     assert not missing, ("resnet_family.ipynb's stored table lacks %s; run python "
                          "notebooks/run.py resnet_family.ipynb" % missing)
     assert "| `compact_resnet9` | 1×28×28 |" in text  # the compact nets at their own size
+    assert "| `wrn28_10` | 3×32×32 | 36,479,194 |" in text  # WRNs at CIFAR's size
 
 
 def test_runner_names_an_unknown_notebook_and_the_existing_ones(capsys):
