@@ -5,10 +5,12 @@ The book's names work unchanged::
     from gluon_resnet import Residual, resnet_block, try_gpu, load_data_fashion_mnist, train_ch5
 
 Modules, one concern each, each importing only the ones below it: ``cli`` (the
-``gluon-resnet`` command) > ``export`` (ONNX, symbol files) > ``evaluation`` >
+``gluon-resnet`` command) > ``export`` (ONNX, symbol files), ``predict`` (image
+files) > ``evaluation`` >
 ``experiment`` (a run from a configuration) > ``config`` (``TrainConfig``,
 recipes), ``training`` (the loop, ``train_ch5``), ``callbacks``,
-``distributed`` (worker, launcher), ``data`` (files, IDX reading, loader) >
+``distributed`` (worker, launcher), ``data`` (files, IDX reading, loader, image
+folders) >
 ``models`` (spec table and registry) > ``pretrained`` (torchvision weights),
 ``blocks``, ``summary``, ``checkpoint``, ``plotting``, ``precision`` (bf16),
 ``signals`` (stop signals), ``events`` (``Callback``, the training
