@@ -322,37 +322,35 @@ class _BadImages:
                    % (len(self.paths), "s" * (len(self.paths) > 1), self.paths[0]))
 
 
-def _decode_into_memory(files, size, channels, resize_each, pool, bad, chunk=256):
-    """Decode every file once into one ``uint8`` array; ``(array, indices of good files)``.
+def _decoded(files, channels, pool, bad, chunk):
+    """``(index, image)`` of every file that decodes, ``chunk`` files at a time.
 
-    Files go to the pool ``chunk`` at a time, so at most that many decoded
-    images of their own size wait to be resized and copied.
+    The others go to ``bad``.  At most ``chunk`` decoded images of their own
+    size wait to be used.
     """
-    shape = (len(files),) + tuple(size) + ((channels,) if channels == 3 else ())
-    images = np.empty(shape, dtype=np.uint8)
-    good = []
-    for start in range(0, len(files), chunk):
-        part = files[start:start + chunk]
-        for i, image in enumerate(pool.map(_try_read, part, [channels] * len(part)), start):
-            if isinstance(image, str):
-                bad.add(files[i], image)
-                continue
-            images[len(good)] = resize_image(image, size) if resize_each else image
-            good.append(i)
-    return images[:len(good)], good
-
-
-def _check_decodable(files, channels, pool, bad, chunk=512):
-    """Decode every file once (streamed sets); indices of the good ones."""
-    good = []
     for start in range(0, len(files), chunk):
         part = files[start:start + chunk]
         for i, image in enumerate(pool.map(_try_read, part, [channels] * len(part)), start):
             if isinstance(image, str):
                 bad.add(files[i], image)
             else:
-                good.append(i)
-    return good
+                yield i, image
+
+
+def _decode_into_memory(files, size, channels, resize_each, pool, bad, chunk=256):
+    """Decode every file once into one ``uint8`` array; ``(array, indices of good files)``."""
+    shape = (len(files),) + tuple(size) + ((channels,) if channels == 3 else ())
+    images = np.empty(shape, dtype=np.uint8)
+    good = []
+    for i, image in _decoded(files, channels, pool, bad, chunk):
+        images[len(good)] = resize_image(image, size) if resize_each else image
+        good.append(i)
+    return images[:len(good)], good
+
+
+def _check_decodable(files, channels, pool, bad, chunk=512):
+    """Decode every file once (streamed sets); indices of the good ones."""
+    return [i for i, _ in _decoded(files, channels, pool, bad, chunk)]
 
 
 def _statistics_of(source, count, batch=512):
