@@ -124,7 +124,7 @@ class TrainConfig:
                              _NON_NEGATIVE_INT)
     tta: bool = _option(False, "evaluate with flip test-time augmentation", bool)
     pretrained: str = _option(None, "fine-tune from torchvision ResNet weights of the model's "
-                              "depth (.pth or .safetensors; resnet18_v1 ... resnet152_v1): a "
+                              "depth (.pth or .safetensors; resnet*_v1, resnext*, wide_resnet*): a "
                               "new output layer for num_classes, learning at 10x lr",
                               metavar="FILE")
     kvstore: str = _option("device", "how the gradients of several devices are added up: "

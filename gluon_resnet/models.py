@@ -106,9 +106,11 @@ def get_model(name, pretrained=None, **kwargs):
     pretrained : str or os.PathLike, optional
         A weight file of torchvision's ResNet of the same depth: a
         ``torch.save``-d state_dict (``.pth``, PyTorch >= 1.6) or a
-        ``.safetensors`` file; only ``resnet18_v1`` ... ``resnet152_v1``
-        accept it.  It is read without PyTorch and without running pickle
-        code (``pretrained.read_state_dict``); the network comes back
+        ``.safetensors`` file; only ``pretrained.SUPPORTED_MODELS`` accept
+        it (``resnet18_v1`` ... ``resnet152_v1`` and torchvision's ResNeXt and
+        wide ResNets, under torchvision's names).  It is read without
+        PyTorch and without running pickle code
+        (``pretrained.read_state_dict``); the network comes back
         initialised with its weights.  With ``num_classes`` other than the
         file's the classifier is left out and freshly initialised
         (fine-tuning); with ``in_channels=1`` the stem's RGB filters are

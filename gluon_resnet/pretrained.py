@@ -1,9 +1,10 @@
 """Pretrained weights in torchvision's layout, read without PyTorch and without running pickle code.
 
-``resnet18_v1`` ... ``resnet152_v1`` have torchvision's layout (bias-free
-convolutions, BN after each, stride on the 3x3 convolution, projection
-shortcuts only where the shape changes), so torchvision's ImageNet weights
-fit them tensor for tensor.  This module reads such weight files and loads
+``resnet18_v1`` ... ``resnet152_v1``, ``resnext50_32x4d``, ``resnext101_32x8d``,
+``wide_resnet50_2`` and ``wide_resnet101_2`` have torchvision's layout
+(bias-free convolutions, BN after each, stride on the 3x3 convolution,
+projection shortcuts only where the shape changes), so torchvision's
+ImageNet weights fit them tensor for tensor.  This module reads such weight files and loads
 them; it never imports torch.
 
 File formats
@@ -71,7 +72,8 @@ from mxnet.gluon import nn
 
 from .blocks import BasicBlockV1, BottleneckV1
 
-__all__ = ["SUPPORTED_MODELS", "TORCHVISION_RESNETS", "WeightFileError", "WeightMismatchError",
+__all__ = ["SUPPORTED_MODELS", "TORCHVISION_RESNETS", "TORCHVISION_VARIANTS", "WeightFileError",
+           "WeightMismatchError",
            "LoadReport", "read_state_dict", "read_torch_zip", "read_safetensors",
            "torchvision_key_map", "load_torchvision_weights", "load_pretrained"]
 
@@ -89,7 +91,13 @@ the same kinds and counts (a test checks), but this module sits below
 ``models`` and does not import it.
 """
 
-SUPPORTED_MODELS = tuple("resnet%d_v1" % depth for depth in sorted(TORCHVISION_RESNETS))
+#: torchvision's ResNeXt and wide ResNets: the same layout, with grouped or wider 3x3
+#: convolutions in the bottleneck (registered under torchvision's names).
+TORCHVISION_VARIANTS = ("resnext50_32x4d", "resnext101_32x8d", "wide_resnet50_2",
+                        "wide_resnet101_2")
+
+SUPPORTED_MODELS = tuple("resnet%d_v1" % depth for depth in sorted(TORCHVISION_RESNETS)) \
+    + TORCHVISION_VARIANTS
 """The registered networks whose parameters have torchvision's layout."""
 
 
@@ -490,7 +498,7 @@ _LAYER_PARAMS = {nn.Conv2D: (("weight", "weight"),),
                                 ("running_mean", "running_mean"),
                                 ("running_var", "running_var")),
                  nn.Dense: (("weight", "weight"), ("bias", "bias"))}
-_FAMILY_ERROR = ("torchvision's ResNet weights fit only the resnet*_v1 networks (%s: 7x7 stem, "
+_FAMILY_ERROR = ("torchvision's ResNet weights fit only the networks of its layout (%s: 7x7 stem, "
                  "post-activation blocks, shortcut 'B', stride on the 3x3 convolution); %s")
 
 

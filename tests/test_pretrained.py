@@ -60,13 +60,14 @@ class BasicBlock(tnn.Module):
 class Bottleneck(tnn.Module):
     expansion = 4
 
-    def __init__(self, inplanes, planes, stride=1, downsample=None):
+    def __init__(self, inplanes, planes, stride=1, downsample=None, groups=1, base_width=64):
         super().__init__()
-        self.conv1 = tnn.Conv2d(inplanes, planes, 1, bias=False)
-        self.bn1 = tnn.BatchNorm2d(planes)
-        self.conv2 = tnn.Conv2d(planes, planes, 3, stride, 1, bias=False)
-        self.bn2 = tnn.BatchNorm2d(planes)
-        self.conv3 = tnn.Conv2d(planes, planes * 4, 1, bias=False)
+        width = int(planes * base_width / 64) * groups  # ResNeXt and wide ResNets
+        self.conv1 = tnn.Conv2d(inplanes, width, 1, bias=False)
+        self.bn1 = tnn.BatchNorm2d(width)
+        self.conv2 = tnn.Conv2d(width, width, 3, stride, 1, groups=groups, bias=False)
+        self.bn2 = tnn.BatchNorm2d(width)
+        self.conv3 = tnn.Conv2d(width, planes * 4, 1, bias=False)
         self.bn3 = tnn.BatchNorm2d(planes * 4)
         self.relu = tnn.ReLU()
         self.downsample = downsample
@@ -79,9 +80,9 @@ class Bottleneck(tnn.Module):
 
 
 class TorchResNet(tnn.Module):
-    def __init__(self, block, layers, num_classes=1000, in_channels=3):
+    def __init__(self, block, layers, num_classes=1000, in_channels=3, **block_options):
         super().__init__()
-        self.inplanes = 64
+        self.inplanes, self.block_options = 64, block_options
         self.conv1 = tnn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
         self.bn1 = tnn.BatchNorm2d(64)
         self.relu = tnn.ReLU()
@@ -99,9 +100,9 @@ class TorchResNet(tnn.Module):
             downsample = tnn.Sequential(
                 tnn.Conv2d(self.inplanes, planes * block.expansion, 1, stride, bias=False),
                 tnn.BatchNorm2d(planes * block.expansion))
-        layers = [block(self.inplanes, planes, stride, downsample)]
+        layers = [block(self.inplanes, planes, stride, downsample, **self.block_options)]
         self.inplanes = planes * block.expansion
-        layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
+        layers += [block(self.inplanes, planes, **self.block_options) for _ in range(1, blocks)]
         return tnn.Sequential(*layers)
 
     def forward(self, x):
@@ -277,6 +278,22 @@ def test_resnet50_v1_logits_match_torch(torch50, file50):
     assert relative_error(mx_logits(net, x), torch_logits(torch50, x)) < RTOL
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("name, options", [("resnext50_32x4d", dict(groups=32, base_width=4)),
+                                           ("wide_resnet50_2", dict(base_width=128))])
+def test_resnext_and_wide_resnet_logits_match_torch(name, options, tmp_path):
+    model = torch_resnet(50, seed=3, **options)
+    path = str(tmp_path / (name + ".pth"))
+    torch.save(model.state_dict(), path)
+    net = get_model(name, pretrained=path)
+    x = image(seed=2)
+    assert relative_error(mx_logits(net, x), torch_logits(model, x)) < RTOL
+    plain = str(tmp_path / "resnet50.pth")
+    torch.save(torch_resnet(50).state_dict(), plain)
+    with pytest.raises(WeightMismatchError, match=r"layer1\.0\.conv1\.weight"):
+        get_model(name, pretrained=plain)  # a plain ResNet-50 file: shapes name the key
+
+
 def test_safetensors_file_gives_the_same_logits(torch18, tmp_path):
     path = tmp_path / "resnet18.safetensors"
     write_safetensors(path, {k: v.numpy() for k, v in torch18.state_dict().items()})
@@ -331,11 +348,12 @@ def test_key_map_names_torchvision_keys_after_our_parameters():
 
 
 def test_get_model_pretrained_refuses_other_networks(file18):
-    with pytest.raises(ValueError, match="resnet18_v1, resnet34_v1.*resnet152_v1; got "
+    with pytest.raises(ValueError, match="resnet18_v1, resnet34_v1.*wide_resnet101_2; got "
                                          "'resnet18_v2'"):
         get_model("resnet18_v2", pretrained=file18)
     assert SUPPORTED_MODELS == ("resnet18_v1", "resnet34_v1", "resnet50_v1", "resnet101_v1",
-                                "resnet152_v1")
+                                "resnet152_v1", "resnext50_32x4d", "resnext101_32x8d",
+                                "wide_resnet50_2", "wide_resnet101_2")
 
 
 def test_torchvision_table_agrees_with_the_spec_table():
@@ -434,7 +452,7 @@ def test_classifier_mismatch_suggests_skip_classifier(file18):
 def test_networks_of_another_layout_are_refused(file18):
     for net in (get_model("resnet18_v2"), get_model("resnet50_v1", stride_in_1x1=True),
                 get_model("cifar_resnet20_v1")):
-        with pytest.raises(ValueError, match="fit only the resnet\\*_v1 networks"):
+        with pytest.raises(ValueError, match="fit only the networks of its layout"):
             load_torchvision_weights(net, file18)
 
 
