@@ -88,6 +88,15 @@ def test_the_command_prints_lines_and_json(fashion_run, capsys):
     assert main(["predict", "--params", ckpt, notes + ".png"]) == 2
     assert "%s.png does not exist" % notes in capsys.readouterr().err
     os.remove(notes)
+    empty = os.path.join(os.path.dirname(os.path.dirname(files[0])), "empty")
+    os.makedirs(empty)
+    assert main(["predict", "--params", ckpt, empty]) == 2
+    assert "folder %s holds no image files" % empty in capsys.readouterr().err
+    broken = os.path.join(empty, "broken.png")
+    with open(broken, "wb") as f:
+        f.write(b"not a png")
+    assert main(["predict", "--params", ckpt, broken]) == 2
+    assert "%s cannot be read as an image" % broken in capsys.readouterr().err
 
 
 @pytest.mark.slow

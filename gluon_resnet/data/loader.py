@@ -137,6 +137,9 @@ class FashionMNISTLoader:
         self.augment, self.max_shift = bool(augment), int(max_shift)
         self.channels = images.shape[3] if len(images.shape) == 4 else 1
         self.mean, self.std = _statistics(mean, std, self.channels, owner)
+        # The same two (1, C, 1, 1) arrays normalise every batch.
+        self._normalisation = None if self.mean is None else tuple(
+            mx.nd.array(v).reshape((1, self.channels, 1, 1)) for v in (self.mean, self.std))
         self.classes = list(TEXT_LABELS if classes is None else classes)
         self.epoch = 0
         total = len(images)
@@ -177,10 +180,9 @@ class FashionMNISTLoader:
             grid = mx.nd.GridGenerator(mx.nd.array(affine), transform_type="affine",
                                        target_shape=X.shape[2:])
             X = mx.nd.BilinearSampler(X, grid)
-        if self.mean is not None:
-            shape = (1, self.channels, 1, 1)
-            X = mx.nd.broadcast_div(mx.nd.broadcast_sub(X, mx.nd.array(self.mean).reshape(shape)),
-                                    mx.nd.array(self.std).reshape(shape))
+        if self._normalisation is not None:
+            mean, std = self._normalisation
+            X = mx.nd.broadcast_div(mx.nd.broadcast_sub(X, mean), std)
         y = mx.nd.array(self.labels[idx], dtype=np.int32)
         return X.as_in_context(self.ctx), y.as_in_context(self.ctx)
 
