@@ -65,6 +65,7 @@ _NON_NEGATIVE_INT = validate.argument(validate.non_negative_int)
 _POSITIVE_NUMBER = validate.argument(validate.positive_number, float)
 _NON_NEGATIVE_NUMBER = validate.argument(validate.non_negative_number, float)
 _FRACTION = validate.argument(validate.fraction, float)
+_PROBABILITY = validate.argument(validate.probability, float)
 
 
 def _option(default, help, parse=str, choices=None, metavar=None):
@@ -122,6 +123,8 @@ class TrainConfig:
     augment: bool = _option(False, "random flips and shifts of the training images", bool)
     max_shift: int = _option(2, "largest random shift in pixels when augmenting (0: flips only)",
                              _NON_NEGATIVE_INT)
+    erase: float = _option(0.0, "random erasing: the probability that a training image gets "
+                           "one black rectangle (2 to 40 percent of its area)", _PROBABILITY, metavar="P")
     tta: bool = _option(False, "evaluate with flip test-time augmentation", bool)
     pretrained: str = _option(None, "fine-tune from torchvision ResNet weights of the model's "
                               "depth (.pth or .safetensors; resnet*_v1, resnext*, wide_resnet*): a "
@@ -144,6 +147,7 @@ class TrainConfig:
             validate.non_negative_number(self.momentum, "momentum")
             validate.non_negative_number(self.wd, "wd")
             validate.fraction(self.label_smoothing, "label_smoothing")
+            validate.probability(self.erase, "erase")
             if self.val_fraction is not None:
                 validate.fraction(self.val_fraction, "val_fraction")
             for name, choices in (("recipe", tuple(RECIPES)), ("optimizer", OPTIMIZERS),

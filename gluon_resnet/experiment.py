@@ -183,7 +183,7 @@ def build_data(config, job=None, quiet=False):
             config.data, job.local_batch(config.batch_size), resize=config.resize,
             limit=config.limit, seed=config.seed, augment=config.augment,
             max_shift=config.max_shift, num_parts=job.num_workers, part_index=job.rank,
-            equal_parts=job.num_workers > 1, val_fraction=config.val_fraction,
+            equal_parts=job.num_workers > 1, erase=config.erase, val_fraction=config.val_fraction,
             skip_bad_images=config.skip_bad_images,
             notice=(lambda line: None) if quiet else print)
         config.num_classes = len(train_iter.classes)
@@ -192,7 +192,7 @@ def build_data(config, job=None, quiet=False):
         job.local_batch(config.batch_size), resize=config.resize, root=config.data_root,
         limit=config.limit, seed=config.seed, augment=config.augment,
         max_shift=config.max_shift, num_parts=job.num_workers, part_index=job.rank,
-        equal_parts=job.num_workers > 1)
+        equal_parts=job.num_workers > 1, erase=config.erase)
 
 
 def choose_precision(config, ctxs):

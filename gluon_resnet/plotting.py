@@ -9,9 +9,9 @@ import numpy as np
 
 from .data.idx import get_fashion_mnist_labels
 
-__all__ = ["plot_history", "plot_curves", "plot_error_comparison", "plot_blocks",
-           "plot_confusion_matrix", "plot_predictions", "confusion_matrix", "show_fashion_mnist",
-           "in_notebook"]
+__all__ = ["plot_history", "plot_curves", "plot_error_comparison", "plot_layer_responses",
+           "plot_blocks", "plot_confusion_matrix", "plot_predictions", "confusion_matrix",
+           "show_fashion_mnist", "in_notebook"]
 
 
 def _plt():
@@ -139,6 +139,41 @@ def plot_error_comparison(histories, path=None, title=None):
     axes[0].set_ylabel("error (%)")
     if title:
         fig.suptitle(title)
+    return _finish(fig, path)
+
+
+def plot_layer_responses(responses, path=None, title=None):
+    """The standard deviation of each 3x3 layer's response, as in He et al. 2016, figure 7.
+
+    Top: in the order of the layers; bottom: each network's values sorted
+    from largest to smallest.  One colour per network, plain networks dashed
+    (names starting with "plain").
+
+    Parameters
+    ----------
+    responses : dict
+        ``name -> list of float`` (``summary.layer_responses`` of each network).
+    path : str, optional
+        Save the figure there as PNG.
+    title : str, optional
+        Title above both panels.
+    """
+    plt = _plt()
+    fig, axes = plt.subplots(2, 1, figsize=(8, 6.5))
+    for k, (name, stds) in enumerate(responses.items()):
+        style = "--" if name.lower().startswith("plain") else "-"
+        index = range(1, len(stds) + 1)
+        axes[0].plot(index, stds, style, color="C%d" % k, label=name, linewidth=1.5)
+        axes[1].plot(index, sorted(stds, reverse=True), style, color="C%d" % k, label=name,
+                     linewidth=1.5)
+    for ax, what in zip(axes, ("layer index (original)", "layer index (sorted by magnitude)")):
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))  # layers are whole numbers
+        ax.set_xlabel(what)
+        ax.set_ylabel("std")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        axes[0].set_title(title)
     return _finish(fig, path)
 
 

@@ -9,7 +9,7 @@ from ._mxnet import mx
 from mxnet.gluon import nn
 
 __all__ = ["top_level_layers", "summarize", "format_summary", "count_parameters",
-           "count_flops", "InputTooSmallError"]
+           "count_flops", "layer_responses", "InputTooSmallError"]
 
 
 class InputTooSmallError(ValueError):
@@ -222,3 +222,69 @@ def count_flops(net, input_shape=(1, 1, 224, 224), ctx=None):
         for h in handles:
             h.detach()
     return {"macs": total[0], "flops": 2 * total[0]}
+
+
+def _response_layers(block):
+    """The BNs that normalise a 3x3 convolution's output, in the order of the forward pass."""
+    if getattr(block, "version", 1) == 2 and hasattr(block, "bns"):
+        raise ValueError("layer_responses: %s is a pre-activation unit, whose BN comes before "
+                         "its convolution; the responses are defined for post-activation "
+                         "(v1) and plain networks" % type(block).__name__)
+    pairs = list(zip(block.convs, block.bns)) if hasattr(block, "convs") else []
+    if not pairs:
+        children = list(block._children.values())
+        pairs = list(zip(children, children[1:]))
+    found = [bn for conv, bn in pairs
+             if isinstance(conv, nn.Conv2D) and isinstance(bn, nn.BatchNorm)
+             and conv._kwargs["kernel"] == (3, 3)]
+    if not hasattr(block, "convs"):
+        for child in block._children.values():
+            found += _response_layers(child)
+    return found
+
+
+def layer_responses(net, X):
+    """Standard deviation of each 3x3 layer's response (He et al. 2016, figure 7).
+
+    The response of a 3x3 convolution is its output after its BN and before
+    the ReLU or the shortcut's addition.  In a residual network it is the
+    residual function's contribution; the paper shows these stay smaller
+    than in the plain network of the same depth.
+
+    Parameters
+    ----------
+    net : mxnet.gluon.Block
+        An initialised post-activation (v1) or plain network, not hybridized
+        (the measurement hooks each BN's imperative call; call
+        ``net.hybridize(False)`` first).
+    X : NDArray
+        ``(N, C, H, W)`` input batch, for example test images.  BN uses its
+        running statistics (inference mode).
+
+    Returns
+    -------
+    list of float
+        One standard deviation per 3x3 layer, over all ``N x C x H x W``
+        elements of its response, in the order of the forward pass (the stem
+        first).  Its length is the network's number of 3x3 layers: 19 for the
+        20-layer CIFAR networks, 55 for the 56-layer ones.
+    """
+    if getattr(net, "_active", False):
+        raise ValueError("layer_responses needs a network that is not hybridized: it hooks "
+                         "each BN's call; call net.hybridize(False) first")
+    layers = _response_layers(net)
+    if not layers:
+        raise ValueError("layer_responses: %s has no 3x3 convolution followed by BN"
+                         % type(net).__name__)
+    stds = {}
+
+    def hook(block, inputs, output):
+        stds[id(block)] = float(output.asnumpy().std())
+
+    handles = [bn.register_forward_hook(hook) for bn in layers]
+    try:
+        net(X).wait_to_read()
+    finally:
+        for h in handles:
+            h.detach()
+    return [stds[id(bn)] for bn in layers]

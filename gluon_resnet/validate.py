@@ -13,7 +13,7 @@ import math
 import numbers
 
 __all__ = ["positive_int", "non_negative_int", "optional_positive_int", "positive_number",
-           "non_negative_number", "fraction", "one_of", "shard", "argument"]
+           "non_negative_number", "fraction", "probability", "one_of", "shard", "argument"]
 
 
 def _fail(name, owner, what, value):
@@ -67,6 +67,13 @@ def fraction(value, name, owner=None):
     """``value`` if it is a number in [0, 1)."""
     if not _is_number(value) or not 0 <= value < 1:
         _fail(name, owner, "a number in [0, 1)", value)
+    return value
+
+
+def probability(value, name, owner=None):
+    """``value`` if it is a number in [0, 1]."""
+    if not _is_number(value) or not 0 <= value <= 1:
+        _fail(name, owner, "a number in [0, 1]", value)
     return value
 
 

@@ -15,8 +15,9 @@ from mxnet import gluon, init
 from gluon_resnet import chapter_resnet18, get_model, load_data_fashion_mnist, train_ch5
 from gluon_resnet.blocks import BasicBlockV1, BasicBlockV2, BottleneckV1, BottleneckV2
 from gluon_resnet.callbacks import LiveCurves
-from gluon_resnet.plotting import plot_blocks, plot_curves, plot_error_comparison
-from gluon_resnet.summary import count_flops
+from gluon_resnet.plotting import (plot_blocks, plot_curves, plot_error_comparison,
+                                   plot_layer_responses)
+from gluon_resnet.summary import count_flops, layer_responses
 
 from helpers import DATA_DIR
 
@@ -166,3 +167,54 @@ def test_plot_history_draws_the_three_curves_per_epoch(tmp_path):
     assert [l.get_label() for l in right.get_lines()] == ["train acc", "test acc"]
     assert list(left.get_xticks()) == [1, 2, 3] and left.get_title() == "run"
     _png(tmp_path / "h.png")
+
+
+@pytest.mark.parametrize("name, layers", [("cifar_resnet20_v1", 19), ("cifar_plain20", 19),
+                                          ("cifar_plain56", 55), ("compact_resnet9", 8)])
+def test_layer_responses_has_one_value_per_3x3_layer(name, layers):
+    net = get_model(name)
+    net.initialize(init.Xavier())
+    stds = layer_responses(net, mx.nd.random.uniform(shape=(4, 1, 28, 28)))
+    assert len(stds) == layers and all(s > 0 for s in stds)
+
+
+def test_layer_responses_measure_after_bn_in_forward_order():
+    net = get_model("cifar_resnet20_v1")
+    net.initialize(init.Xavier())
+    X = mx.nd.random.uniform(shape=(8, 1, 28, 28))
+    net(X)  # BN statistics exist; inference mode uses the running ones
+    stage = net.features[3]  # conv, bn, relu, stage1, ...
+    second_unit_last_bn = stage[1].bns[1]
+    second_unit_last_bn.gamma.set_data(mx.nd.zeros_like(second_unit_last_bn.gamma.data()))
+    second_unit_last_bn.beta.set_data(mx.nd.zeros_like(second_unit_last_bn.beta.data()))
+    stds = layer_responses(net, X)
+    # stem (1), unit 1 (2, 3), unit 2 (4, 5): the zeroed BN is the fifth 3x3 layer.
+    assert stds[4] == 0 and all(s > 0 for i, s in enumerate(stds) if i != 4)
+    stem = net.features[1](net.features[0](X)).asnumpy()
+    assert stds[0] == pytest.approx(float(stem.std()), rel=1e-6)
+
+
+def test_layer_responses_refuses_hybridized_and_pre_activation_networks():
+    net = get_model("cifar_resnet20_v1")
+    net.initialize()
+    net.hybridize()
+    with pytest.raises(ValueError, match="not hybridized"):
+        layer_responses(net, mx.nd.zeros((1, 1, 28, 28)))
+    v2 = get_model("cifar_resnet20_v2")
+    v2.initialize()
+    with pytest.raises(ValueError, match="pre-activation"):
+        layer_responses(v2, mx.nd.zeros((1, 1, 28, 28)))
+
+
+def test_plot_layer_responses_draws_layers_in_order_and_sorted(tmp_path):
+    responses = {"plain-20": [3.0, 1.0, 2.0], "ResNet-20": [0.5, 2.5, 1.5, 1.0]}
+    fig = plot_layer_responses(responses, path=str(tmp_path / "r.png"))
+    top, bottom = fig.axes
+    np.testing.assert_allclose(top.get_lines()[1].get_ydata(), [0.5, 2.5, 1.5, 1.0])
+    np.testing.assert_allclose(bottom.get_lines()[0].get_ydata(), [3.0, 2.0, 1.0])
+    assert top.get_lines()[0].get_linestyle() == "--"  # plain networks dashed
+    assert top.get_lines()[1].get_linestyle() == "-"
+    for ax in fig.axes:
+        ticks = [t for t in ax.get_xticks() if 1 <= t <= 4]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+    _png(tmp_path / "r.png")

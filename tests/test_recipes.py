@@ -187,3 +187,61 @@ def test_compact_resnet9_is_compact_resnet8_with_a_deep_stem():
     extra_macs = 9 * 16 * 28 ** 2 + 9 * (16 - 1) * 48 * 14 ** 2
     assert (count_flops(get_model("compact_resnet9"), (1, 1, 28, 28))["macs"]
             == count_flops(get_model("compact_resnet8"), (1, 1, 28, 28))["macs"] + extra_macs)
+
+
+def test_random_erasing_blacks_out_one_rectangle_of_the_drawn_size():
+    images = np.full((200, 12, 10), 255, np.uint8)
+    loader = FashionMNISTLoader(images, np.zeros(200, int), 200, erase=0.5, seed=7)
+    boxes = loader.erasing(0)
+    X = next(iter(loader))[0].asnumpy()[:, 0]
+    erased = boxes[:, 2] > 0
+    assert 70 < erased.sum() < 130  # about half, at probability 0.5
+    for x, (top, left, h, w) in zip(X, boxes):
+        expected = np.ones((12, 10), np.float32)
+        expected[top:top + h, left:left + w] = 0
+        np.testing.assert_array_equal(x, expected)
+    area = boxes[erased, 2] * boxes[erased, 3] / 120.0
+    assert area.min() >= 0.01 and area.max() <= 0.5  # 2-40% of the image, after rounding
+    assert (boxes[erased, 0] + boxes[erased, 2] <= 12).all()
+    assert (boxes[erased, 1] + boxes[erased, 3] <= 10).all()
+    loader.epoch = 0
+    np.testing.assert_array_equal(next(iter(loader))[0].asnumpy()[:, 0], X)  # reproducible
+    assert not np.array_equal(loader.erasing(1), boxes)  # a new epoch, new rectangles
+    # Its own stream: turning erasing on leaves the flips and shifts as they were.
+    flips = FashionMNISTLoader(images, np.zeros(200, int), 200, augment=True, seed=7)
+    both = FashionMNISTLoader(images, np.zeros(200, int), 200, augment=True, seed=7, erase=0.5)
+    np.testing.assert_array_equal(flips.augmentation(0), both.augmentation(0))
+
+
+def test_erasing_shards_erase_as_one_process():
+    images = np.full((60, 8, 8), 255, np.uint8)
+    whole = FashionMNISTLoader(images, np.zeros(60, int), 10, shuffle=True, seed=3, erase=0.7)
+    by_example = dict(zip(whole.indices(2), map(tuple, whole.erasing(2))))
+    for r in range(2):
+        shard = FashionMNISTLoader(images, np.zeros(60, int), 5, shuffle=True, seed=3,
+                                   erase=0.7, num_parts=2, part_index=r)
+        assert [by_example[i] for i in shard.indices(2)] == list(map(tuple, shard.erasing(2)))
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, "half"])
+def test_erase_must_be_a_probability(bad):
+    for value in (bad, None):
+        with pytest.raises(ValueError, match=r"FashionMNISTLoader: erase must be a number in "
+                                             r"\[0, 1\]"):
+            FashionMNISTLoader(np.zeros((4, 8, 8), np.uint8), np.zeros(4, int), 2, erase=value)
+    with pytest.raises(RunError, match="erase"):
+        recipe_config("fast", erase=bad).validate()
+
+
+def test_erase_option_reaches_the_loader():
+    if not os.path.isdir(DATA_DIR):
+        pytest.skip("Fashion-MNIST is not installed")
+    from gluon_resnet.experiment import build_data
+
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    args = train.parse_args(["--erase", "0.25", "--limit", "100"])
+    assert args.erase == 0.25
+    train_iter, test_iter = build_data(recipe_config("fast", erase=0.25, limit=100))
+    assert train_iter.erase == 0.25 and test_iter.erase == 0
+    with pytest.raises(SystemExit):
+        train.parse_args(["--erase", "2"])

@@ -375,7 +375,7 @@ def _check_left(path, n_train, total):
 
 def load_data_image_folder(path, batch_size, resize=None, *, limit=None, seed=0, shuffle=True,
                            augment=False, max_shift=2, num_parts=1, part_index=0,
-                           equal_parts=False, val_fraction=None, skip_bad_images=False,
+                           equal_parts=False, erase=0.0, val_fraction=None, skip_bad_images=False,
                            memory_budget=MEMORY_BUDGET, normalize=True, notice=print):
     """``(train_iter, test_iter)`` over an image folder, like ``load_data_fashion_mnist``.
 
@@ -391,7 +391,7 @@ def load_data_image_folder(path, batch_size, resize=None, *, limit=None, seed=0,
         Train on a reproducible, class-balanced subset of ``limit`` training
         images (``balanced_subset`` over the folder's classes); the test set
         stays whole.  Only the chosen images are decoded.
-    seed, shuffle, augment, max_shift, num_parts, part_index, equal_parts
+    seed, shuffle, augment, max_shift, num_parts, part_index, equal_parts, erase
         As in ``load_data_fashion_mnist``: shuffling, augmentation and shards
         of the training set, drawn from ``(seed, epoch)``.
     val_fraction : float, optional
@@ -481,6 +481,6 @@ def load_data_image_folder(path, batch_size, resize=None, *, limit=None, seed=0,
     train_iter = FashionMNISTLoader(train_images, labels[:n_train], batch_size, shuffle=shuffle,
                                     seed=seed, num_parts=num_parts, part_index=part_index,
                                     augment=augment, max_shift=max_shift,
-                                    equal_parts=equal_parts, **common)
+                                    equal_parts=equal_parts, erase=erase, **common)
     test_iter = FashionMNISTLoader(test_images, labels[n_train:], batch_size, **common)
     return train_iter, test_iter

@@ -17,10 +17,17 @@ from .._mxnet import mx
 from .. import validate
 from .idx import NUM_CLASSES, TEXT_LABELS, balanced_subset, load_fashion_mnist_arrays
 
-__all__ = ["FashionMNISTLoader", "load_data_fashion_mnist", "epoch_rng", "SHUFFLE", "AUGMENT"]
+__all__ = ["FashionMNISTLoader", "load_data_fashion_mnist", "epoch_rng", "SHUFFLE", "AUGMENT",
+           "ERASE", "ERASE_AREA", "ERASE_RATIO"]
 
 #: The random streams of an epoch (``epoch_rng``'s ``stream``).
-SHUFFLE, AUGMENT = 0, 1
+SHUFFLE, AUGMENT, ERASE = 0, 1, 2
+
+#: Random erasing's rectangle (Zhong et al. 2020, "Random Erasing Data
+#: Augmentation", section 3.1): its area is a uniform fraction of the image in
+#: ``ERASE_AREA`` and its aspect ratio (height / width) log-uniform in ``ERASE_RATIO``.
+ERASE_AREA = (0.02, 0.4)
+ERASE_RATIO = (0.3, 1 / 0.3)
 
 
 def epoch_rng(seed, epoch, stream):
@@ -100,6 +107,12 @@ class FashionMNISTLoader:
         augment as one process would.
     max_shift : int, default 2
         Largest shift, in pixels, when ``augment`` is set; 0 flips only.
+    erase : float, default 0
+        Random erasing: each training image, with this probability, gets one
+        rectangle set to black (before normalisation), of ``ERASE_AREA`` of
+        its area and aspect ratio in ``ERASE_RATIO``; drawn from the epoch's
+        ``ERASE`` stream per position, like the flips and shifts, so shards
+        erase as one process would.  Independent of ``augment``.
     mean, std : sequence of float, optional
         Per-channel statistics of pixel values in [0, 1]; given together, every
         batch becomes ``(x / 255 - mean) / std`` (after augmentation, so the
@@ -110,7 +123,7 @@ class FashionMNISTLoader:
 
     def __init__(self, images, labels, batch_size, shuffle=False, seed=0, resize=None,
                  last_batch="keep", num_parts=1, part_index=0, ctx=None, augment=False,
-                 max_shift=2, equal_parts=False, mean=None, std=None, classes=None):
+                 max_shift=2, equal_parts=False, mean=None, std=None, classes=None, erase=0.0):
         owner = type(self).__name__
         if not getattr(images, "streamed", False):
             images = np.asarray(images)
@@ -135,6 +148,7 @@ class FashionMNISTLoader:
         self.ctx = ctx if ctx is not None else mx.cpu()
         validate.non_negative_int(max_shift, "max_shift", owner)
         self.augment, self.max_shift = bool(augment), int(max_shift)
+        self.erase = float(validate.probability(erase, "erase", owner))
         self.channels = images.shape[3] if len(images.shape) == 4 else 1
         self.mean, self.std = _statistics(mean, std, self.channels, owner)
         # The same two (1, C, 1, 1) arrays normalise every batch.
@@ -165,11 +179,13 @@ class FashionMNISTLoader:
             order = np.arange(len(self.images))
         return order[self._positions()]
 
-    def batch(self, idx, affine=None):
+    def batch(self, idx, affine=None, boxes=None):
         """``(X, y)`` for the examples ``idx`` (indices into ``images``).
 
         ``affine``, an ``(len(idx), 6)`` array of per-image affine transforms
         in MXNet's normalised coordinates, resamples the batch (augmentation).
+        ``boxes``, an ``(len(idx), 4)`` array of ``top, left, height, width``
+        in pixels, blacks out one rectangle per image (height 0: none).
         """
         X = self.images[idx]
         X = mx.nd.array(X if X.ndim == 4 else X[:, :, :, None], dtype=np.uint8)  # NHWC, as d2lzh
@@ -180,6 +196,8 @@ class FashionMNISTLoader:
             grid = mx.nd.GridGenerator(mx.nd.array(affine), transform_type="affine",
                                        target_shape=X.shape[2:])
             X = mx.nd.BilinearSampler(X, grid)
+        if boxes is not None:
+            X = X * mx.nd.array(_keep_mask(boxes, X.shape[2], X.shape[3]))
         if self._normalisation is not None:
             mean, std = self._normalisation
             X = mx.nd.broadcast_div(mx.nd.broadcast_sub(X, mean), std)
@@ -203,6 +221,25 @@ class FashionMNISTLoader:
         affine[:, 0], affine[:, 2], affine[:, 4], affine[:, 5] = flip, shift[:, 0], 1.0, shift[:, 1]
         return affine
 
+    def erasing(self, epoch):
+        """Random erasing's rectangles for ``epoch``: ``(n, 4)`` ints ``top, left, height, width``.
+
+        Row ``i`` belongs to the ``i``-th example of ``indices(epoch)``; images
+        left alone (probability ``1 - erase``) get height and width 0.
+        """
+        rng = epoch_rng(self.seed, epoch, ERASE)
+        total, positions = len(self.images), self._positions()
+        height, width = self.size
+        chosen = rng.random(total) < self.erase
+        area = rng.uniform(*ERASE_AREA, size=total) * height * width
+        ratio = np.exp(rng.uniform(*np.log(ERASE_RATIO), size=total))
+        h = np.clip(np.round(np.sqrt(area * ratio)), 1, height).astype(np.int64)
+        w = np.clip(np.round(np.sqrt(area / ratio)), 1, width).astype(np.int64)
+        top = np.floor(rng.random(total) * (height - h + 1)).astype(np.int64)
+        left = np.floor(rng.random(total) * (width - w + 1)).astype(np.int64)
+        h, w = np.where(chosen, h, 0), np.where(chosen, w, 0)
+        return np.stack([top, left, h, w], axis=1)[positions]
+
     @property
     def size(self):
         """``(H, W)`` of the batches."""
@@ -220,15 +257,26 @@ class FashionMNISTLoader:
     def __iter__(self):
         order = self.indices(self.epoch)
         affine = self.augmentation(self.epoch) if self.augment else None
+        boxes = self.erasing(self.epoch) if self.erase else None
         self.epoch += 1
-        return (self.batch(order[i:i + self.batch_size],
-                           None if affine is None else affine[i:i + self.batch_size])
-                for i in range(0, len(self) * self.batch_size, self.batch_size))
+        step = self.batch_size
+        return (self.batch(order[i:i + step], None if affine is None else affine[i:i + step],
+                           None if boxes is None else boxes[i:i + step])
+                for i in range(0, len(self) * step, step))
 
     def __repr__(self):
         return ("%s(num_examples=%d, batch_size=%d, batches=%d, shuffle=%s, resize=%s, epoch=%d)"
                 % (type(self).__name__, self.num_examples, self.batch_size, len(self),
                    self.shuffle, self.resize, self.epoch))
+
+
+def _keep_mask(boxes, height, width):
+    """``(n, 1, height, width)`` float32: 0 inside each row's rectangle of ``boxes``, else 1."""
+    top, left, h, w = (boxes[:, k, None, None] for k in range(4))
+    rows = np.arange(height)[None, :, None]
+    cols = np.arange(width)[None, None, :]
+    inside = (rows >= top) & (rows < top + h) & (cols >= left) & (cols < left + w)
+    return (~inside).astype(np.float32)[:, None]
 
 
 def _statistics(mean, std, channels, owner):
@@ -250,7 +298,7 @@ def _statistics(mean, std, channels, owner):
 
 def load_data_fashion_mnist(batch_size, resize=None, root=None, *, limit=None, test_limit=None,
                             seed=0, shuffle=True, num_parts=1, part_index=0, verify=True,
-                            augment=False, max_shift=2, equal_parts=False):
+                            augment=False, max_shift=2, equal_parts=False, erase=0.0):
     """d2lzh's ``load_data_fashion_mnist``: ``(train_iter, test_iter)`` over Fashion-MNIST.
 
     Parameters
@@ -287,6 +335,8 @@ def load_data_fashion_mnist(batch_size, resize=None, root=None, *, limit=None, t
         ``FashionMNISTLoader``); the test set is never augmented.
     max_shift : int, default 2
         Largest random shift in pixels when ``augment`` is set (0: flips only).
+    erase : float, default 0
+        Probability of random erasing per training image (see ``FashionMNISTLoader``).
 
     Returns
     -------
@@ -311,6 +361,6 @@ def load_data_fashion_mnist(batch_size, resize=None, root=None, *, limit=None, t
     train_iter = FashionMNISTLoader(train_x, train_y, batch_size, shuffle=shuffle, seed=seed,
                                     resize=resize, num_parts=num_parts, part_index=part_index,
                                     augment=augment, max_shift=max_shift,
-                                    equal_parts=equal_parts)
+                                    equal_parts=equal_parts, erase=erase)
     test_iter = FashionMNISTLoader(test_x, test_y, batch_size, resize=resize)
     return train_iter, test_iter
