@@ -491,9 +491,9 @@ class _ResidualUnit(nn.HybridBlock):
         if self.shortcut_kind is None:
             return out
         # add_n, not +: the same sum, but with + MXNet 1.9.1 hands BN's backward pass a
-        # gradient in another memory layout than its data whenever the convolutions
-        # have 16 channels, and oneDNN falls back to its reference BN code (50 ms a
-        # call): the CIFAR ResNet-20 trained at 407 img/s with +, 781 with add_n
+        # gradient in another memory layout than its data in the CIFAR networks
+        # (16-channel convolutions), and oneDNN falls back to its reference BN code (50 ms
+        # a call): the CIFAR ResNet-20 trained at 407 img/s with +, 781 with add_n
         # (fp32, batch 128, 28x28, this machine; DNNL_VERBOSE shows 27 bnorm_ref calls
         # a step with +, none with add_n).
         return F.add_n(out, x if self.shortcut is None else self.shortcut(x))

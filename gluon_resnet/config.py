@@ -124,7 +124,8 @@ class TrainConfig:
     max_shift: int = _option(2, "largest random shift in pixels when augmenting (0: flips only)",
                              _NON_NEGATIVE_INT)
     erase: float = _option(0.0, "random erasing: the probability that a training image gets "
-                           "one black rectangle (2 to 40 percent of its area)", _PROBABILITY, metavar="P")
+                           "one black rectangle (2 to 40 percent of its area)", _PROBABILITY,
+                           metavar="P")
     tta: bool = _option(False, "evaluate with flip test-time augmentation", bool)
     pretrained: str = _option(None, "fine-tune from torchvision ResNet weights of the model's "
                               "depth (.pth or .safetensors; resnet*_v1, resnext*, wide_resnet*): a "

@@ -1,5 +1,10 @@
 """The chapter's Residual block and resnet_block: shapes, d2lzh parity, errors."""
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import d2lzh
 import numpy as np
 import pytest
@@ -138,3 +143,47 @@ def test_bad_residual_arguments(kwargs, bad):
 def test_bad_resnet_block_arguments(args, bad):
     with pytest.raises(ValueError, match=bad):
         resnet_block(*args)
+
+
+# Two training steps of a registered network, in a child process so that oneDNN
+# reads DNNL_VERBOSE when it loads.  argv: model name, then "plus" to add the
+# shortcut with + (the check that the test can fail).
+TWO_TRAINING_STEPS = textwrap.dedent("""
+    import sys
+    import gluon_resnet
+    from gluon_resnet import blocks, get_model
+    from mxnet import autograd, gluon, init, nd
+    if sys.argv[2:] == ["plus"]:
+        blocks._ResidualUnit._add_shortcut = (
+            lambda self, F, out, x: out + (x if self.shortcut is None else self.shortcut(x)))
+    net = get_model(sys.argv[1])
+    net.initialize(init.Xavier())
+    net.hybridize(static_alloc=True)
+    X, y = nd.random.uniform(shape=(16, 1, 28, 28)), nd.arange(16) % 10
+    loss = gluon.loss.SoftmaxCrossEntropyLoss()
+    for _ in range(2):
+        with autograd.record():
+            value = loss(net(X), y)
+        value.backward()
+    nd.waitall()
+    print("trained")
+""")
+
+
+def _bn_backward_kernels(*args):
+    done = subprocess.run([sys.executable, "-c", TWO_TRAINING_STEPS, *args], capture_output=True,
+                          text=True, timeout=300, env=dict(os.environ, DNNL_VERBOSE="1"))
+    assert done.returncode == 0 and "trained" in done.stdout, done.stderr[-2000:]
+    calls = [line for line in done.stdout.splitlines()
+             if "batch_normalization" in line and "backward" in line]
+    assert calls, "DNNL_VERBOSE showed no BN backward pass"
+    return calls
+
+
+@pytest.mark.slow
+def test_residual_units_keep_bn_backward_on_fast_onednn_kernels():
+    # With + instead of F.add_n, MXNet 1.9.1 gives BN's backward pass a gradient in
+    # another layout than its data in the CIFAR networks and oneDNN runs its
+    # reference code (bnorm_ref), twice as slow a training step (see blocks.py).
+    assert not [c for c in _bn_backward_kernels("cifar_resnet20_v1") if "bnorm_ref" in c]
+    assert [c for c in _bn_backward_kernels("cifar_resnet20_v1", "plus") if "bnorm_ref" in c]
