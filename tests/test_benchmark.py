@@ -307,3 +307,167 @@ def test_profile_table_parser_reads_mxnets_aggregate_table():
              "     50.0000          11.4783\n")
     assert parse_table(table, 5) == [("_backward_Convolution", 60, 688.7),
                                      ("Convolution", 60, 138.2)]
+
+
+# ---------------------------------------------------------------------------
+# benchmarks/recipe_trial.py
+# ---------------------------------------------------------------------------
+
+TRIAL = os.path.join(ROOT, "benchmarks", "recipe_trial.py")
+
+
+def _load_trial():
+    spec = importlib.util.spec_from_file_location("gluon_resnet_recipe_trial", TRIAL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # defines functions only: nothing is registered
+    return module
+
+
+def test_recipe_trial_parses_settings_as_the_train_command_does():
+    trial = _load_trial()
+    settings = trial.parse_settings(["epochs=28", "precision=bf16", "tta=false", "lr=0.1",
+                                     "augment=Yes"])
+    assert settings == {"epochs": 28, "precision": "bf16", "tta": False, "lr": 0.1,
+                        "augment": True}
+    assert trial.parse_layers("2,2,2") == (2, 2, 2)
+
+
+@pytest.mark.parametrize("pair, named", [
+    ("epochs", "expected FIELD=VALUE"),
+    ("epoch=3", "no field 'epoch'"),
+    ("epochs=-1", "epochs=-1"),
+    ("tta=maybe", "tta is true or false"),
+    ("optimizer=lion", "optimizer must be one of sgd, nag, adam"),
+])
+def test_recipe_trial_refuses_bad_settings_by_name(pair, named):
+    trial = _load_trial()
+    with pytest.raises(trial.RunError, match=named):
+        trial.parse_settings([pair])
+
+
+@pytest.mark.parametrize("text", ["", "2,x", "2,0"])
+def test_recipe_trial_refuses_bad_layers(text):
+    trial = _load_trial()
+    with pytest.raises(Exception, match="--layers must be positive integers"):
+        trial.parse_layers(text)
+
+
+@pytest.mark.slow
+def test_recipe_trial_trains_a_candidate_and_reports_it(tmp_path):
+    try:
+        find_fashion_mnist()
+    except DatasetNotFoundError as e:
+        pytest.skip(str(e))
+    out = str(tmp_path / "run")
+    proc = subprocess.run([sys.executable, TRIAL, out, "--layers", "1,1", "--width", "16",
+                           "--set", "epochs=1", "--set", "limit=512", "--set", "tta=false",
+                           "--set", "precision=fp32"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    last = proc.stdout.splitlines()[-1]
+    assert last.startswith("RESULT ")
+    result = json.loads(last[len("RESULT "):])
+    history = json.load(open(os.path.join(out, "history.json")))
+    assert result["model"] == "trial_net" and result["epochs"] == 1 == len(history)
+    assert result["test_acc"] == history[-1]["test_acc"] and 0.1 < result["test_acc"] <= 1
+    assert result["seconds"] > history[-1]["time"]  # the wall time includes the epoch
+    config = json.load(open(os.path.join(out, "config.json")))
+    assert config["model"] == "trial_net" and config["recipe"] == "best"
+    assert config["epochs"] == 1 and config["tta"] is False
+
+
+@pytest.mark.slow
+def test_recipe_trial_needs_a_model_or_layers():
+    proc = subprocess.run([sys.executable, TRIAL, "out"], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, timeout=120)
+    assert proc.returncode == 2 and "give either --model NAME or --layers" in proc.stderr
+
+
+# ---------------------------------------------------------------------------
+# benchmarks/dnnl_summary.py
+# ---------------------------------------------------------------------------
+
+DNNL_SUMMARY = os.path.join(ROOT, "benchmarks", "dnnl_summary.py")
+VERBOSE_LINES = [
+    "dnnl_verbose,info,oneDNN v2.4.4 (commit ...)\n",
+    "training on cpu(0)\n",
+    # 2 steps: a 4x4 convolution of 256 images, 128 -> 128 channels (604 M MACs a call)
+    "dnnl_verbose,exec,cpu,convolution,jit:avx512_core_amx_bf16,backward_weights,src_bf16::"
+    "blocked:aBcd16b:f0 wei_bf16::blocked:ABcd16b16a2b:f0,,alg:convolution_direct,"
+    "mb256_ic128oc128_ih4oh4kh3sh1dh0ph1_iw4ow4kw3sw1dw0pw1,12\n",
+    "dnnl_verbose,exec,cpu,convolution,jit:avx512_core_amx_bf16,backward_weights,src_bf16::"
+    "blocked:aBcd16b:f0,,alg:convolution_direct,"
+    "mb256_ic128oc128_ih4oh4kh3sh1dh0ph1_iw4ow4kw3sw1dw0pw1,12\n",
+    "dnnl_verbose,exec,cpu,batch_normalization,ncsp_bnorm:any,forward_training,data_bf16::"
+    "blocked:abcd:f0,,flags:3,mb256ic32ih14iw14,15\n",
+    "dnnl_verbose,exec,cpu,batch_normalization,ncsp_bnorm:any,forward_training,data_bf16::"
+    "blocked:abcd:f0,,flags:3,mb256ic32ih14iw14,1\n",
+]
+
+
+def _load_summary():
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    import dnnl_summary
+    return dnnl_summary
+
+
+def test_dnnl_summary_counts_convolution_work_from_the_shape():
+    summary = _load_summary()
+    assert summary.conv_macs("mb256_ic128oc128_ih4oh4kh3sh1dh0ph1_iw4ow4kw3sw1dw0pw1") == \
+        256 * 128 * 128 * 4 * 4 * 3 * 3
+    # groups divide the input channels; width and height may differ
+    assert summary.conv_macs("mb2_g4ic8oc16_ih10oh5kh3sh2dh0ph1_iw12ow6kw1sw2dw0pw0") == \
+        2 * 16 * 2 * 5 * 6 * 3 * 1
+    assert summary.conv_macs("256x32x14x14") is None
+
+
+def test_dnnl_summary_reports_time_per_step_and_macs_per_second():
+    summary = _load_summary()
+    total, kinds, kernels = summary.summarise(summary.read_calls(VERBOSE_LINES))
+    assert total == 40
+    assert kinds["conv backward_weights"] == [24.0, 2 * 256 * 128 * 128 * 16 * 9]
+    assert kinds["batch_normalization"][0] == 16
+    assert kernels[("batch_normalization", "ncsp_bnorm:any", "forward_training",
+                    "mb256ic32ih14iw14")] == [2, 16.0]
+    import io
+    out = io.StringIO()
+    summary.report(total, kinds, kernels, steps=2, top=1, out=out)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "oneDNN time per step: 20.0 ms (over 2 steps)"
+    conv = lines[2].split()
+    # 2 calls x 604 M MACs in 24 ms: 50 GMAC/s; 12 ms per step, 60% of the time
+    assert conv[:2] == ["conv", "backward_weights"] and conv[2:] == ["12.0", "60%", "50"]
+    assert lines[3].split()[:3] == ["batch_normalization", "8.0", "40%"]
+    assert lines[-1].split()[:2] == ["24.0", "2"] and len(lines) == 7  # --top 1
+
+
+def test_dnnl_summary_names_input_without_verbose_lines(tmp_path):
+    empty = tmp_path / "log.txt"
+    empty.write_text("training on cpu(0)\n")
+    proc = subprocess.run([sys.executable, DNNL_SUMMARY, str(empty)], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+    assert proc.returncode != 0 and "run the program with DNNL_VERBOSE=1" in proc.stderr
+    proc = subprocess.run([sys.executable, DNNL_SUMMARY, str(tmp_path / "missing.txt")],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, timeout=60)
+    assert proc.returncode == 2 and "cannot read" in proc.stderr and "missing.txt" in proc.stderr
+
+
+@pytest.mark.slow
+def test_dnnl_summary_reads_this_onednns_verbose_output():
+    script = os.path.join(ROOT, "benchmarks", "profile_ops.py")
+    env = dict(os.environ, DNNL_VERBOSE="1")
+    profile = subprocess.run([sys.executable, script, "--model", "compact_resnet8_w32", "--size",
+                              "28", "--batch-size", "8", "--steps", "1", "--warmup", "1",
+                              "--top", "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             universal_newlines=True, timeout=120, env=env)
+    assert profile.returncode == 0, profile.stderr
+    proc = subprocess.run([sys.executable, DNNL_SUMMARY, "--steps", "2", "--top", "3"],
+                          input=profile.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    rows = {" ".join(line.split()[:2]): line.split() for line in proc.stdout.splitlines()[2:]}
+    for kind in ("conv forward_training", "conv backward_data", "conv backward_weights"):
+        # ms per step, share and a rate: the shapes were read (no rate without MACs)
+        assert kind in rows and len(rows[kind]) == 5 and float(rows[kind][2]) > 0
