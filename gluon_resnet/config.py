@@ -49,8 +49,8 @@ RECIPES = {
              "schedule": "onecycle", "label_smoothing": 0.1},
     # compact_resnet9 (compact_resnet8 with a deep stem) for 14 epochs with random
     # flips and shifts of at most one pixel (two did worse), evaluated with flip
-    # test-time augmentation (about 12 min here).  auto keeps it in fp32: its 16- and
-    # 48-channel layers run slower in bf16.
+    # test-time augmentation (12 min on 2026-11-26, 17 to 19 min on 2026-11-29).
+    # auto keeps it in fp32: its 16- and 48-channel layers run slower in bf16.
     "best": {"model": "compact_resnet9", "resize": None, "epochs": 14, "lr": 0.2,
              "batch_size": 256, "optimizer": "nag", "momentum": 0.9, "wd": 5e-4,
              "schedule": "onecycle", "label_smoothing": 0.1, "augment": True, "max_shift": 1,
