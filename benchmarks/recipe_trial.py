@@ -47,7 +47,8 @@ def parse_settings(pairs):
     """``["epochs=28", ...]`` as ``{"epochs": 28, ...}``, each value parsed as its field's option.
 
     Raises ``RunError`` naming a pair without ``=``, a field ``TrainConfig``
-    does not have, or a value its option refuses.
+    does not have, ``model`` or ``recipe`` (set by ``--model``/``--layers``
+    and fixed to ``best``), or a value its option refuses.
     """
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     settings = {}
@@ -58,16 +59,19 @@ def parse_settings(pairs):
         if name not in fields:
             raise RunError("--set %r: TrainConfig has no field %r; the fields are: %s"
                            % (pair, name, ", ".join(fields)))
+        if name in ("model", "recipe"):
+            raise RunError("--set %r: the trial is recipe best; give the network with --model "
+                           "or --layers" % (pair,))
         meta = fields[name].metadata
-        try:
-            if meta["parse"] is bool:
-                settings[name] = _BOOLEANS[text.lower()]
-            else:
+        if meta["parse"] is bool:
+            if text.lower() not in _BOOLEANS:
+                raise RunError("--set %r: %s is true or false" % (pair, name))
+            settings[name] = _BOOLEANS[text.lower()]
+        else:
+            try:
                 settings[name] = meta["parse"](text)
-        except KeyError:
-            raise RunError("--set %r: %s is true or false" % (pair, name)) from None
-        except (ValueError, TypeError, argparse.ArgumentTypeError) as e:
-            raise RunError("--set %r: %s" % (pair, e)) from None
+            except (ValueError, TypeError, argparse.ArgumentTypeError) as e:
+                raise RunError("--set %r: %s" % (pair, e)) from None
         if meta["choices"] and settings[name] not in meta["choices"]:
             raise RunError("--set %r: %s must be one of %s"
                            % (pair, name, ", ".join(map(str, meta["choices"]))))

@@ -338,6 +338,7 @@ def test_recipe_trial_parses_settings_as_the_train_command_does():
     ("epochs=-1", "epochs=-1"),
     ("tta=maybe", "tta is true or false"),
     ("optimizer=lion", "optimizer must be one of sgd, nag, adam"),
+    ("model=resnet18_v1", "give the network with --model or --layers"),
 ])
 def test_recipe_trial_refuses_bad_settings_by_name(pair, named):
     trial = _load_trial()
