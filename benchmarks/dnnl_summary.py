@@ -24,9 +24,12 @@ import collections
 import re
 import sys
 
-#: A number in oneDNN's verbose shape notation, e.g. ``oc`` in
-#: ``mb256_g32ic128oc128_ih4oh4kh3sh1dh0ph1_iw4ow4kw3sw1dw0pw1``.
 def _field(shape, key):
+    """The number after ``key`` in oneDNN's verbose shape notation, or None.
+
+    For example ``oc`` in ``mb256_g32ic128oc128_ih4oh4kh3sh1dh0ph1_iw4ow4kw3sw1dw0pw1``
+    is 128; a key counts only where no letter precedes it (``oh``, not ``h``).
+    """
     m = re.search(r"(?<![a-z])%s(\d+)" % key, shape)
     return int(m.group(1)) if m else None
 
