@@ -24,6 +24,7 @@ import collections
 import re
 import sys
 
+
 def _field(shape, key):
     """The number after ``key`` in oneDNN's verbose shape notation, or None.
 
@@ -78,8 +79,9 @@ def summarise(calls):
         else:
             kind = primitive
         kinds[kind][0] += ms
-        kernels[(primitive, impl, direction, shape)][0] += 1
-        kernels[(primitive, impl, direction, shape)][1] += ms
+        kernel = kernels[(primitive, impl, direction, shape)]
+        kernel[0] += 1
+        kernel[1] += ms
     return total, kinds, kernels
 
 

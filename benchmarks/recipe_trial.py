@@ -35,6 +35,7 @@ import sys  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import gluon_resnet  # noqa: E402,F401  (before MXNet: threads and AMX)
+from gluon_resnet import validate  # noqa: E402
 from gluon_resnet.config import TrainConfig, RunError, recipe_config  # noqa: E402
 from gluon_resnet.experiment import run_training  # noqa: E402
 from gluon_resnet.models import STEMS, BasicBlockV1, ResNet, register_model  # noqa: E402
@@ -70,11 +71,10 @@ def parse_settings(pairs):
         else:
             try:
                 settings[name] = meta["parse"](text)
+                if meta["choices"]:
+                    validate.one_of(settings[name], meta["choices"], name)
             except (ValueError, TypeError, argparse.ArgumentTypeError) as e:
                 raise RunError("--set %r: %s" % (pair, e)) from None
-        if meta["choices"] and settings[name] not in meta["choices"]:
-            raise RunError("--set %r: %s must be one of %s"
-                           % (pair, name, ", ".join(map(str, meta["choices"]))))
     return settings
 
 

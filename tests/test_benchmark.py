@@ -383,6 +383,10 @@ def test_recipe_trial_needs_a_model_or_layers():
     proc = subprocess.run([sys.executable, TRIAL, "out"], stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, universal_newlines=True, timeout=120)
     assert proc.returncode == 2 and "give either --model NAME or --layers" in proc.stderr
+    proc = subprocess.run([sys.executable, TRIAL, "out", "--layers", "2", "--width", "0"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, timeout=120)
+    assert proc.returncode == 2 and "--width must be a positive integer; got 0" in proc.stderr
 
 
 # ---------------------------------------------------------------------------
@@ -453,6 +457,10 @@ def test_dnnl_summary_names_input_without_verbose_lines(tmp_path):
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           universal_newlines=True, timeout=60)
     assert proc.returncode == 2 and "cannot read" in proc.stderr and "missing.txt" in proc.stderr
+    proc = subprocess.run([sys.executable, DNNL_SUMMARY, "--steps", "0", str(empty)],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, timeout=60)
+    assert proc.returncode == 2 and "--steps must be a positive integer; got 0" in proc.stderr
 
 
 @pytest.mark.slow
