@@ -25,7 +25,11 @@ setup(
         # Runtime).  Not pinned: MXNet 1.9.1's exporter needs onnx.mapping, which onnx 1.16
         # removed, and gluon_resnet.export supplies it when missing (tested with onnx 1.23.2
         # and onnxruntime 1.32.0 beside numpy 1.23).
-        "test": ["pytest", "nbclient", "nbformat", "ipykernel", "d2lzh", "onnx", "onnxruntime"],
+        # pandas, requests and matplotlib-inline are what `from d2l import mxnet as d2l` imports:
+        # d2l 1.0.3 (the current edition's package, the numpy-mode oracle) is installed by
+        # scripts/setup.sh with --no-deps, because its own pins would replace numpy.
+        "test": ["pytest", "nbclient", "nbformat", "ipykernel", "d2lzh", "onnx", "onnxruntime",
+                 "pandas", "requests", "matplotlib-inline"],
         # The benchmark's outside reference, never imported by gluon_resnet.  Pinned because
         # 2.13.0 is the CPU build on this project's machines' disk: an unpinned torch makes pip
         # fetch a CUDA build of several GB instead.

@@ -17,3 +17,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # Quick when everything is already there; picks up new dependencies otherwise.
 .venv/bin/pip install -q --disable-pip-version-check -e '.[cpu,test,bench]'
+# The current edition's package (d2l 1.x), the tests' oracle for MXNet's numpy mode.
+# Pinned to the version the tests compare with; --no-deps because it pins numpy 1.23.5,
+# pandas 2.0.3 and others exactly, which would fight the project's own requirements.
+.venv/bin/pip install -q --disable-pip-version-check --no-deps 'd2l==1.0.3'
