@@ -9,7 +9,7 @@ from ._mxnet import mx
 from mxnet.gluon import nn
 
 __all__ = ["top_level_layers", "summarize", "format_summary", "count_parameters",
-           "count_flops", "layer_responses", "InputTooSmallError"]
+           "count_flops", "activation_bytes", "layer_responses", "InputTooSmallError"]
 
 
 class InputTooSmallError(ValueError):
@@ -288,3 +288,31 @@ def layer_responses(net, X):
         for h in handles:
             h.detach()
     return [stds[id(bn)] for bn in layers]
+
+
+def activation_bytes(net, input_shape=(1, 1, 224, 224), value_bytes=4):
+    """Bytes of every layer output of one forward pass: what training keeps for the backward pass.
+
+    Read from the symbolic graph (shape inference only: nothing is allocated,
+    ``net`` need not be initialised).  A lower bound of training's memory per
+    image: gradients, the optimizer state and the framework's own buffers
+    come on top.
+
+    Parameters
+    ----------
+    net : mxnet.gluon.HybridBlock
+    input_shape : tuple of int, default (1, 1, 224, 224)
+        ``(N, C, H, W)``; the bytes are for ``N`` images.
+    value_bytes : int, default 4
+        Bytes per value (4 for fp32, 2 for bf16).
+    """
+    internals = net(mx.sym.var("data")).get_internals()
+    shapes, _, _ = internals.infer_shape(data=tuple(input_shape))
+    values = 0
+    for name, shape in zip(internals.list_outputs(), shapes):
+        if name.endswith("_output"):  # operator outputs; the rest are parameters and the input
+            count = 1
+            for d in shape:
+                count *= d
+            values += count
+    return values * value_bytes
