@@ -560,6 +560,7 @@ def test_a_run_folder_is_accepted_wherever_a_checkpoint_is_asked(tmp_path, capsy
     assert "test acc" in capsys.readouterr().out
     assert main(["export", "--params", run, "--symbol", str(tmp_path / "net")]) == 0
     assert os.path.isfile(tmp_path / "net-symbol.json")
+    capsys.readouterr()
     grey = str(tmp_path / "grey.png")
     Image.new("L", (28, 28), 90).save(grey)
     assert main(["predict", "--params", run, grey]) == 0
