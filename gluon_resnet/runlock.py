@@ -57,7 +57,8 @@ class RunLock:
     Parameters
     ----------
     folder : str
-        The run folder; created if missing.
+        The run folder; created if missing (and removed again on release if
+        it is still empty).
     notice : callable, default: print to standard error
         Gets the one line that says a lock left by a dead run was taken over.
 
@@ -74,12 +75,13 @@ class RunLock:
         self.folder, self.notice = folder, notice
         self.path = os.path.join(folder, LOCK_NAME)
         self.taken_over = None
-        self._fd = None
+        self._fd, self._created = None, False
 
     def acquire(self):
         """Take the lock, or raise ``FolderInUseError`` naming the process that holds it."""
         if self._fd is not None:
             return self
+        self._created = not os.path.isdir(self.folder)
         os.makedirs(self.folder, exist_ok=True)
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -126,6 +128,11 @@ class RunLock:
             pass  # a folder gone read-only: the next run takes the file over
         os.close(self._fd)  # closing drops the flock
         self._fd = None
+        if self._created:  # a run refused before it wrote anything leaves no empty folder
+            try:
+                os.rmdir(self.folder)
+            except OSError:
+                pass
 
     @property
     def held(self):
