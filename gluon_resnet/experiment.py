@@ -274,9 +274,10 @@ def check_batch_size(config, train_iter):
 def check_memory(config, data, precision, ctxs, available=None):
     """Refuse a batch whose training cannot fit in main memory, before the first step.
 
-    The estimate is a lower bound: the outputs of every layer of the network
+    The estimate is a lower bound: the outputs of the network's convolutions
     for one batch of ``data["size"]`` images (kept for the backward pass; two
-    bytes a value in bf16, four in fp32), against ``available`` bytes
+    bytes a value in bf16, four in fp32; ``summary.activation_bytes``),
+    against ``available`` bytes
     (default: ``devices.available_memory()``; no check when unknown, or when
     training on GPUs).
     """
@@ -295,10 +296,10 @@ def check_memory(config, data, precision, ctxs, available=None):
     needed = per_image * config.batch_size
     if needed > available:
         raise RunError("a batch of %d images of %dx%d needs at least %s for the outputs of "
-                       "%s's layers, but only %s of memory is available; give a --batch-size "
-                       "below %d (or a smaller --resize)"
-                       % (config.batch_size, size[0], size[1], _amount(needed), config.model,
-                          _amount(available), max(1, int(available // per_image))))
+                       "%s's convolutions, but only %s of memory is available; give a smaller "
+                       "--batch-size or --resize" % (config.batch_size, size[0], size[1],
+                                                     _amount(needed), config.model,
+                                                     _amount(available)))
 
 
 def _amount(nbytes):

@@ -5,6 +5,8 @@ layer; ``summarize`` does the same for any network of the registry, adds the
 parameter counts, and explains an input that is too small for the network.
 """
 
+import json
+
 from ._mxnet import mx
 from mxnet.gluon import nn
 
@@ -291,12 +293,14 @@ def layer_responses(net, X):
 
 
 def activation_bytes(net, input_shape=(1, 1, 224, 224), value_bytes=4):
-    """Bytes of every layer output of one forward pass: what training keeps for the backward pass.
+    """Bytes of the outputs of every convolution and dense layer of one forward pass.
 
-    Read from the symbolic graph (shape inference only: nothing is allocated,
-    ``net`` need not be initialised).  A lower bound of training's memory per
-    image: gradients, the optimizer state and the framework's own buffers
-    come on top.
+    Training keeps each of them (or a tensor of its size: the BN or ReLU
+    after it) until the backward pass, so this is a lower bound of the
+    memory a training step takes; the other layers' outputs, gradients, the
+    parameters and the optimizer state come on top.  Read from the symbolic
+    graph (shape inference only: nothing is allocated, ``net`` need not be
+    initialised).
 
     Parameters
     ----------
@@ -307,10 +311,12 @@ def activation_bytes(net, input_shape=(1, 1, 224, 224), value_bytes=4):
         Bytes per value (4 for fp32, 2 for bf16).
     """
     internals = net(mx.sym.var("data")).get_internals()
-    shapes, _, _ = internals.infer_shape(data=tuple(input_shape))
+    _, shapes, _ = internals.infer_shape(data=tuple(input_shape))
+    kept = {node["name"] + "_output" for node in json.loads(internals.tojson())["nodes"]
+            if node["op"] in ("Convolution", "FullyConnected")}
     values = 0
     for name, shape in zip(internals.list_outputs(), shapes):
-        if name.endswith("_output"):  # operator outputs; the rest are parameters and the input
+        if name in kept:
             count = 1
             for d in shape:
                 count *= d

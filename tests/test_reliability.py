@@ -34,6 +34,7 @@ from gluon_resnet.data import (TEXT_LABELS, ImageFolderError, load_data_fashion_
 from gluon_resnet.events import Callback
 from gluon_resnet.experiment import run_training
 from gluon_resnet.models import get_model
+from gluon_resnet.summary import activation_bytes
 from gluon_resnet.pretrained import (WeightFileError, WeightMismatchError,
                                      load_torchvision_weights, read_state_dict,
                                      torchvision_key_map)
@@ -211,9 +212,9 @@ def test_a_batch_that_cannot_fit_in_memory_is_refused_before_the_first_step(tmp_
                                                                           monkeypatch):
     out = str(tmp_path / "run")
     monkeypatch.setattr(experiment, "available_memory", lambda: 10 ** 6)  # 1 MB left
-    with pytest.raises(RunError, match=r"a batch of 50 images of 28x28 needs at least 8 MB for "
-                                       r"the outputs of compact_resnet8_w32's layers, but only "
-                                       r"1 MB of memory is available"):
+    with pytest.raises(RunError, match=r"a batch of 50 images of 28x28 needs at least \d+ MB for "
+                                       r"the outputs of compact_resnet8_w32's convolutions, but "
+                                       r"only 1 MB of memory is available"):
         run_training(TrainConfig(**TINY), out=out, quiet=True, progress=False)
     assert not os.path.exists(out)
 
@@ -224,11 +225,14 @@ def test_the_memory_estimate_is_a_lower_bound_of_what_training_took():
     config = TrainConfig(batch_size=256)
     data = dict(FASHION, size=[96, 96])
     measured = int(1.96 * 2 ** 30)
+    per_image = activation_bytes(get_model("chapter_resnet18"), (1, 1, 96, 96))
+    # More than the first convolution's output alone (64 x 48 x 48 in the shape table).
+    assert 64 * 48 * 48 * 4 < per_image < measured / 256
     experiment.check_memory(config, data, "fp32", [mx.cpu()], available=measured)
     # Sixteen times the batch cannot fit in what one batch took.
     config.batch_size = 16 * 256
-    with pytest.raises(RunError, match=r"a batch of 4096 images of 96x96 .* give a --batch-size "
-                                       r"below \d+"):
+    with pytest.raises(RunError, match=r"a batch of 4096 images of 96x96 needs at least \d+\.\d "
+                                       r"GB .*; give a smaller --batch-size or --resize"):
         experiment.check_memory(config, data, "fp32", [mx.cpu()], available=measured)
 
 
