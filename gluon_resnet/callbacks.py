@@ -14,6 +14,8 @@ import os
 import sys
 import time
 
+import numpy as np
+
 from ._mxnet import mx
 from .checkpoint import atomic_write, save_checkpoint
 from .events import Callback, TrainingDiverged
@@ -299,6 +301,12 @@ class LiveCurves(Callback):
                 self.handle.update(image)
 
 
+def _finite(net):
+    """Whether every parameter of ``net`` is finite (one copy to the host of each)."""
+    return all(np.isfinite(p.list_data()[0].asnumpy()).all()
+               for p in net.collect_params().values())
+
+
 def _length(data_iter):
     """Batches per epoch of ``data_iter``, or None for an iterator without a length."""
     try:
@@ -312,7 +320,8 @@ class Checkpointer(Callback):
 
     The checkpoint (see ``gluon_resnet.checkpoint``) is replaced atomically,
     so a kill at any moment leaves the last good one.  It is not written when
-    the loss has diverged: the previous checkpoint stays.  During an epoch it
+    a parameter is NaN or infinite (the training diverged): the previous
+    checkpoint stays.  During an epoch it
     is written after the batch that ends ``minutes`` since the last save (the
     state a stop signal saves, to resume inside the epoch), so a kill loses
     at most that much training.
@@ -357,6 +366,8 @@ class Checkpointer(Callback):
     def _save(self, learner):
         if self.saved == (learner.epoch, learner.batch):
             return  # stopped during evaluation: the epoch's checkpoint is this state
+        if not _finite(learner.net):
+            return  # diverged: DivergenceCheck stops the run at the next batch
         save_checkpoint(self.path, learner.net, learner.trainer,
                         dict(learner.state(), config=self.config, data=self.data))
         self.saved = (learner.epoch, learner.batch)
@@ -368,10 +379,8 @@ class Checkpointer(Callback):
     def after_batch(self, learner):
         if learner.batch == _length(learner.train_iter):
             return  # the epoch's end is saved after the evaluation
-        due = (self.batches is not None and learner.batch % self.batches == 0) or (
-            self.minutes > 0 and self.clock() - self.last_time >= 60 * self.minutes)
-        # A batch whose loss is not finite is never saved (DivergenceCheck stops at the next).
-        if due and math.isfinite(learner.batch_loss.asscalar()):
+        if (self.batches is not None and learner.batch % self.batches == 0) or (
+                self.minutes > 0 and self.clock() - self.last_time >= 60 * self.minutes):
             self._save(learner)
 
 

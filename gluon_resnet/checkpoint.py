@@ -128,12 +128,14 @@ def remove_temporary_files(folder):
     Only for a folder nobody else writes to (a locked run folder).
     """
     try:
-        names = [n for n in os.listdir(folder) if n.startswith(TEMPORARY_PREFIX)]
+        paths = [os.path.join(folder, n) for n in os.listdir(folder)
+                 if n.startswith(TEMPORARY_PREFIX)]
     except FileNotFoundError:
         return 0
-    for name in names:
-        os.remove(os.path.join(folder, name))
-    return len(names)
+    paths = [p for p in paths if os.path.isfile(p)]
+    for path in paths:
+        os.remove(path)
+    return len(paths)
 
 
 def param_shapes(net):

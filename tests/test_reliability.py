@@ -31,7 +31,7 @@ from gluon_resnet.cli import main
 from gluon_resnet.config import RunError, TrainConfig
 from gluon_resnet.data import (TEXT_LABELS, ImageFolderError, load_data_fashion_mnist,
                                load_data_image_folder)
-from gluon_resnet.events import Callback
+from gluon_resnet.events import Callback, TrainingDiverged
 from gluon_resnet.experiment import run_training
 from gluon_resnet.models import get_model
 from gluon_resnet.summary import activation_bytes
@@ -280,6 +280,26 @@ def test_checkpoints_come_every_few_minutes_during_the_epoch(tmp_path, monkeypat
     assert positions == saved
     meta = read_checkpoint_meta(str(tmp_path / "c.ckpt"))
     assert (meta["epoch"], meta["batch"]) == (1, 0)
+
+
+@needs_data
+def test_a_checkpoint_during_the_epoch_never_saves_a_diverged_network(tmp_path):
+    train_iter, _ = load_data_fashion_mnist(10, limit=100)
+    net = get_model("compact_resnet8_w32")
+    net.initialize(init.Xavier())
+    # Loss 24, then about 2e38, then inf at batch 4 (seed 0).
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 1e38})
+    path = str(tmp_path / "c.ckpt")
+    learner = Learner(net, train_iter, None, trainer,
+                      callbacks=[Checkpointer(path, {}, minutes=0, batches=1)])
+    with pytest.raises(TrainingDiverged):
+        learner.fit(1)
+    saved = read_checkpoint(path)
+    assert 0 < saved.meta["batch"] < learner.batch  # saved during the epoch, before the NaN
+    work = str(tmp_path / "model.params")
+    with open(work, "wb") as f:
+        f.write(saved._members["model.params"])
+    assert all(np.isfinite(v.asnumpy()).all() for v in mx.nd.load(work).values())
 
 
 class FailDisk(Callback):
