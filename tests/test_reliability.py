@@ -10,6 +10,7 @@ import json
 import os
 import pickle
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -528,11 +529,14 @@ def test_sigkill_at_twenty_moments_loses_at_most_the_checkpoint_interval(tmp_pat
     env = dict(os.environ, TMPDIR=str(tmp_path), OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, str(script), str(tmp_path), json.dumps(PLANS)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+                            text=True, start_new_session=True)
     try:
         output, _ = proc.communicate(timeout=600)
     finally:
-        proc.kill()
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the script and any child it forked
+        except ProcessLookupError:
+            pass
         proc.wait()
     assert proc.returncode == 0, output
     report = json.load(open(tmp_path / "report.json"))
