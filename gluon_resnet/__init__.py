@@ -7,7 +7,8 @@ The book's names work unchanged::
 Modules, one concern each, each importing only the ones below it: ``cli`` (the
 ``gluon-resnet`` command) > ``export`` (ONNX, symbol files), ``predict`` (image
 files) > ``evaluation`` >
-``experiment`` (a run from a configuration) > ``config`` (``TrainConfig``,
+``experiment`` (a run from a configuration) > ``runlock`` (one run per
+folder) > ``config`` (``TrainConfig``,
 recipes), ``training`` (the loop, ``train_ch5``), ``callbacks``,
 ``distributed`` (worker, launcher), ``data`` (files, IDX reading, loader, image
 folders) >

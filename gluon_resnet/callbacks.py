@@ -14,11 +14,13 @@ import os
 import sys
 import time
 
+import numpy as np
+
 from ._mxnet import mx
 from .checkpoint import atomic_write, save_checkpoint
 from .events import Callback, TrainingDiverged
 from .plotting import in_notebook, plot_curves, plot_history
-from .validate import optional_positive_int
+from .validate import non_negative_number, optional_positive_int
 
 __all__ = ["Recorder", "DivergenceCheck", "PrintEpochs", "ProgressBar", "HistoryWriter",
            "CurvePlotter", "LiveCurves", "Checkpointer", "OneCycleSchedule"]
@@ -154,14 +156,15 @@ class ProgressBar(Callback):
     def _on(self):
         return sys.stderr.isatty() if self.enabled is None else self.enabled
 
-    def before_epoch(self, learner):
+    def before_train(self, learner):
         if not self._on():
             return
         from tqdm import tqdm  # deferred: only drawn when standard error is a terminal
 
         total = getattr(learner.train_iter, "num_examples", None)
-        self.bar = tqdm(total=total, initial=0, unit="img", unit_scale=False, leave=False,
-                        desc="epoch %d/%d" % (learner.epoch + 1, learner.num_epochs),
+        # A resumed epoch starts where it stopped (the Recorder, which runs first, restored n).
+        self.bar = tqdm(total=total, initial=learner.recorder.n, unit="img", unit_scale=False,
+                        leave=False, desc="epoch %d/%d" % (learner.epoch + 1, learner.num_epochs),
                         dynamic_ncols=True, file=sys.stderr)
 
     def after_batch(self, learner):
@@ -210,7 +213,8 @@ class CurvePlotter(Callback):
         self.path, self.title = path, title
 
     def after_epoch(self, learner):
-        plot_history(learner.history, path=self.path, title=self.title)
+        atomic_write(self.path, lambda tmp: plot_history(learner.history, path=tmp,
+                                                         title=self.title), suffix=".png")
 
 
 class LiveCurves(Callback):
@@ -297,12 +301,30 @@ class LiveCurves(Callback):
                 self.handle.update(image)
 
 
+def _finite(net):
+    """Whether every parameter of ``net`` is finite (one copy to the host of each)."""
+    return all(np.isfinite(p.list_data()[0].asnumpy()).all()
+               for p in net.collect_params().values())
+
+
+def _length(data_iter):
+    """Batches per epoch of ``data_iter``, or None for an iterator without a length."""
+    try:
+        return len(data_iter)
+    except TypeError:
+        return None
+
+
 class Checkpointer(Callback):
-    """Save a checkpoint after every epoch and when training is interrupted.
+    """Save a checkpoint after every epoch, every few minutes, and when training is interrupted.
 
     The checkpoint (see ``gluon_resnet.checkpoint``) is replaced atomically,
-    so the last good one survives a crash.  It is not written when the loss
-    has diverged: the previous checkpoint stays.
+    so a kill at any moment leaves the last good one.  It is not written when
+    a parameter is NaN or infinite (the training diverged): the previous
+    checkpoint stays.  During an epoch it
+    is written after the batch that ends ``minutes`` since the last save (the
+    state a stop signal saves, to resume inside the epoch), so a kill loses
+    at most that much training.
 
     Parameters
     ----------
@@ -314,23 +336,52 @@ class Checkpointer(Callback):
         What the network was trained on (class names, channels, input size,
         mean and std: the loader's ``description()``), stored as
         ``meta["data"]`` for predicting and exporting.
+    minutes : float, default 10
+        Save during the epoch when this many minutes passed since the last
+        save; 0 saves only at epoch ends and on stop signals.
+    batches : int, optional
+        Also save every this many batches of an epoch (tests and very slow
+        batches).
+
+    Attributes
+    ----------
+    clock : callable
+        Seconds, for ``minutes`` (``time.monotonic``).
     """
 
     order = 10
 
-    def __init__(self, path, config, data=None):
+    def __init__(self, path, config, data=None, minutes=10, batches=None):
+        non_negative_number(minutes, "minutes", "Checkpointer")
+        optional_positive_int(batches, "batches", "Checkpointer")
         self.path, self.config, self.data = path, config, data
+        self.minutes, self.batches = minutes, batches
+        self.clock = time.monotonic
         self.saved = None  # (epoch, batch) of the last save
+        self.last_time = None
+
+    def before_fit(self, learner):
+        self.last_time = self.clock()
 
     def _save(self, learner):
         if self.saved == (learner.epoch, learner.batch):
             return  # stopped during evaluation: the epoch's checkpoint is this state
+        if not _finite(learner.net):
+            return  # diverged: DivergenceCheck stops the run at the next batch
         save_checkpoint(self.path, learner.net, learner.trainer,
                         dict(learner.state(), config=self.config, data=self.data))
         self.saved = (learner.epoch, learner.batch)
+        self.last_time = self.clock()
         learner.last_checkpoint = self.path
 
     after_epoch = after_interrupt = _save
+
+    def after_batch(self, learner):
+        if learner.batch == _length(learner.train_iter):
+            return  # the epoch's end is saved after the evaluation
+        if (self.batches is not None and learner.batch % self.batches == 0) or (
+                self.minutes > 0 and self.clock() - self.last_time >= 60 * self.minutes):
+            self._save(learner)
 
 
 class OneCycleSchedule(Callback):

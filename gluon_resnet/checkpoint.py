@@ -7,10 +7,14 @@ A checkpoint is a zip archive with three members:
 - ``meta.json``: epoch, batch within the epoch, metric sums of a partial epoch,
   history, configuration, parameter shapes and random states.
 
-It is written to a temporary file in the same folder and renamed over the old
-one, so a crash while writing never leaves a half-written checkpoint behind.
+It is written to a temporary file in the same folder, flushed to disk and
+renamed over the old one, then the folder is flushed (``atomic_write``): a
+kill or a power cut at any moment leaves the old checkpoint or the new one,
+never a half-written one.  Where a checkpoint is asked for, a run folder
+means its ``checkpoint.ckpt`` (``checkpoint_file``).
 """
 
+import errno
 import json
 import os
 import random
@@ -23,29 +27,115 @@ import numpy as np
 from ._mxnet import mx
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "read_checkpoint_meta",
-           "Checkpoint", "CheckpointError", "atomic_write"]
+           "Checkpoint", "CheckpointError", "SaveError", "atomic_write", "checkpoint_file",
+           "remove_temporary_files", "CHECKPOINT_NAME", "TEMPORARY_PREFIX"]
 
 FORMAT = "gluon_resnet-checkpoint-1"
+#: The checkpoint's name in a run folder.
+CHECKPOINT_NAME = "checkpoint.ckpt"
+#: Temporary files of ``atomic_write`` start with this; a killed writer leaves them behind.
+TEMPORARY_PREFIX = ".tmp-"
 
 
 class CheckpointError(ValueError):
     """A checkpoint is missing, unreadable or belongs to another model."""
 
 
-def atomic_write(path, write):
-    """Call ``write(tmp_path)`` then rename the temporary file to ``path``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
-    os.close(fd)
+class SaveError(OSError):
+    """A file of a run could not be written (disk full, read-only folder); the old one is kept.
+
+    Attributes
+    ----------
+    path : str
+        The file that was being written; ``os.path.dirname(path)`` is its folder.
+    """
+
+    def __init__(self, message, path):
+        super().__init__(message)
+        self.path = path
+
+
+def checkpoint_file(path):
+    """``path``, or the ``checkpoint.ckpt`` inside it when ``path`` is a run folder.
+
+    Raises ``CheckpointError`` for a folder without a checkpoint.
+    """
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        return path
+    inside = os.path.join(path, CHECKPOINT_NAME)
+    if not os.path.isfile(inside):
+        raise CheckpointError("folder %s holds no %s: give a run folder that has one, or the "
+                              "checkpoint file itself" % (path, CHECKPOINT_NAME))
+    return inside
+
+
+def _fsync_folder(folder):
+    """Flush a folder's entries (a rename) to disk; a no-op where the file system cannot."""
+    fd = os.open(folder, os.O_RDONLY)
     try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path, write, suffix=""):
+    """Call ``write(tmp_path)``, then make the temporary file ``path``, durably.
+
+    The temporary file (``.tmp-*`` + ``suffix``) sits in the folder of
+    ``path``; it is flushed to disk, renamed over ``path`` (atomic within one
+    file system), and the folder is flushed, so a kill or a power cut at any
+    moment leaves the old file or the new one, never a damaged one.
+
+    Raises
+    ------
+    SaveError
+        The folder could not be written (disk full, read-only, ...); the
+        message names the file and its folder, and the old file is unchanged.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = None
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=TEMPORARY_PREFIX, suffix=suffix, dir=folder)
+        os.close(fd)
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        tmp = None
+        _fsync_folder(folder)
+    except SaveError:
+        raise
+    except OSError as exc:
+        raise SaveError("cannot write %s in %s (%s); the %s there before, if any, is unchanged"
+                        % (os.path.basename(path), os.path.dirname(path) or ".",
+                           exc.strerror or exc, os.path.basename(path)), path) from exc
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        if tmp is not None:
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass  # a read-only folder: nothing was written there either
+
+
+def remove_temporary_files(folder):
+    """Delete what killed ``atomic_write`` calls left in ``folder``; return how many.
+
+    Only for a folder nobody else writes to (a locked run folder).
+    """
+    try:
+        paths = [os.path.join(folder, n) for n in os.listdir(folder)
+                 if n.startswith(TEMPORARY_PREFIX)]
+    except FileNotFoundError:
+        return 0
+    paths = [p for p in paths if os.path.isfile(p)]
+    for path in paths:
+        os.remove(path)
+    return len(paths)
 
 
 def param_shapes(net):
@@ -161,12 +251,15 @@ def read_checkpoint(path, members=True):
 
     ``members=False`` reads only ``meta.json`` (the result cannot load).
 
+    ``path`` may be a run folder: its ``checkpoint.ckpt`` is read.
+
     Raises
     ------
     CheckpointError
-        The file is missing, is not a zip archive, has no ``meta.json`` or no
-        ``model.params``, or carries another format tag.
+        The file is missing, is not a zip archive (or a damaged one), has no
+        ``meta.json`` or no ``model.params``, or carries another format tag.
     """
+    path = checkpoint_file(path)
     if not os.path.isfile(path):
         raise CheckpointError("checkpoint %s does not exist" % path)
     try:
@@ -182,11 +275,19 @@ def read_checkpoint(path, members=True):
     except (zipfile.BadZipFile, KeyError, ValueError) as exc:
         if isinstance(exc, CheckpointError):
             raise
+        if isinstance(exc, zipfile.BadZipFile) and _starts_as_zip(path):
+            raise CheckpointError("%s is damaged or truncated: it starts as a zip archive but "
+                                  "cannot be read as one (%s)" % (path, exc)) from None
         raise CheckpointError("%s is not a gluon_resnet checkpoint (%s)" % (path, exc)) from None
     if "model.params" not in names:
         raise CheckpointError("%s is not a complete gluon_resnet checkpoint: it has no "
                               "model.params" % path)
     return Checkpoint(path, meta, content)
+
+
+def _starts_as_zip(path):
+    with open(path, "rb") as f:
+        return f.read(4) == b"PK\x03\x04"
 
 
 def read_checkpoint_meta(path):

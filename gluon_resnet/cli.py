@@ -8,15 +8,21 @@ registered model with its parameter count), ``export`` (a trained network to
 ONNX or MXNet's symbol format, see ``gluon_resnet.export``), ``launch`` (``train`` on several
 worker processes, see ``gluon_resnet.distributed``).  The options of ``train``
 are the fields of ``TrainConfig``.  Errors a user can fix are printed as one
-sentence with exit status 2; a stop signal during training (Ctrl-C, SIGTERM,
-SIGHUP) saves a checkpoint and exits with status 128 + its number (130, 143,
-129).
+sentence with exit status 2 (a file that cannot be written: status 1); a stop
+signal during training (Ctrl-C, SIGTERM, SIGHUP) saves a checkpoint and exits
+with status 128 + its number (130, 143, 129), and the printed resume command
+is the one this command was started with.  A closed output pipe (``gluon-resnet
+models | head``) ends the command quietly with status 141.
 """
 
 import argparse
 import dataclasses
+import os
+import shlex
+import shutil
 import sys
 
+from .checkpoint import CHECKPOINT_NAME, SaveError
 from .config import TrainConfig, recipe_config
 from .devices import parse_ctx
 from .distributed import launch, worker_command
@@ -29,12 +35,13 @@ from .models import count_model_parameters, get_model, list_models, model_descri
 from .precision import PRECISIONS
 from .predict import format_predictions, predict_files
 from .summary import format_summary, summarize
-from .validate import argument, positive_int, positive_number
+from .validate import argument, non_negative_number, positive_int, positive_number
 
 __all__ = ["main", "build_parser", "add_train_options"]
 
 _POSITIVE_INT = argument(positive_int)
 _POSITIVE_NUMBER = argument(positive_number, float)
+_NON_NEGATIVE_NUMBER = argument(non_negative_number, float)
 
 
 def _cmd_shapes(args):
@@ -51,6 +58,31 @@ def _train_fields(args):
             if f.name != "recipe"}
 
 
+def program():
+    """How the user started this command, to print commands that work when pasted.
+
+    ``gluon-resnet`` when that name finds this very script on the PATH; the
+    path typed otherwise (``.venv/bin/gluon-resnet``); ``python -m
+    gluon_resnet`` with this interpreter's path when started that way.
+    """
+    argv0 = sys.argv[0] if sys.argv else ""
+    if os.path.basename(argv0) == "__main__.py":
+        python = sys.executable
+        relative = os.path.relpath(python)
+        return "%s -m gluon_resnet" % shlex.quote(python if relative.startswith("..") else
+                                                  relative)
+    if os.path.basename(argv0) == "gluon-resnet":
+        found = shutil.which("gluon-resnet")
+        if found and os.path.samefile(found, argv0):
+            return "gluon-resnet"
+        return shlex.quote(argv0)
+    return "gluon-resnet"  # main() called from Python: the name the README uses
+
+
+def _resume_hint(checkpoint):
+    return "%s train --resume %s" % (program(), shlex.quote(checkpoint))
+
+
 def _cmd_train(args):
     config = None
     if args.resume:
@@ -64,16 +96,24 @@ def _cmd_train(args):
     try:
         history, out = run_training(config, out=args.out, resume=args.resume,
                                     overrides=_train_fields(args),
-                                    progress=False if args.no_progress else None)
+                                    progress=False if args.no_progress else None,
+                                    checkpoint_minutes=args.checkpoint_minutes)
     except TrainingInterrupted as exc:
         print("\n%s." % exc, file=sys.stderr)
         if exc.checkpoint:
-            print("Nothing is lost: the state is saved in %s.\nResume with: gluon-resnet train "
-                  "--resume %s" % (exc.checkpoint, exc.checkpoint), file=sys.stderr)
+            print("Nothing is lost: the state is saved in %s.\nResume with: %s"
+                  % (exc.checkpoint, _resume_hint(exc.checkpoint)), file=sys.stderr)
         return exc.exit_status
     except TrainingDiverged as exc:
         print("gluon-resnet train: %s The last good checkpoint, if any, is kept." % exc,
               file=sys.stderr)
+        return 1
+    except SaveError as exc:
+        print("gluon-resnet train: error: %s." % exc, file=sys.stderr)
+        checkpoint = os.path.join(os.path.dirname(exc.path), CHECKPOINT_NAME)
+        if os.path.isfile(checkpoint):
+            print("Make room (or make the folder writable), then resume with: %s"
+                  % _resume_hint(checkpoint), file=sys.stderr)
         return 1
     if out is not None:  # None on distributed workers other than worker 0
         print("run folder: %s (checkpoint.ckpt, history.json, history.csv, learning_curve.png, "
@@ -98,8 +138,13 @@ def add_train_options(parser):
             parser.add_argument(flag, type=meta["parse"], choices=meta["choices"],
                                 metavar=meta["metavar"], help=meta["help"] + default)
     parser.add_argument("--no-resize", action="store_true", help="train at 28x28")
-    parser.add_argument("--out", help="run folder (default runs/<model>-<date>-<time>)")
-    parser.add_argument("--resume", help="continue from this checkpoint.ckpt")
+    parser.add_argument("--out", help="run folder (default runs/<model>-<date>-<time>); "
+                        "one training at a time, and never another run's folder")
+    parser.add_argument("--resume", metavar="CKPT", help="continue from this checkpoint.ckpt "
+                        "(or a run folder's)")
+    parser.add_argument("--checkpoint-minutes", type=_NON_NEGATIVE_NUMBER, default=10,
+                        metavar="M", help="also save a checkpoint during an epoch every M "
+                        "minutes (default 10; 0: only at epoch ends and on stop signals)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -125,7 +170,8 @@ def _add_train_parsers(sub):
 
     p = sub.add_parser("eval", help="test accuracy, per-class accuracy and figures of a trained model",
                        allow_abbrev=False)
-    p.add_argument("--params", required=True, help="a checkpoint.ckpt, or a .params file with --model")
+    p.add_argument("--params", required=True, help="a checkpoint.ckpt (or a run folder), or a "
+                   ".params file with --model")
     p.add_argument("--model", help="model of a .params file (a checkpoint knows its own)")
     p.add_argument("--resize", type=_POSITIVE_INT, help="input size (a checkpoint knows its own)")
     p.add_argument("--data-root", help="folder with the four Fashion-MNIST IDX files")
@@ -139,8 +185,9 @@ def _add_train_parsers(sub):
 
 
 def _cmd_predict(args):
-    print(format_predictions(predict_files(args.params, args.paths, top_k=args.top_k),
-                             as_json=args.json))
+    results = predict_files(args.params, args.paths, top_k=args.top_k,
+                            notice=lambda line: print(line, file=sys.stderr))
+    print(format_predictions(results, as_json=args.json))
     return 0
 
 
@@ -151,7 +198,8 @@ def _add_predict_parser(sub):
         "probability (--top-k: the K most probable, tab-separated), with the preprocessing "
         "stored with the run (size, channels, normalisation, class names).",
         allow_abbrev=False)
-    p.add_argument("--params", required=True, metavar="CKPT", help="a checkpoint.ckpt")
+    p.add_argument("--params", required=True, metavar="CKPT", help="a checkpoint.ckpt (or a run "
+                   "folder)")
     p.add_argument("paths", nargs="+", metavar="FILE_OR_FOLDER",
                    help="image files (PNG, JPEG, BMP) or folders searched for them")
     p.add_argument("--top-k", type=_POSITIVE_INT, default=1, metavar="K",
@@ -174,7 +222,8 @@ def _add_export_parser(sub):
         "carries the class names and the input size in its metadata.",
         epilog="example: gluon-resnet export --params runs/x/checkpoint.ckpt --onnx model.onnx",
         allow_abbrev=False)
-    p.add_argument("--params", required=True, help="a checkpoint.ckpt written by training")
+    p.add_argument("--params", required=True, help="a checkpoint.ckpt written by training (or "
+                   "its run folder)")
     p.add_argument("--onnx", metavar="OUT.onnx", help="write an ONNX file (opset 13; needs the "
                    "onnx package)")
     p.add_argument("--symbol", metavar="PREFIX", help="write PREFIX-symbol.json and "
@@ -267,7 +316,18 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        try:
+            return args.func(args)
+        finally:
+            sys.stdout.flush()  # a closed pipe shows here, not at exit
+    except BrokenPipeError:
+        # The reader went away (gluon-resnet models | head -2): end quietly, as a killed
+        # writer would, with nothing left for Python to flush at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13  # SIGPIPE
     except (ValueError, FileNotFoundError) as exc:
         print("gluon-resnet %s: error: %s" % (args.command, exc), file=sys.stderr)
         return 2
+    except SaveError as exc:
+        print("gluon-resnet %s: error: %s." % (args.command, exc), file=sys.stderr)
+        return 1

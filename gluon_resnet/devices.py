@@ -9,12 +9,41 @@ import platform
 from ._cpu import cpuinfo
 from ._mxnet import mx
 
-__all__ = ["try_gpu", "try_all_gpus", "parse_ctx", "cpu_model"]
+__all__ = ["try_gpu", "try_all_gpus", "parse_ctx", "cpu_model", "available_memory"]
 
 
 def cpu_model():
     """The CPU's model name, as benchmark and notebook records state it."""
     return cpuinfo("model name") or platform.processor() or "unknown"
+
+
+def _read_number(path, key=None):
+    """The number in file ``path`` (or on its line ``key:``), or None."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if key is None:
+                    return int(line.split()[0])
+                if line.split(":", 1)[0] == key:
+                    return int(line.split(":", 1)[1].split()[0]) * 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def available_memory():
+    """Bytes of main memory this process can still take, or None where unknown.
+
+    Linux's estimate of available memory (``MemAvailable``), lowered to what
+    the process's cgroup still allows (containers, CI runners).
+    """
+    amounts = [_read_number("/proc/meminfo", "MemAvailable")]
+    limit = _read_number("/sys/fs/cgroup/memory.max")  # 'max' (no limit) reads as None
+    used = _read_number("/sys/fs/cgroup/memory.current")
+    if limit is not None and used is not None:
+        amounts.append(max(0, limit - used))
+    amounts = [a for a in amounts if a is not None]
+    return min(amounts) if amounts else None
 
 
 def _gpu_works(i):

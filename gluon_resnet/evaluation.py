@@ -11,7 +11,7 @@ import numpy as np
 
 from ._mxnet import mx
 
-from .checkpoint import CheckpointError, read_checkpoint
+from .checkpoint import CheckpointError, checkpoint_file, read_checkpoint
 from .config import TrainConfig
 from .data import get_fashion_mnist_labels, load_data_fashion_mnist, load_data_image_folder
 from .experiment import build_network, data_description
@@ -51,8 +51,10 @@ def per_class_accuracy(labels, predictions, num_classes=10):
 def _load_config(path, model):
     """The training configuration of the network stored at ``path``, and its checkpoint.
 
-    A ``.params`` file has no checkpoint (None) and needs ``model``.
+    A ``.params`` file has no checkpoint (None) and needs ``model``; a run
+    folder means its ``checkpoint.ckpt``.
     """
+    path = checkpoint_file(path)
     if not os.path.isfile(path):
         raise ValueError("parameter file %s does not exist" % path)
     if path.endswith(".ckpt"):
@@ -73,8 +75,8 @@ def evaluate_run(path, model=None, resize=None, data_root=None, confusion=None, 
     Parameters
     ----------
     path : str
-        A ``checkpoint.ckpt`` written by training, or a ``.params`` file
-        (then ``model`` names the network).
+        A ``checkpoint.ckpt`` written by training (or its run folder), or a
+        ``.params`` file (then ``model`` names the network).
     confusion, samples : str, optional
         PNG paths for the confusion matrix and a grid of 32 test images with
         predicted and true labels.

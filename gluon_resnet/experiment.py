@@ -2,10 +2,12 @@
 
 ``run_training`` reads as the list of what a run is made of, each a public
 builder that the benchmark and the tests use too: ``resolve_config`` (the
-configuration, or a checkpoint's), ``prepare_folder``, ``join_job`` (this
-process's place in a distributed job), ``build_data``, ``choose_precision``,
-``build_network``, ``build_trainer``, ``build_loss``, ``build_callbacks``
-(progress, history, figure, checkpoints) and ``restore``.
+configuration, or a checkpoint's), ``start_job`` (this process's place in a
+distributed job), ``run_folder`` and its lock, ``prepare_folder`` (never
+another run's folder), ``build_data``, ``check_batch_size``,
+``choose_precision``, ``check_memory``, ``build_network``, ``build_trainer``,
+``build_loss``, ``build_callbacks`` (progress, history, figure, checkpoints)
+and ``restore``.  The checks refuse a run before it spends anything.
 
 What the network was trained on, ``train_iter.description()`` (class names,
 channels, input size, normalisation), goes into ``config.json`` as ``data``
@@ -17,6 +19,7 @@ and into every checkpoint as ``meta["data"]``::
 ``gluon-resnet predict`` and the export read it from there.
 """
 
+import contextlib
 import json
 import os
 import random
@@ -30,21 +33,25 @@ from mxnet import autograd, gluon, init
 
 from .callbacks import (Checkpointer, CurvePlotter, HistoryWriter, OneCycleSchedule, PrintEpochs,
                         ProgressBar)
-from .checkpoint import CheckpointError, read_checkpoint
+from .checkpoint import (CHECKPOINT_NAME, CheckpointError, atomic_write, checkpoint_file,
+                         read_checkpoint, remove_temporary_files)
 from .config import (RECIPES, RESUME_CHANGES, KVSTORES, SCHEDULES, RunError, TrainConfig,
                      recipe_config)
 from .data import TEXT_LABELS, load_data_fashion_mnist, load_data_image_folder
-from .devices import parse_ctx
+from .devices import available_memory, parse_ctx
 from .distributed import (AverageRunningStats, DistributedTrainer, final_parameters_callback,
                           join_job)
 from .models import get_model
 from .precision import describe_precision, enable_bf16, resolve_precision
+from .runlock import RunLock
+from .summary import activation_bytes
 from .training import LabelSmoothingLoss, Learner
 
 __all__ = ["TrainConfig", "RunError", "RECIPES", "recipe_config", "RESUME_CHANGES", "KVSTORES",
            "SCHEDULES", "HEAD_LR_MULT", "run_training", "resolve_config", "prepare_folder",
-           "start_job", "seed_everything", "build_data", "choose_precision", "build_network",
-           "build_trainer", "build_loss", "build_callbacks", "restore", "data_description"]
+           "run_folder", "start_job", "seed_everything", "build_data", "check_batch_size",
+           "choose_precision", "check_memory", "build_network", "build_trainer", "build_loss",
+           "build_callbacks", "restore", "data_description"]
 
 
 #: A fine-tuned network's output layer learns this many times faster than its body
@@ -53,7 +60,7 @@ HEAD_LR_MULT = 10
 
 
 def run_training(config=None, out=None, resume=None, overrides=None, progress=None, quiet=False,
-                 callbacks=()):
+                 callbacks=(), checkpoint_minutes=10, checkpoint_batches=None):
     """Train as ``config`` says, with checkpoints, history and figure in ``out``.
 
     Parameters
@@ -63,9 +70,11 @@ def run_training(config=None, out=None, resume=None, overrides=None, progress=No
         when resuming: the checkpoint holds the configuration.
     out : str, optional
         Run folder; by default ``runs/<model>-<date>-<time>``, or the folder
-        of the checkpoint when resuming.
+        of the checkpoint when resuming.  A folder that holds another run is
+        refused.
     resume : str, optional
-        A ``checkpoint.ckpt`` to continue from, exactly where it stopped.
+        A ``checkpoint.ckpt``, or a run folder (its ``checkpoint.ckpt``), to
+        continue from, exactly where it stopped.
     overrides : dict, optional
         Fields of ``TrainConfig`` to change (None values are ignored).  When
         resuming only ``RESUME_CHANGES`` may differ from the checkpoint's:
@@ -76,11 +85,19 @@ def run_training(config=None, out=None, resume=None, overrides=None, progress=No
         Do not print the precision and epoch lines.
     callbacks : list of Callback
         More callbacks for the ``Learner``.
+    checkpoint_minutes : float, default 10
+        Also save a checkpoint during an epoch when this many minutes passed
+        since the last one (0: only at epoch ends and on stop signals).
+    checkpoint_batches : int, optional
+        Also save one every this many batches of an epoch (for tests).
+
+    The run folder belongs to this run while it trains: ``out/run.lock``
+    (``runlock.RunLock``) makes a second training into it fail at once.
 
     In a worker of a distributed job (``DMLC_ROLE=worker``, as started by
     ``gluon-resnet launch``) the kvstore becomes ``dist_sync``, the batch size
     stays the global one and each worker trains on its shard; only worker 0
-    evaluates, prints and writes ``out`` (see ``gluon_resnet.distributed``).
+    evaluates, prints, writes and locks ``out`` (see ``gluon_resnet.distributed``).
 
     Returns
     -------
@@ -89,30 +106,47 @@ def run_training(config=None, out=None, resume=None, overrides=None, progress=No
 
     Raises
     ------
+    RunError
+        Before anything is written: a bad configuration, a folder in use or
+        holding another run, a finished run resumed without more epochs, a
+        batch larger than the training set or one that cannot fit in memory.
     TrainingInterrupted
         On SIGINT (Ctrl-C), SIGTERM or SIGHUP, after saving ``out/checkpoint.ckpt``.
     TrainingDiverged
         When the loss becomes NaN or infinite; the last checkpoint is kept.
+    SaveError
+        A file of the run folder could not be written (disk full, read-only);
+        the last checkpoint is kept.
     """
+    resume = checkpoint_file(resume) if resume else None
     config, saved = resolve_config(config, resume, overrides)
-    out = prepare_folder(out, resume, config.model)
     ctxs = parse_ctx(config.ctx)
     explicit = saved is None or (overrides or {}).get("kvstore") is not None
     job = start_job(config, explicit)
-    seed_everything(config.seed)
-    train_iter, test_iter = build_data(config, job, quiet=quiet or not job.lead)
-    data = train_iter.description()
-    precision = choose_precision(config, ctxs)
-    net = build_network(config, ctxs, in_channels=data["channels"], load_weights=saved is None,
-                        out=print if job.lead and not quiet else None)
-    trainer = build_trainer(config, net, job.kv)
-    learner = Learner(net, train_iter, test_iter if job.lead else None, trainer, ctxs,
-                      loss=build_loss(config), eval_flip=config.tta, handle_signals=job.lead,
-                      callbacks=build_callbacks(config, job, out, precision, progress, quiet,
-                                                data=data) + list(callbacks))
-    if saved is not None:
-        restore(learner, saved, config)
-    history = learner.fit(config.epochs)
+    out = run_folder(out, resume, config.model)
+    with (RunLock(out) if job.lead else contextlib.nullcontext()):
+        if job.lead:
+            prepare_folder(out, resume, config.model)
+            remove_temporary_files(out)  # what a killed run was writing; the lock is ours
+        seed_everything(config.seed)
+        train_iter, test_iter = build_data(config, job, quiet=quiet or not job.lead)
+        check_batch_size(config, train_iter)
+        data = train_iter.description()
+        precision = choose_precision(config, ctxs)
+        check_memory(config, data, precision, ctxs)
+        net = build_network(config, ctxs, in_channels=data["channels"], load_weights=saved is None,
+                            out=print if job.lead and not quiet else None)
+        trainer = build_trainer(config, net, job.kv)
+        learner = Learner(net, train_iter, test_iter if job.lead else None, trainer, ctxs,
+                          loss=build_loss(config), eval_flip=config.tta, handle_signals=job.lead,
+                          callbacks=build_callbacks(config, job, out, precision, progress, quiet,
+                                                    data=data,
+                                                    checkpoint_minutes=checkpoint_minutes,
+                                                    checkpoint_batches=checkpoint_batches)
+                          + list(callbacks))
+        if saved is not None:
+            restore(learner, saved, config)
+        history = learner.fit(config.epochs)
     job.finish()
     return history, out if job.lead else None
 
@@ -120,7 +154,8 @@ def run_training(config=None, out=None, resume=None, overrides=None, progress=No
 def resolve_config(config=None, resume=None, overrides=None):
     """The validated configuration of a run, and the ``Checkpoint`` it resumes (or None).
 
-    The checkpoint file is read once, here; ``restore`` loads from what was read.
+    The checkpoint file (or a run folder's) is read once, here; ``restore``
+    loads from what was read.  A resumed run must have epochs left to train.
     """
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     if not resume:
@@ -134,17 +169,50 @@ def resolve_config(config=None, resume=None, overrides=None):
                        "may change" % (", ".join(fixed), resume,
                                        ", ".join("%s=%r" % (k, stored.get(k)) for k in fixed),
                                        ", ".join(RESUME_CHANGES)))
-    return TrainConfig.from_dict(dict(stored, **overrides)).validate(), saved
+    config = TrainConfig.from_dict(dict(stored, **overrides)).validate()
+    done = saved.meta["epoch"]
+    if config.epochs <= done:
+        asked = ("--epochs %d would train none" % config.epochs if "epochs" in overrides
+                 else "it has finished")
+        raise RunError("%s has already trained %d epoch%s, so %s: give --epochs %d or more to "
+                       "train longer (nothing was changed)"
+                       % (resume, done, "s" * (done != 1), asked, done + 1))
+    return config, saved
+
+
+def run_folder(out, resume, model):
+    """Where a run writes: ``out``, else the checkpoint's folder, else a new dated one."""
+    if out:
+        return out
+    if resume:
+        return os.path.dirname(os.path.abspath(checkpoint_file(resume)))
+    return os.path.join("runs", "%s-%s" % (model, time.strftime("%Y%m%d-%H%M%S")))
+
+
+def _holds_a_run(folder):
+    return any(os.path.exists(os.path.join(folder, name))
+               for name in (CHECKPOINT_NAME, "config.json", "history.json"))
 
 
 def prepare_folder(out, resume, model):
-    """The run folder: ``out``, the checkpoint's folder, or a new dated one; never an occupied one."""
+    """The run folder (``run_folder``), refused when it holds another run.
+
+    A new run never goes into a folder with a checkpoint; a resumed one goes
+    into the checkpoint's own folder or one without a run, so that no command
+    overwrites another run's checkpoint.
+    """
+    out = run_folder(out, resume, model)
     if resume:
-        return out or os.path.dirname(os.path.abspath(resume))
-    out = out or os.path.join("runs", "%s-%s" % (model, time.strftime("%Y%m%d-%H%M%S")))
-    if os.path.exists(os.path.join(out, "checkpoint.ckpt")):
+        resume = checkpoint_file(resume)
+        own = os.path.dirname(os.path.realpath(resume))
+        if os.path.realpath(out) != own and _holds_a_run(out):
+            raise RunError("%s holds another run, which resuming %s there would overwrite; "
+                           "leave out --out to continue in the checkpoint's own folder %s, or "
+                           "give a new folder" % (out, resume, os.path.dirname(resume) or "."))
+        return out
+    if os.path.exists(os.path.join(out, CHECKPOINT_NAME)):
         raise RunError("%s already holds a checkpoint; resume it with --resume %s, or choose "
-                       "another --out" % (out, os.path.join(out, "checkpoint.ckpt")))
+                       "another --out" % (out, out))
     return out
 
 
@@ -193,6 +261,50 @@ def build_data(config, job=None, quiet=False):
         limit=config.limit, seed=config.seed, augment=config.augment,
         max_shift=config.max_shift, num_parts=job.num_workers, part_index=job.rank,
         equal_parts=job.num_workers > 1, erase=config.erase)
+
+
+def check_batch_size(config, train_iter):
+    """Refuse a batch larger than the whole training set (``RunError`` with both numbers)."""
+    total = len(train_iter.images)
+    if config.batch_size > total:
+        raise RunError("the batch size %d is larger than the training set (%d images); give "
+                       "--batch-size %d or less" % (config.batch_size, total, total))
+
+
+def check_memory(config, data, precision, ctxs, available=None):
+    """Refuse a batch whose training cannot fit in main memory, before the first step.
+
+    The estimate is a lower bound: the outputs of the network's convolutions
+    for one batch of ``data["size"]`` images (kept for the backward pass; two
+    bytes a value in bf16, four in fp32; ``summary.activation_bytes``),
+    against ``available`` bytes
+    (default: ``devices.available_memory()``; no check when unknown, or when
+    training on GPUs).
+    """
+    if any(ctx.device_type != "cpu" for ctx in ctxs):
+        return
+    available = available_memory() if available is None else available
+    if available is None:
+        return
+    size = tuple(data["size"])
+    net = get_model(config.model, num_classes=config.num_classes)
+    try:
+        per_image = activation_bytes(net, (1, data["channels"]) + size,
+                                     value_bytes=2 if precision == "bf16" else 4)
+    except mx.base.MXNetError:
+        return  # an input the network cannot take: the first step says so
+    needed = per_image * config.batch_size
+    if needed > available:
+        raise RunError("a batch of %d images of %dx%d needs at least %s for the outputs of "
+                       "%s's convolutions, but only %s of memory is available; give a smaller "
+                       "--batch-size or --resize" % (config.batch_size, size[0], size[1],
+                                                     _amount(needed), config.model,
+                                                     _amount(available)))
+
+
+def _amount(nbytes):
+    """``'1.4 GB'``, or ``'8 MB'`` below a tenth of a gigabyte."""
+    return "%.1f GB" % (nbytes / 1e9) if nbytes >= 1e8 else "%.0f MB" % (nbytes / 1e6)
 
 
 def choose_precision(config, ctxs):
@@ -288,14 +400,17 @@ def build_loss(config):
     return gluon.loss.SoftmaxCrossEntropyLoss()
 
 
-def build_callbacks(config, job, out, precision, progress=None, quiet=False, data=None):
+def build_callbacks(config, job, out, precision, progress=None, quiet=False, data=None,
+                    checkpoint_minutes=10, checkpoint_batches=None):
     """The callbacks of a run; the lead also writes ``out`` and prints.
 
     The lead process (a single process, or worker 0) writes
     ``out/config.json`` now (with ``data``, the training data's
     ``description()``, when given), and gets the progress bar, history files,
-    learning-curve figure, checkpoints and, unless ``quiet``, the printed
-    lines.  Every process gets the schedule and what its job needs.
+    learning-curve figure, checkpoints (at epoch ends, on stop signals, and
+    as ``checkpoint_minutes`` and ``checkpoint_batches`` say: see
+    ``Checkpointer``) and, unless ``quiet``, the printed lines.  Every
+    process gets the schedule and what its job needs.
     """
     callbacks = [OneCycleSchedule(config.lr)] if config.schedule == "onecycle" else []
     if job.num_workers > 1:
@@ -305,13 +420,16 @@ def build_callbacks(config, job, out, precision, progress=None, quiet=False, dat
         callbacks.append(dump)
     if not job.lead:
         return callbacks
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "config.json"), "w") as f:
-        json.dump(dict(config.to_dict(), precision_used=precision, workers=job.num_workers,
-                       data=data), f, indent=1)
+    def write_config(tmp):
+        with open(tmp, "w") as f:
+            json.dump(dict(config.to_dict(), precision_used=precision, workers=job.num_workers,
+                           data=data), f, indent=1)
+
+    atomic_write(os.path.join(out, "config.json"), write_config)
     callbacks += [ProgressBar(progress), HistoryWriter(out),
                   CurvePlotter(os.path.join(out, "learning_curve.png"), title=config.model),
-                  Checkpointer(os.path.join(out, "checkpoint.ckpt"), config.to_dict(), data=data)]
+                  Checkpointer(os.path.join(out, CHECKPOINT_NAME), config.to_dict(), data=data,
+                               minutes=checkpoint_minutes, batches=checkpoint_batches)]
     if not quiet:
         print(describe_precision(precision), flush=True)
         if job.distributed:

@@ -11,6 +11,7 @@ their ten class names, one channel, ``resize`` (or 28) pixels, no normalisation.
 
 import json
 import os
+import warnings
 
 import numpy as np
 
@@ -18,7 +19,8 @@ from ._mxnet import mx
 
 from .checkpoint import CheckpointError, read_checkpoint
 from .config import TrainConfig
-from .data import IMAGE_EXTENSIONS, FashionMNISTLoader, image_files, read_image, resize_image
+from .data import (IMAGE_EXTENSIONS, FashionMNISTLoader, image_files, image_header, read_image,
+                   resize_image)
 from .experiment import build_network, data_description
 from . import validate
 
@@ -50,17 +52,37 @@ def collect_image_files(paths):
     return files
 
 
-def predict_files(checkpoint, paths, top_k=1, ctx=None, batch_size=256):
+def _conversion_notice(headers, channels, size):
+    """One line saying how many images were converted to grey or colour and resized, or None."""
+    kind = "grey" if channels == 1 else "colour"
+    converted = sum(1 for _, colour in headers if colour != (channels == 3))
+    resized = sum(1 for shape, _ in headers if tuple(shape) != tuple(size))
+    parts = []
+    if converted:
+        parts.append("converted %d of %d images to %s" % (converted, len(headers), kind))
+    if resized:
+        parts.append("resized %d of %d images to %dx%d" % (resized, len(headers), size[0], size[1]))
+    if not parts:
+        return None
+    return "note: %s, as the network was trained on %s %dx%d images" % (
+        " and ".join(parts), kind, size[0], size[1])
+
+
+def predict_files(checkpoint, paths, top_k=1, ctx=None, batch_size=256, notice=None):
     """The ``top_k`` classes of each image file, with their probabilities.
 
     Parameters
     ----------
     checkpoint : str
-        A ``checkpoint.ckpt`` written by training.
+        A ``checkpoint.ckpt`` written by training (or its run folder).
     paths : list of str
         Image files and folders (searched recursively for PNG, JPEG, BMP).
     top_k : int, default 1
         How many classes per image, most probable first (at most all classes).
+    notice : callable, optional
+        Gets one line when images had to be converted (colour to grey or
+        grey to colour) or resized to what the network was trained on;
+        by default it is issued as a ``UserWarning``.
 
     Returns
     -------
@@ -77,6 +99,12 @@ def predict_files(checkpoint, paths, top_k=1, ctx=None, batch_size=256):
     data = data_description(saved.meta)
     classes, size = data["classes"], tuple(data["size"])
     files = collect_image_files(paths)
+    line = _conversion_notice([image_header(f) for f in files], data["channels"], size)
+    if line is not None:
+        if notice is None:
+            warnings.warn(line, UserWarning, stacklevel=2)
+        else:
+            notice(line)
     images = np.stack([resize_image(read_image(f, data["channels"]), size) for f in files])
     loader = FashionMNISTLoader(images, np.zeros(len(files), np.int64), batch_size,
                                 mean=data["mean"], std=data["std"], classes=classes, ctx=ctx)

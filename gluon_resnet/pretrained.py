@@ -337,7 +337,13 @@ def read_torch_zip(path):
     source = os.fspath(path)
     try:
         archive = zipfile.ZipFile(source)
-    except zipfile.BadZipFile:
+    except zipfile.BadZipFile as exc:
+        with open(source, "rb") as f:
+            damaged = f.read(4) == b"PK\x03\x04"
+        if damaged:
+            raise WeightFileError("%s is damaged or truncated: it starts as a zip archive (a "
+                                  "torch.save file) but cannot be read as one (%s); download or "
+                                  "save it again." % (source, exc)) from None
         raise WeightFileError("%s is not a zip archive, so not a torch.save file of "
                               "PyTorch >= 1.6." % source) from None
     with archive:
@@ -536,18 +542,36 @@ def _family_layout(net):
     return kind, tuple(len(stage) for stage in stages), stem, layers[1], stages
 
 
-def _arch_name(kind, counts):
-    """``'resnet50_v1'`` for ('bottleneck', (3, 4, 6, 3)); a description if no depth matches."""
+def _arch_name(kind, counts, groups=1, base_width=64):
+    """``'resnet50_v1'`` for ('bottleneck', (3, 4, 6, 3)); a description if no depth matches.
+
+    ``groups`` and ``base_width`` of the bottlenecks' 3x3 convolution give
+    torchvision's other names: ``resnext50_32x4d`` (32 groups of width 4),
+    ``wide_resnet50_2`` (base width 128).
+    """
     for depth, (spec_kind, spec_counts) in TORCHVISION_RESNETS.items():
         if (spec_kind, tuple(spec_counts)) == (kind, tuple(counts)):
-            return "resnet%d_v1" % depth
-    return "a ResNet of %s blocks %s" % (kind, "-".join(map(str, counts)))
+            if groups > 1:
+                return "resnext%d_%dx%dd" % (depth, groups, base_width)
+            if base_width != 64 and base_width % 64 == 0:
+                return "wide_resnet%d_%d" % (depth, base_width // 64)
+            if base_width == 64:
+                return "resnet%d_v1" % depth
+    return "a ResNet of %s blocks %s%s" % (
+        kind, "-".join(map(str, counts)),
+        "" if (groups, base_width) == (1, 64) else " (groups %d, base width %d)"
+        % (groups, base_width))
 
 
-def _file_arch(keys):
-    """The architecture torchvision keys describe, from their ``layer<k>.<i>.conv<j>`` names."""
+def _file_arch(state):
+    """The architecture a torchvision state_dict describes.
+
+    Depth from its ``layer<k>.<i>.conv<j>`` names; for bottlenecks, groups
+    and base width from the shapes of the first block's convolutions (a
+    ResNeXt's 3x3 weight is ``(width, width / groups, 3, 3)``).
+    """
     blocks, bottleneck = {}, False
-    for key in keys:
+    for key in state:
         match = re.match(r"layer(\d+)\.(\d+)\.conv(\d+)\.weight$", key)
         if match:
             stage, index, conv = map(int, match.groups())
@@ -556,7 +580,14 @@ def _file_arch(keys):
     if not blocks:
         return None
     counts = tuple(blocks.get(k, 0) for k in range(1, max(blocks) + 1))
-    return _arch_name("bottleneck" if bottleneck else "basic", counts)
+    groups, base_width = 1, 64
+    conv1, conv2 = state.get("layer1.0.conv1.weight"), state.get("layer1.0.conv2.weight")
+    if bottleneck and conv1 is not None and conv2 is not None \
+            and len(np.shape(conv2)) == 4 and np.shape(conv2)[1]:
+        width = np.shape(conv1)[0]  # stage 1: 64 * base_width / 64 * groups
+        groups = max(1, width // np.shape(conv2)[1])
+        base_width = max(1, width // groups)
+    return _arch_name("bottleneck" if bottleneck else "basic", counts, groups, base_width)
 
 
 def torchvision_key_map(net):
@@ -716,8 +747,9 @@ def load_torchvision_weights(net, path, *, skip_classifier=False, in_channels=No
 
 def _load(net, state, source, skip_classifier, in_channels):
     """``load_torchvision_weights`` on a state_dict already read; issues no warnings."""
-    kind, counts, _, _, _ = _family_layout(net)
-    network = _arch_name(kind, counts)
+    kind, counts, _, _, stages = _family_layout(net)
+    first = stages[0][0]
+    network = _arch_name(kind, counts, first.groups, first.base_width)
     key_map = torchvision_key_map(net)
     classifier = {"fc.weight", "fc.bias"}
     skipped = tuple(k for k in key_map if k in classifier) if skip_classifier else ()

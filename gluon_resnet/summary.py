@@ -5,11 +5,13 @@ layer; ``summarize`` does the same for any network of the registry, adds the
 parameter counts, and explains an input that is too small for the network.
 """
 
+import json
+
 from ._mxnet import mx
 from mxnet.gluon import nn
 
 __all__ = ["top_level_layers", "summarize", "format_summary", "count_parameters",
-           "count_flops", "layer_responses", "InputTooSmallError"]
+           "count_flops", "activation_bytes", "layer_responses", "InputTooSmallError"]
 
 
 class InputTooSmallError(ValueError):
@@ -288,3 +290,35 @@ def layer_responses(net, X):
         for h in handles:
             h.detach()
     return [stds[id(bn)] for bn in layers]
+
+
+def activation_bytes(net, input_shape=(1, 1, 224, 224), value_bytes=4):
+    """Bytes of the outputs of every convolution and dense layer of one forward pass.
+
+    Training keeps each of them (or a tensor of its size: the BN or ReLU
+    after it) until the backward pass, so this is a lower bound of the
+    memory a training step takes; the other layers' outputs, gradients, the
+    parameters and the optimizer state come on top.  Read from the symbolic
+    graph (shape inference only: nothing is allocated, ``net`` need not be
+    initialised).
+
+    Parameters
+    ----------
+    net : mxnet.gluon.HybridBlock
+    input_shape : tuple of int, default (1, 1, 224, 224)
+        ``(N, C, H, W)``; the bytes are for ``N`` images.
+    value_bytes : int, default 4
+        Bytes per value (4 for fp32, 2 for bf16).
+    """
+    internals = net(mx.sym.var("data")).get_internals()
+    _, shapes, _ = internals.infer_shape(data=tuple(input_shape))
+    kept = {node["name"] + "_output" for node in json.loads(internals.tojson())["nodes"]
+            if node["op"] in ("Convolution", "FullyConnected")}
+    values = 0
+    for name, shape in zip(internals.list_outputs(), shapes):
+        if name in kept:
+            count = 1
+            for d in shape:
+                count *= d
+            values += count
+    return values * value_bytes

@@ -6,10 +6,12 @@ Usage (from the repository root, with the project's environment)::
     python notebooks/run.py resnet.ipynb         # one notebook
     python notebooks/run.py --quick              # GLUON_RESNET_QUICK=1: small subsets, 1 epoch
 
-The notebook's metadata records how it was run (``gluon_resnet.mode``: ``full``
-or ``quick``), when, on which CPU and how long it took; the tests check that
-the stored outputs come from a full run.  Figures the notebooks save land in
-``notebooks/figures/``.
+A full run replaces the stored notebook; a quick run never does: it writes
+``notebooks/quick/<name>`` (or into ``--out FOLDER``).  The notebook's
+metadata records how it was run (``gluon_resnet.mode``: ``full`` or
+``quick``), when, on which CPU and how long it took; the tests check that the
+stored outputs come from a full run.  Figures the notebooks save (full runs
+only) land in ``notebooks/figures/``.
 """
 
 import argparse
@@ -61,17 +63,24 @@ def execute(path, quick, timeout=None, out=None):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="*", help="names in notebooks/ (default: all)")
-    parser.add_argument("--quick", action="store_true", help="set GLUON_RESNET_QUICK=1")
+    parser.add_argument("--quick", action="store_true", help="set GLUON_RESNET_QUICK=1 and "
+                        "write to notebooks/quick/ (the stored full runs stay as they are)")
+    parser.add_argument("--out", metavar="FOLDER", help="write the executed notebooks here "
+                        "(default: in place for full runs, notebooks/quick/ for quick ones)")
     args = parser.parse_args(argv)
     names = args.notebooks or sorted(p.name for p in HERE.glob("*.ipynb"))
+    folder = args.out or (HERE / "quick" if args.quick else None)
     for name in names:
         path = HERE / name
         if not path.is_file():
             parser.error("no notebook %s in %s; there are: %s" % (
                 name, HERE, ", ".join(sorted(p.name for p in HERE.glob("*.ipynb")))))
+        out = None if folder is None else pathlib.Path(folder) / name
         print("running %s (%s) ..." % (name, "quick" if args.quick else "full"), flush=True)
-        seconds = execute(path, args.quick)
-        print("  done in %.1f s" % seconds, flush=True)
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        seconds = execute(path, args.quick, out=out)
+        print("  done in %.1f s: %s" % (seconds, out or path), flush=True)
     return 0
 
 

@@ -200,7 +200,7 @@ def test_every_train_option_comes_from_a_config_field():
         assert action.help.startswith(field.metadata["help"])
         assert action.default is None  # not given: as the recipe or checkpoint has it
     extra = set(options) - {f.name for f in dataclasses.fields(TrainConfig)}
-    assert extra == {"help", "no_resize", "out", "resume", "no_progress"}
+    assert extra == {"help", "no_resize", "out", "resume", "checkpoint_minutes", "no_progress"}
 
 
 def test_abbreviated_options_are_refused(capsys):

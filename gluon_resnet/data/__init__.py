@@ -22,7 +22,7 @@ from .idx import (NUM_CLASSES, SUBSET_SEED, TEXT_LABELS, DatasetError, balanced_
                   get_fashion_mnist_labels, load_fashion_mnist_arrays, read_idx)
 from .loader import AUGMENT, SHUFFLE, FashionMNISTLoader, epoch_rng, load_data_fashion_mnist
 from .folders import (IMAGE_EXTENSIONS, MEMORY_BUDGET, SPLIT_SEED, ImageFolderError,
-                      StreamedImages, image_files, load_data_image_folder, read_image,
+                      StreamedImages, image_files, image_header, load_data_image_folder, read_image,
                       resize_image, scan_image_folder)
 
 __all__ = ["DatasetError", "DatasetNotFoundError", "FashionMNISTFiles", "find_fashion_mnist",
@@ -30,5 +30,6 @@ __all__ = ["DatasetError", "DatasetNotFoundError", "FashionMNISTFiles", "find_fa
            "load_data_fashion_mnist", "get_fashion_mnist_labels", "epoch_rng", "TEXT_LABELS",
            "FILE_NAMES", "SYSTEM_DATA_DIR", "DATA_ENV", "NUM_CLASSES", "SUBSET_SEED", "SHUFFLE",
            "AUGMENT", "download_with_mxnet", "mxnet_data_dir", "load_data_image_folder",
-           "scan_image_folder", "read_image", "resize_image", "image_files", "StreamedImages",
+           "scan_image_folder", "read_image", "resize_image", "image_files", "image_header",
+           "StreamedImages",
            "ImageFolderError", "IMAGE_EXTENSIONS", "MEMORY_BUDGET", "SPLIT_SEED"]

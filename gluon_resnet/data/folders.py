@@ -45,7 +45,7 @@ from .idx import DatasetError, SUBSET_SEED, balanced_subset
 from .loader import FashionMNISTLoader
 
 __all__ = ["load_data_image_folder", "scan_image_folder", "read_image", "resize_image",
-           "image_files",
+           "image_files", "image_header",
            "StreamedImages", "ImageFolderError", "FolderSplit", "IMAGE_EXTENSIONS",
            "MEMORY_BUDGET", "SPLIT_SEED"]
 
@@ -239,13 +239,23 @@ def read_image(path, channels=None):
     return np.asarray(image.convert("L"), dtype=np.uint8)
 
 
+def image_header(path):
+    """``((H, W), colour)`` of an image file, read from its header only.
+
+    ``colour`` is True for anything but grayscale.  Raises ``ImageFolderError``
+    naming a file that is not an image.
+    """
+    image = _open(path, load=False)
+    return (image.height, image.width), image.mode not in _GRAY_MODES
+
+
 def _probe(path):
     """``(path, (H, W), colour)`` from the file's header, or ``(path, None, message)``."""
     try:
-        image = _open(path, load=False)
+        size, colour = image_header(path)
     except ImageFolderError as exc:
         return path, None, str(exc)
-    return path, (image.height, image.width), image.mode not in _GRAY_MODES
+    return path, size, colour
 
 
 def resize_image(image, size):
@@ -437,9 +447,9 @@ def load_data_image_folder(path, batch_size, resize=None, *, limit=None, seed=0,
     n_train, bad = len(train_files), _BadImages(skip_bad_images)
     with concurrent.futures.ThreadPoolExecutor(_workers()) as pool:
         probed = list(pool.map(_probe, files))
-        for path, size, info in probed:
+        for file, size, info in probed:
             if size is None:
-                bad.add(path, info)
+                bad.add(file, info)
         kept = [i for i, (_, size, _) in enumerate(probed) if size is not None]
         files, labels = [files[i] for i in kept], labels[kept]
         n_train = sum(1 for i in kept if i < n_train)
