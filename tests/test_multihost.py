@@ -1,6 +1,7 @@
-"""Several machines: two hosts made of Linux network namespaces, joined by a veth pair.
+"""Several machines: the hosts file, the step watch, and two hosts made of network namespaces.
 
-Each namespace has its own network stack with one address (10.200.0.1 and
+The first tests need no network.  The others run on two "hosts": Linux
+network namespaces joined by a veth pair.  Each namespace has its own network stack with one address (10.200.0.1 and
 10.200.0.2, reachable only from each other) and runs an ``sshd`` of its own
 (throwaway host and user keys, its own configuration file, made here), so
 ``launch --hosts`` logs in over real ssh.  The namespaces share this
@@ -12,7 +13,8 @@ an empty data folder (a mount namespace of its own).
 Everything made here (namespaces, the veth pair, every process) is removed
 at the end, also when a test fails; names carry the pytest process's pid, and
 leftovers of earlier runs (whose pid is gone) are removed first.  Root only:
-skipped where network namespaces cannot be made.
+skipped where network namespaces cannot be made.  The tests send traffic to
+127.0.0.1 and to the two namespace addresses only.
 """
 
 import collections
@@ -32,9 +34,8 @@ import time
 import numpy as np
 import pytest
 
-import mxnet as mx
-
 import gluon_resnet
+import mxnet as mx
 
 from gluon_resnet.checkpoint import read_checkpoint_meta
 from gluon_resnet.cli import main
@@ -410,6 +411,7 @@ LIMIT = 4
 
 #: ``gluon-resnet train`` with one more callback: the worker on host ``sys.argv[1]``
 #: kills itself (SIGKILL) after batch 3 of epoch 2, after the checkpoint of epoch 1.
+#: It first prints the step watch's limit it was given.
 KILLER = """
     import os, signal, sys
 
@@ -419,6 +421,7 @@ KILLER = """
 
     HOST, EPOCH, BATCH = sys.argv[1], 2, 3
     build = experiment.build_callbacks
+    print("step timeout", os.environ.get("GLUON_RESNET_STEP_TIMEOUT"), flush=True)
 
 
     class Kill(Callback):
@@ -435,11 +438,11 @@ KILLER = """
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
-    """400 training and 100 test images of Fashion-MNIST as PNG class folders."""
+    """200 training and 100 test images of Fashion-MNIST as PNG class folders (4 batches)."""
     if not os.path.isdir(DATA_DIR):
         pytest.skip("Debian's dataset-fashion-mnist is not installed")
     root = tmp_path_factory.mktemp("images")
-    write_fashion_folder(str(root), train=400, test=100)
+    write_fashion_folder(str(root), train=200, test=100)
     return str(root)
 
 
@@ -539,7 +542,7 @@ def test_launch_hosts_a_dead_worker_stops_the_job_which_resumes_as_on_one_machin
     needs = {"fashion_mnist": None, "folders": [images], "files": []}
     launcher = ("import sys; from gluon_resnet.distributed import launch; sys.exit(launch("
                 "sys.argv[2:], hosts='hosts', ssh=sys.argv[1], needs=%r, servers=1, threads=1, "
-                "timeout=300))" % (needs,))
+                "timeout=300, step_timeout=%d))" % (needs, LIMIT))
     procs = []
     try:
         # A worker on the second host dies in epoch 2: the launcher stops the whole job.
@@ -548,6 +551,9 @@ def test_launch_hosts_a_dead_worker_stops_the_job_which_resumes_as_on_one_machin
         procs.append(job)
         out, err = job.communicate(timeout=300)
         assert job.returncode == 1, out + err
+        for host in ADDRESSES:  # the option reached the workers on both hosts
+            assert re.search(r"^\[worker [01] on %s\] step timeout %r$" % (host, float(LIMIT)),
+                             out, re.M), out
         assert re.search(r"^gluon-resnet launch: error: worker [01] on 10\.200\.0\.2 \(pid \d+\) "
                          r"was killed by SIGKILL; stopped the other processes of the job$",
                          err, re.M), out + err
@@ -574,7 +580,8 @@ def test_launch_hosts_a_dead_worker_stops_the_job_which_resumes_as_on_one_machin
         assert job.returncode == 0, out + err
     finally:
         _end(procs)
-    hosts, one = _params(str(tmp_path / "hosts-{rank}.params")), _params(str(tmp_path / "one-{rank}.params"))
+    hosts = _params(str(tmp_path / "hosts-{rank}.params"))
+    one = _params(str(tmp_path / "one-{rank}.params"))
     assert sorted(hosts[0]) == sorted(one[0]) and any("running_var" in k for k in one[0])
     for name in one[0]:
         np.testing.assert_array_equal(hosts[1][name], hosts[0][name], err_msg=name)

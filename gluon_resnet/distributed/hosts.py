@@ -15,12 +15,11 @@ MXNet.
 
 import collections
 import json
-import os
 import shlex
 import subprocess
 import sys
 
-from . import hostcheck, remote
+from . import hostcheck
 
 __all__ = ["Host", "read_hosts", "ssh_argv", "remote_command", "network_name", "check_hosts",
            "SSH_OPTIONS"]
@@ -81,7 +80,7 @@ def _source(module):
 
 
 def remote_command(python, module, spec):
-    """The shell command that runs the script ``module`` (``hostcheck``, ``remote``) with ``spec``."""
+    """The shell command that runs the script ``module`` (hostcheck, remote) with ``spec``."""
     return shlex.join([python, "-c", _source(module), json.dumps(spec)])
 
 
@@ -191,6 +190,11 @@ def check_hosts(hosts, ssh, python, spec):
     problems = []
     for host, report in zip(hosts, reports):
         found = [report] if isinstance(report, str) else _compare(report, here)
+        if len(hosts) > 1 and not isinstance(report, str) \
+                and (report["address"] or "").startswith("127."):
+            found.append("is reached at the loopback address %s, which the other hosts cannot "
+                         "reach; list the first host by a name or address they reach"
+                         % report["address"])
         problems += ["host %s %s" % (host.name, p) for p in found]
     if problems:
         raise ValueError("the job was not started: " + "; ".join(problems))

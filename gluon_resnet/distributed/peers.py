@@ -130,6 +130,10 @@ class StepWatch:
     def stop(self):
         self._done.set()
         if self._server is not None:
+            try:  # wakes the thread in accept(); close() alone would leave the port listening
+                self._server.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             self._server.close()
 
     def busy(self):
@@ -167,7 +171,7 @@ class StepWatch:
                     pass
 
     def joined(self, rank, peers):
-        """This worker has ``rank``; ``peers`` (dicts: rank, address, port, pid, host) are all workers."""
+        """This worker has ``rank``; ``peers`` are all workers (rank, address, port, pid, host)."""
         self.rank = rank
         self.me = next(p for p in peers if p["rank"] == rank)
         self.peers = [p for p in peers if p["rank"] != rank]
