@@ -9,7 +9,7 @@ Modules, one concern each, each importing only the ones below it: ``cli`` (the
 files) > ``evaluation`` >
 ``experiment`` (a run from a configuration) > ``config`` (``TrainConfig``,
 recipes), ``training`` (the loop, ``train_ch5``), ``callbacks``,
-``distributed`` (worker, launcher), ``data`` (files, IDX reading, loader, image
+``distributed`` (worker, peers, launcher, hosts), ``data`` (files, IDX reading, loader, image
 folders) >
 ``models`` (spec table and registry) > ``pretrained`` (torchvision weights),
 ``blocks``, ``summary``, ``checkpoint``, ``plotting``, ``precision`` (bf16),
