@@ -10,7 +10,7 @@ files) > ``evaluation`` >
 ``experiment`` (a run from a configuration) > ``runlock`` (one run per
 folder) > ``config`` (``TrainConfig``,
 recipes), ``training`` (the loop, ``train_ch5``), ``callbacks``,
-``distributed`` (worker, launcher), ``data`` (files, IDX reading, loader, image
+``distributed`` (worker, peers, launcher, hosts), ``data`` (files, IDX reading, loader, image
 folders) >
 ``models`` (spec table and registry) > ``pretrained`` (torchvision weights),
 ``blocks``, ``summary``, ``checkpoint``, ``plotting``, ``precision`` (bf16),

@@ -22,7 +22,7 @@ import shlex
 import shutil
 import sys
 
-from .checkpoint import CHECKPOINT_NAME, SaveError
+from .checkpoint import CHECKPOINT_NAME, SaveError, checkpoint_file, read_checkpoint_meta
 from .config import TrainConfig, recipe_config
 from .devices import parse_ctx
 from .distributed import launch, worker_command
@@ -241,24 +241,61 @@ def _parse_launched_train(argv):
     return args
 
 
+def _host_needs(command):
+    """What every host of ``launch --hosts`` must have for the launched ``train`` command."""
+    args = _parse_launched_train(command[2:])  # after '--' and 'train'
+    if args.resume:  # a run folder means its checkpoint, as in train
+        args.resume = checkpoint_file(args.resume)
+    files = [f for f in (args.resume, args.pretrained) if f]
+    data, data_root = args.data, args.data_root
+    if args.resume:
+        if not os.path.isfile(args.resume):  # its data is unknown here; the hosts need the file
+            return {"fashion_mnist": None, "folders": [], "files": files}
+        stored = read_checkpoint_meta(args.resume)["config"]
+        data, data_root = stored.get("data"), data_root or stored.get("data_root")
+    if data is not None:
+        return {"fashion_mnist": None, "folders": [data], "files": files}
+    return {"fashion_mnist": {"root": data_root}, "folders": [], "files": files}
+
+
 def _cmd_launch(args):
-    return launch(worker_command(args.train_command, _parse_launched_train),
-                  workers=args.workers, servers=args.servers, timeout=args.timeout,
-                  threads=args.threads_per_worker)
+    worker_args = worker_command(args.train_command, _parse_launched_train)
+    hosts = {}
+    if args.hosts is not None:
+        hosts = dict(hosts=args.hosts, ssh=args.ssh, needs=_host_needs(args.train_command))
+    elif args.ssh != "ssh":
+        raise ValueError("--ssh is for --hosts; without it the job runs on this machine")
+    return launch(worker_args, workers=args.workers, servers=args.servers, timeout=args.timeout,
+                  threads=args.threads_per_worker, python=args.python,
+                  step_timeout=args.step_timeout, **hosts)
 
 
 def _add_launch_parser(sub):
     p = sub.add_parser(
-        "launch", help="train with several worker processes on this machine (parameter server)",
-        description="Start MXNet's parameter server on 127.0.0.1: one scheduler, the servers and "
-        "the workers, each running 'gluon-resnet train' with the options after '--' and "
-        "--kvstore dist_sync. --batch-size is the global batch, split evenly over the workers; "
-        "only worker 0 evaluates, prints and writes the run folder. If a process fails, the "
-        "others are stopped.",
-        epilog="example: gluon-resnet launch --workers 2 -- train --no-resize --epochs 1",
+        "launch", help="train with several worker processes, on this machine or on several "
+        "(parameter server)",
+        description="Start MXNet's parameter server on 127.0.0.1, or with --hosts on the hosts "
+        "of a file over ssh: one scheduler, the servers and the workers, each running "
+        "'gluon-resnet train' with the options after '--' and --kvstore dist_sync. "
+        "--batch-size is the global batch, split evenly over the workers; only worker 0 "
+        "evaluates, prints and writes the run folder. If a process fails, the others are "
+        "stopped.",
+        epilog="examples: gluon-resnet launch --workers 2 -- train --no-resize --epochs 1; "
+        "gluon-resnet launch --hosts hosts.txt -- train --recipe fast",
         allow_abbrev=False)
-    p.add_argument("--workers", type=_POSITIVE_INT, default=2, help="worker processes (default 2)")
-    p.add_argument("--servers", type=_POSITIVE_INT, default=1, help="server processes (default 1)")
+    p.add_argument("--workers", type=_POSITIVE_INT, help="worker processes (default 2; with "
+                   "--hosts: as the hosts file says)")
+    p.add_argument("--servers", type=_POSITIVE_INT, help="server processes (default 1; with "
+                   "--hosts: one per host)")
+    p.add_argument("--hosts", metavar="FILE", help="run on these hosts over ssh: one host per "
+                   "line, optionally host:workers; the first runs the scheduler")
+    p.add_argument("--ssh", default="ssh", metavar="COMMAND", help="ssh command and options for "
+                   "--hosts (default: ssh; it must log in without a prompt)")
+    p.add_argument("--python", metavar="PATH", help="Python of the processes, the same path on "
+                   "every host (default: this one, %s)" % sys.executable)
+    p.add_argument("--step-timeout", type=_POSITIVE_NUMBER, metavar="SECONDS",
+                   help="a worker whose step waits this long for a peer that went quiet "
+                   "stops (default 300; GLUON_RESNET_STEP_TIMEOUT)")
     p.add_argument("--timeout", type=_POSITIVE_NUMBER, metavar="SECONDS",
                    help="stop the whole job after this many seconds (exit status 124)")
     p.add_argument("--threads-per-worker", type=_POSITIVE_INT, metavar="N",

@@ -39,8 +39,8 @@ from .config import (RECIPES, RESUME_CHANGES, KVSTORES, SCHEDULES, RunError, Tra
                      recipe_config)
 from .data import TEXT_LABELS, load_data_fashion_mnist, load_data_image_folder
 from .devices import available_memory, parse_ctx
-from .distributed import (AverageRunningStats, DistributedTrainer, final_parameters_callback,
-                          join_job)
+from .distributed import (AverageRunningStats, DistributedTrainer, WatchSteps,
+                          final_parameters_callback, join_job)
 from .models import get_model
 from .precision import describe_precision, enable_bf16, resolve_precision
 from .runlock import RunLock
@@ -415,6 +415,8 @@ def build_callbacks(config, job, out, precision, progress=None, quiet=False, dat
     callbacks = [OneCycleSchedule(config.lr)] if config.schedule == "onecycle" else []
     if job.num_workers > 1:
         callbacks.append(AverageRunningStats(job.kv))
+    if job.watch is not None:
+        callbacks.append(WatchSteps(job.watch))
     dump = final_parameters_callback(job.rank)
     if dump is not None:
         callbacks.append(dump)

@@ -12,6 +12,25 @@ if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
     DEBIAN_FRONTEND=noninteractive $apt_get install -y -qq dataset-fashion-mnist >/dev/null
 fi
 
+# The two-host tests (tests/test_multihost.py) run sshd in network namespaces: root only.
+missing=""
+[ -x /usr/sbin/sshd ] || missing="$missing openssh-server"
+command -v ip >/dev/null || missing="$missing iproute2"
+if [ -n "$missing" ] && [ "$(id -u)" != 0 ]; then
+    echo "setup: not root: not installing$missing; tests/test_multihost.py skips its two-host" \
+         "tests (network namespaces need root)" >&2
+elif [ -n "$missing" ]; then
+    # Installing must not start an ssh service: the tests start their own sshd.
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod +x /usr/sbin/policy-rc.d
+        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing \
+        >/dev/null
+fi
+
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi

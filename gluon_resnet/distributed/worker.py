@@ -23,7 +23,9 @@ network without batch normalisation, ``N`` workers compute what one process
 computes; ``AverageRunningStats`` averages the BN running statistics over the
 workers after each epoch's training pass.  Only worker 0 handles stop
 signals (the launcher forwards them to it); it saves, and the launcher then
-stops the rest.
+stops the rest.  Every worker also runs a ``peers.StepWatch``: a step that
+waits too long for a peer that went quiet stops the worker instead of
+hanging it.
 """
 
 import atexit
@@ -31,17 +33,22 @@ import ctypes
 import dataclasses
 import os
 import signal
+import socket
 import sys
 import threading
+
+import numpy as np
 
 from .._mxnet import mx
 from mxnet import gluon
 
 from ..events import Callback
-from .launcher import DIST_KVSTORES, DUMP_VARIABLE, WORKER_INDEX_VARIABLE
+from .launcher import DIST_KVSTORES, DUMP_VARIABLE, RANK_NOTE, WORKER_INDEX_VARIABLE
+from .peers import StepWatch, node_address, step_timeout
 
 __all__ = ["Job", "process_kvstore", "join_job", "DistributedTrainer", "finish_job",
-           "AverageRunningStats", "SaveFinalParameters", "final_parameters_callback"]
+           "AverageRunningStats", "SaveFinalParameters", "final_parameters_callback",
+           "exchange_peers"]
 
 
 @dataclasses.dataclass
@@ -60,12 +67,15 @@ class Job:
         How gradients are added up: ``'device'``, ``'local'`` or a distributed kind.
     kv : mxnet.kvstore.KVStore or None
         The distributed kvstore, None in a single process.
+    watch : peers.StepWatch or None
+        What stops this worker when a peer went quiet; None in a single process.
     """
 
     rank: int = 0
     num_workers: int = 1
     kvstore: str = "device"
     kv: object = None
+    watch: object = None
 
     @property
     def lead(self):
@@ -90,6 +100,8 @@ class Job:
         """Leave a distributed job (see ``finish_job``); nothing for a single process."""
         if self.kv is not None:
             finish_job(self.kv)
+        if self.watch is not None:
+            self.watch.stop()
 
 
 def process_kvstore(requested, explicit=True):
@@ -128,18 +140,25 @@ def join_job(kvstore, global_batch, explicit=True):
     explicit : bool
         Whether the kvstore was asked for (not inherited from a checkpoint).
 
-    A worker checks the batch, creates the kvstore, makes workers other than
-    rank 0 ignore Ctrl-C, and arranges that a worker that leaves with an
-    error does not wait for the others at exit (see ``finish_job``).
+    A worker checks the batch, starts its ``StepWatch`` (limit:
+    ``GLUON_RESNET_STEP_TIMEOUT``), creates the kvstore, makes workers other
+    than rank 0 ignore Ctrl-C, arranges that a worker that leaves with an
+    error does not wait for the others at exit (see ``finish_job``), and
+    learns where its peers answer (``exchange_peers``).
     """
     kvstore = process_kvstore(kvstore, explicit)
     if kvstore not in DIST_KVSTORES:
         return Job(kvstore=kvstore)
+    limit = step_timeout()
     workers = int(os.environ.get("DMLC_NUM_WORKER", "1"))
     if global_batch % workers:
         raise ValueError("the batch size %d is the global batch of all workers, so it must be "
                          "divisible by the %d workers; try %d"
                          % (global_batch, workers, max(workers, global_batch // workers * workers)))
+    scheduler = (os.environ.get("DMLC_PS_ROOT_URI", "127.0.0.1"),
+                 int(os.environ.get("DMLC_PS_ROOT_PORT", "0")))
+    watch = StepWatch(limit, scheduler, "%d workers and %s servers"
+                      % (workers, os.environ.get("DMLC_NUM_SERVER", "1"))).start()
     kv = mx.kv.create(kvstore)
     _JOB.update(kv=kv, done=False)
     atexit.register(_leave_without_barrier)
@@ -147,9 +166,36 @@ def join_job(kvstore, global_batch, explicit=True):
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     index = os.environ.get(WORKER_INDEX_VARIABLE)
     if index is not None and int(index) != kv.rank:
-        print("note: launcher's worker %s has rank %d in the job" % (index, kv.rank),
-              file=sys.stderr, flush=True)
-    return Job(rank=kv.rank, num_workers=kv.num_workers, kvstore=kvstore, kv=kv)
+        print(RANK_NOTE % (int(index), kv.rank), file=sys.stderr, flush=True)
+    address = node_address()
+    watch.joined(kv.rank, exchange_peers(kv, address, watch.serve(address)))
+    return Job(rank=kv.rank, num_workers=kv.num_workers, kvstore=kvstore, kv=kv, watch=watch)
+
+
+#: kvstore key of the peer table: above ``AverageRunningStats.KEY_BASE``'s keys, below 2**31 / 9973.
+PEERS_KEY = 200000
+_HOST_CHARS = 32
+_PEER_FIELDS = 4 + 2 + _HOST_CHARS  # IPv4 address, port, pid, host name
+
+
+def exchange_peers(kv, address, port):
+    """Every worker's ``{rank, address, port, pid, host}``, learnt through the kvstore.
+
+    Each worker pushes a table with only its own row filled; the servers add
+    the tables up, so every worker pulls all rows.  float32 holds every
+    field exactly (octets, ports, pids below 2**24, character codes).
+    """
+    table = np.zeros((kv.num_workers, _PEER_FIELDS), dtype=np.float32)
+    host = [ord(c) for c in socket.gethostname()[:_HOST_CHARS]]
+    table[kv.rank, :6] = [int(octet) for octet in address.split(".")] + [port, os.getpid()]
+    table[kv.rank, 6:6 + len(host)] = host
+    kv.init(PEERS_KEY, mx.nd.zeros(table.size))
+    summed = mx.nd.array(table.ravel())
+    kv.pushpull(PEERS_KEY, summed)
+    rows = summed.asnumpy().reshape(table.shape).astype(np.int64)
+    return [{"rank": r, "address": ".".join(str(v) for v in row[:4]), "port": int(row[4]),
+             "pid": int(row[5]), "host": "".join(chr(c) for c in row[6:] if c)}
+            for r, row in enumerate(rows)]
 
 
 class DistributedTrainer(gluon.Trainer):
