@@ -20,6 +20,7 @@ then save the state and ``fit`` raises ``TrainingInterrupted`` (a
 from ._mxnet import mx
 from mxnet import autograd, gluon
 
+from .arrays import in_caller_mode
 from .callbacks import DivergenceCheck, PrintEpochs, ProgressBar, Recorder
 from .events import Callback, TrainingDiverged, TrainingInterrupted
 from .signals import StopSignals, signal_name
@@ -50,6 +51,9 @@ def _split(batch, ctxs):
 def evaluate_accuracy(data_iter, net, ctx=None, *, flip=False):
     """Accuracy of ``net`` on ``data_iter`` (d2lzh's signature).
 
+    Works in both array modes: on legacy ``nd`` batches, and on ``mxnet.np``
+    batches after ``npx.set_np()``.
+
     Parameters
     ----------
     data_iter : iterable of (X, y)
@@ -69,19 +73,21 @@ def evaluate_accuracy(data_iter, net, ctx=None, *, flip=False):
         Fraction of correctly classified examples; the host syncs once.
     """
     ctxs = as_ctx_list(ctx)
-    correct = mx.nd.zeros((1,), ctx=ctxs[0])
+    correct = in_caller_mode(mx.nd.zeros((1,), ctx=ctxs[0]))
     n = 0
     for X, y in data_iter:
         for xs, ys in zip(_split(X, ctxs), _split(y, ctxs)):
             scores = net(xs)
             if flip:
                 scores = scores.softmax(axis=1) + net(xs.flip(axis=3)).softmax(axis=1)
-            hits = (scores.argmax(axis=1) == ys.astype("float32")).sum()
+            # numpy mode's argmax gives int64, which == does not compare with float32.
+            predicted = scores.argmax(axis=1).astype("float32", copy=False)
+            hits = (predicted == ys.astype("float32")).sum()
             correct += hits.as_in_context(ctxs[0])
         n += y.shape[0]
     if n == 0:
         raise ValueError("evaluate_accuracy: data_iter yielded no examples")
-    return correct.asscalar() / n
+    return correct.asnumpy()[0] / n
 
 
 class LabelSmoothingLoss(gluon.loss.Loss):
