@@ -15,7 +15,7 @@ import sys
 import time
 
 from ._mxnet import mx
-from .arrays import in_callers_mode, scalar
+from .arrays import in_caller_mode, scalar
 from .checkpoint import atomic_write, save_checkpoint
 from .events import Callback, TrainingDiverged
 from .plotting import in_notebook, plot_curves, plot_history
@@ -65,8 +65,8 @@ class Recorder(Callback):
         loss, correct, self.n, self.seconds = self._carry or (0.0, 0.0, 0, 0.0)
         self._carry = None
         ctx = learner.ctxs[0]
-        self.loss_sum = in_callers_mode(mx.nd.array([loss], ctx=ctx))
-        self.correct = in_callers_mode(mx.nd.array([correct], ctx=ctx))
+        self.loss_sum = in_caller_mode(mx.nd.array([loss], ctx=ctx))
+        self.correct = in_caller_mode(mx.nd.array([correct], ctx=ctx))
         self._start = time.time()
 
     def after_step(self, learner):

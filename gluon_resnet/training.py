@@ -20,7 +20,7 @@ then save the state and ``fit`` raises ``TrainingInterrupted`` (a
 from ._mxnet import mx
 from mxnet import autograd, gluon, init
 
-from .arrays import in_callers_mode, scalar
+from .arrays import in_caller_mode, scalar
 from .callbacks import (Checkpointer, DivergenceCheck, LiveCurves, PrintEpochs, PrintSummary,
                         ProgressBar, Recorder)
 from .events import Callback, TrainingDiverged, TrainingInterrupted
@@ -56,8 +56,8 @@ def _correct(scores, labels):
     Both sides are compared as float32: in numpy mode ``argmax`` gives int64
     and a comparison gives bool, and MXNet compares only arrays of one type.
     """
-    hits = scores.argmax(axis=1).astype("float32", copy=False) == labels.astype("float32",
-                                                                                copy=False)
+    predicted = scores.argmax(axis=1).astype("float32", copy=False)
+    hits = predicted == labels.astype("float32", copy=False)
     return hits.astype("float32", copy=False).sum()
 
 
@@ -71,6 +71,9 @@ def _add_up(arrays):
 
 def evaluate_accuracy(data_iter, net, ctx=None, *, flip=False):
     """Accuracy of ``net`` on ``data_iter`` (d2lzh's signature).
+
+    Works in both array modes: on legacy ``nd`` batches, and on ``mxnet.np``
+    batches after ``npx.set_np()``.
 
     Parameters
     ----------
@@ -91,7 +94,7 @@ def evaluate_accuracy(data_iter, net, ctx=None, *, flip=False):
         Fraction of correctly classified examples; the host syncs once.
     """
     ctxs = as_ctx_list(ctx)
-    correct = in_callers_mode(mx.nd.zeros((1,), ctx=ctxs[0]))
+    correct = in_caller_mode(mx.nd.zeros((1,), ctx=ctxs[0]))
     n = 0
     for X, y in data_iter:
         for xs, ys in zip(_split(X, ctxs), _split(y, ctxs)):

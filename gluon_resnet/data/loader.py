@@ -15,7 +15,7 @@ import numpy as np
 
 from .._mxnet import mx
 from .. import validate
-from ..arrays import in_callers_mode
+from ..arrays import in_caller_mode
 from .idx import NUM_CLASSES, TEXT_LABELS, balanced_subset, load_fashion_mnist_arrays
 
 __all__ = ["FashionMNISTLoader", "load_data_fashion_mnist", "epoch_rng", "SHUFFLE", "AUGMENT",
@@ -205,8 +205,8 @@ class FashionMNISTLoader:
             mean, std = self._normalisation
             X = mx.nd.broadcast_div(mx.nd.broadcast_sub(X, mean), std)
         y = mx.nd.array(self.labels[idx], dtype=np.int32)
-        return (in_callers_mode(X.as_in_context(self.ctx)),
-                in_callers_mode(y.as_in_context(self.ctx)))
+        return (in_caller_mode(X.as_in_context(self.ctx)),
+                in_caller_mode(y.as_in_context(self.ctx)))
 
     def augmentation(self, epoch):
         """Affine transforms (flip, shift) of this loader's examples in ``epoch``: ``(n, 6)``.
