@@ -26,7 +26,7 @@ from d2l import mxnet as d2l
 from matplotlib import pyplot as plt
 
 import gluon_resnet
-from gluon_resnet import (Accumulator, Timer, evaluate_accuracy, evaluate_accuracy_gpu,
+from gluon_resnet import (Accumulator, Residual, Timer, evaluate_accuracy, evaluate_accuracy_gpu,
                           load_data_fashion_mnist, train_ch6, try_all_gpus, try_gpu)
 from gluon_resnet.checkpoint import load_checkpoint
 from gluon_resnet.events import Callback, TrainingInterrupted
@@ -51,10 +51,11 @@ def numpy_mode():
 
 
 def _small_net():
-    """A small network of the chapter's kind (convolution, BN, d2l's residual block) for 28x28."""
-    net = nn.Sequential()
+    """A small network of the chapter's kind (convolution, BN, our ``Residual``) for 28x28."""
+    net = nn.HybridSequential()
     net.add(nn.Conv2D(8, kernel_size=3, padding=1), nn.BatchNorm(), nn.Activation("relu"),
-            nn.MaxPool2D(pool_size=2), d2l.Residual(8), nn.GlobalAvgPool2D(), nn.Dense(10))
+            nn.MaxPool2D(pool_size=2), Residual(8), Residual(16, use_1x1conv=True, strides=2),
+            nn.GlobalAvgPool2D(), nn.Dense(10))
     return net
 
 
@@ -76,6 +77,7 @@ def test_train_ch6_prints_what_d2l_prints_and_trains_the_same(numpy_mode, capsys
         plt.close("all")
         mx.random.seed(7)
         net = _small_net()
+        net.hybridize()
         train(net, train_iter, test_iter, 2, 0.5, mx.cpu())
         runs[name] = (capsys.readouterr().out, net)
     theirs, ours = runs["d2l"][0], runs["ours"][0]
