@@ -1,4 +1,4 @@
-"""Training: d2lzh's ``train_ch5`` and ``evaluate_accuracy`` on a small ``Learner``.
+"""Training on a small ``Learner``: ``train_ch5`` (d2lzh) and ``train_ch6`` (d2l 1.x).
 
 The loop runs the phases fit > epoch > train | validate, train > batch > step
 (see ``gluon_resnet.events``) and fires an event before and after each; it
@@ -62,7 +62,7 @@ def _correct(scores, labels):
 
 
 def _add_up(arrays):
-    """The sum of a non-empty list of arrays of either mode (one device's worth: no copy)."""
+    """The sum of a non-empty list of arrays of either mode (numpy mode has no ``add_n``)."""
     total = arrays[0]
     for a in arrays[1:]:
         total = total + a
@@ -172,7 +172,7 @@ class Learner:
         Batches completed within the running epoch.
     X, y : NDArray
         The running batch, ``(N, C, H, W)`` and ``(N,)``; ``batch_size`` is ``N``.
-    batch_loss, batch_correct : NDArray of shape (1,), or mxnet.np scalar
+    batch_loss, batch_correct : NDArray of shape (1,), or a 0-d mxnet.np array
         Summed loss and correct predictions of the running batch (after the
         step; not yet computed by the engine).  Arrays are in the caller's
         mode: ``mxnet.np`` after ``npx.set_np()``.
