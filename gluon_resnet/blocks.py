@@ -15,6 +15,13 @@ blocks: ``groups`` and ``base_width`` (ResNeXt, wide bottlenecks),
 the last convolution, as in Wide ResNets) and ``avg_down`` (ResNet-D's
 average pooling before the projection shortcut).
 
+Every block works in both of MXNet's array modes, imperative and hybridized,
+with the same numbers: on legacy ``nd`` arrays (the first edition of the
+book) and, after ``npx.set_np()``, on ``mxnet.np`` arrays (the current
+edition); ``gluon_resnet.arrays`` picks the operators.  An input of the mode
+that is off, or a network initialised in it, gets a ``TypeError`` that says
+how to convert.
+
 References
 ----------
 He, Zhang, Ren, Sun. "Deep Residual Learning for Image Recognition", CVPR 2016,
@@ -45,11 +52,13 @@ Convolutional Neural Networks", CVPR 2019, section 4.1 and figure 2(c)
 from ._mxnet import mx
 from mxnet.gluon import nn
 
+from .arrays import array_ops, check_array_mode
 from .validate import non_negative_int, positive_int
 
 __all__ = ["Residual", "resnet_block", "check_positive_int", "SHORTCUTS", "check_shortcut",
            "conv3x3", "conv1x1", "batch_norm", "ZeroPadShortcut", "SqueezeExcite",
-           "make_shortcut", "BasicBlockV1", "BottleneckV1", "BasicBlockV2", "BottleneckV2", "make_stage"]
+           "make_shortcut", "BasicBlockV1", "BottleneckV1", "BasicBlockV2", "BottleneckV2",
+           "make_stage", "HybridSequential"]
 
 
 #: The package's one positive-integer check (``gluon_resnet.validate``), under the name
@@ -58,14 +67,39 @@ check_positive_int = positive_int
 
 
 def _relu(F, x):
-    """ReLU through oneDNN's activation operator.
+    """ReLU through oneDNN's activation operator, in either array mode (see ``arrays``)."""
+    return array_ops(F).activation(x, "relu")
 
-    ``F.relu`` is the same function, but on bf16 data MXNet 1.9.1 runs it in
-    its own element-wise kernel outside oneDNN: 3.2 s of a 5.8 s training step
-    of the chapter's network, against 60 ms for ``F.Activation``.  In fp32
-    ``F.Activation`` also keeps oneDNN's blocked layouts between layers.
+
+class _ArrayModeCheck:
+    """Refuse an input or parameters of the array mode that is off, in one sentence.
+
+    Without it MXNet's operator says only that a legacy operator received a
+    numpy array (or the reverse), deep inside the network.
     """
-    return F.Activation(x, act_type="relu")
+
+    def forward(self, x, *args):
+        check_array_mode(x, self.name, _first_parameter(self))
+        return super().forward(x, *args)
+
+
+def _first_parameter(block):
+    """One parameter of ``block`` or its children (None for a block without any)."""
+    for parameter in block._reg_params.values():
+        return parameter
+    for child in block._children.values():
+        parameter = _first_parameter(child)
+        if parameter is not None:
+            return parameter
+    return None
+
+
+class _Block(_ArrayModeCheck, nn.HybridBlock):
+    """The blocks' base: a ``HybridBlock`` that works in both array modes."""
+
+
+class HybridSequential(_ArrayModeCheck, nn.HybridSequential):
+    """Gluon's ``HybridSequential`` that refuses an input of the other array mode."""
 
 
 def _shortcut_error(block, in_shape, out_shape):
@@ -77,13 +111,15 @@ def _shortcut_error(block, in_shape, out_shape):
     )
 
 
-class Residual(nn.HybridBlock):
+class Residual(_Block):
     """The residual block of d2l-zh 5.11 (He et al. 2016, figure 2).
 
     ``relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))`` with two 3x3
     convolutions of ``num_channels`` channels (with bias, as in the book) and,
     when ``use_1x1conv`` is set, a 1x1 convolution on the shortcut.  With the
-    same parameter values it computes exactly what ``d2lzh.Residual`` computes.
+    same parameter values it computes exactly what ``d2lzh.Residual`` computes,
+    and in numpy mode (``npx.set_np()``, on ``mxnet.np`` arrays) what the
+    current edition's ``d2l.Residual`` computes.
 
     Parameters
     ----------
@@ -166,7 +202,7 @@ def resnet_block(num_channels, num_residuals, first_block=False, prefix=None):
     """
     check_positive_int(num_channels, "num_channels", "resnet_block")
     check_positive_int(num_residuals, "num_residuals", "resnet_block")
-    blk = nn.HybridSequential(prefix=prefix)
+    blk = HybridSequential(prefix=prefix)
     with blk.name_scope():
         for i in range(num_residuals):
             if i == 0 and not first_block:
@@ -222,7 +258,7 @@ def _shape_changes(in_channels, out_channels, stride):
     return stride != 1 or in_channels != out_channels
 
 
-class ZeroPadShortcut(nn.HybridBlock):
+class ZeroPadShortcut(_Block):
     """Shortcut option A (He et al. 2016, section 3.3): identity with zero padding.
 
     Keeps every ``stride``-th row and column, then appends ``extra_channels``
@@ -248,17 +284,15 @@ class ZeroPadShortcut(nn.HybridBlock):
         self.stride = check_positive_int(stride, "stride", "ZeroPadShortcut")
 
     def hybrid_forward(self, F, x):
+        ops = array_ops(F)
         if self.stride > 1:
-            x = F.slice(x, begin=(None,) * 4, end=(None,) * 4,
-                        step=(1, 1, self.stride, self.stride))
+            x = ops.subsample(x, self.stride)
         if self.extra_channels:
-            # One zero channel shaped like x, broadcast to the missing channels.
-            zero = F.zeros_like(F.slice_axis(x, axis=1, begin=0, end=1))
-            x = F.concat(x, F.broadcast_axis(zero, axis=1, size=self.extra_channels), dim=1)
+            x = ops.append_zero_channels(x, self.extra_channels)
         return x
 
 
-class SqueezeExcite(nn.HybridBlock):
+class SqueezeExcite(_Block):
     """Squeeze-and-Excitation (Hu et al. 2018, section 3 and figure 3).
 
     Squeeze: global average pool to one value per channel.  Excite: a 1x1
@@ -292,8 +326,9 @@ class SqueezeExcite(nn.HybridBlock):
             self.fc2 = nn.Conv2D(channels, kernel_size=1, in_channels=self.squeezed)
 
     def hybrid_forward(self, F, x):
-        scale = self.fc2(_relu(F, self.fc1(self.pool(x))))  # (N, C, 1, 1)
-        return F.broadcast_mul(x, F.Activation(scale, act_type="sigmoid"))
+        ops = array_ops(F)
+        scale = self.fc2(ops.activation(self.fc1(self.pool(x)), "relu"))  # (N, C, 1, 1)
+        return ops.scale_channels(x, ops.activation(scale, "sigmoid"))
 
 
 def make_shortcut(kind, in_channels, out_channels, stride, normalize=True, avg_down=False):
@@ -331,7 +366,7 @@ def make_shortcut(kind, in_channels, out_channels, stride, normalize=True, avg_d
         return None
     if kind == "A":
         return ZeroPadShortcut(out_channels - in_channels, stride, prefix="shortcut_")
-    proj = nn.HybridSequential(prefix="shortcut_")
+    proj = HybridSequential(prefix="shortcut_")
     with proj.name_scope():
         if avg_down and stride > 1:
             proj.add(nn.AvgPool2D(pool_size=stride, strides=stride, ceil_mode=True,
@@ -343,7 +378,7 @@ def make_shortcut(kind, in_channels, out_channels, stride, normalize=True, avg_d
     return proj
 
 
-class _ResidualUnit(nn.HybridBlock):
+class _ResidualUnit(_Block):
     """Convolutions, BNs and shortcut shared by the four blocks of the family.
 
     Subclasses set ``kernels`` (the convolutions' kernel sizes), ``expansion``
@@ -490,13 +525,9 @@ class _ResidualUnit(nn.HybridBlock):
             out = self.se(out)
         if self.shortcut_kind is None:
             return out
-        # add_n, not +: the same sum, but with + MXNet 1.9.1 hands BN's backward pass a
-        # gradient in another memory layout than its data in the CIFAR networks
-        # (16-channel convolutions), and oneDNN falls back to its reference BN code (50 ms
-        # a call): the CIFAR ResNet-20 trained at 407 img/s with +, 781 with add_n
-        # (fp32, batch 128, 28x28, this machine; DNNL_VERBOSE shows 27 bnorm_ref calls
-        # a step with +, none with add_n).
-        return F.add_n(out, x if self.shortcut is None else self.shortcut(x))
+        # add_n, not + (see arrays.array_ops): with + BN's backward pass falls back to
+        # oneDNN's reference code in the 16-channel networks, twice as slow a step.
+        return array_ops(F).add(out, x if self.shortcut is None else self.shortcut(x))
 
 
 class _PostActivationUnit(_ResidualUnit):
@@ -677,7 +708,7 @@ def make_stage(block, in_channels, channels, num_blocks, stride=1, prefix=None, 
         block.expansion, ceil(H / stride), ceil(W / stride))``.
     """
     check_positive_int(num_blocks, "num_blocks", "make_stage")
-    stage = nn.HybridSequential(prefix=prefix)
+    stage = HybridSequential(prefix=prefix)
     with stage.name_scope():
         for i in range(num_blocks):
             stage.add(block(in_channels, channels, stride if i == 0 else 1, **block_kwargs))

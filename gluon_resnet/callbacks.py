@@ -17,13 +17,14 @@ import time
 import numpy as np
 
 from ._mxnet import mx
+from .arrays import in_caller_mode, scalar
 from .checkpoint import atomic_write, save_checkpoint
 from .events import Callback, TrainingDiverged
 from .plotting import in_notebook, plot_curves, plot_history
 from .validate import non_negative_number, optional_positive_int
 
-__all__ = ["Recorder", "DivergenceCheck", "PrintEpochs", "ProgressBar", "HistoryWriter",
-           "CurvePlotter", "LiveCurves", "Checkpointer", "OneCycleSchedule"]
+__all__ = ["Recorder", "DivergenceCheck", "PrintEpochs", "PrintSummary", "ProgressBar",
+           "HistoryWriter", "CurvePlotter", "LiveCurves", "Checkpointer", "OneCycleSchedule"]
 
 
 class Recorder(Callback):
@@ -59,14 +60,15 @@ class Recorder(Callback):
 
     def partial(self):
         """``[loss sum, correct, examples, seconds]`` of the running epoch (host values)."""
-        return [float(self.loss_sum.asscalar()), float(self.correct.asscalar()), self.n,
+        return [scalar(self.loss_sum), scalar(self.correct), self.n,
                 self.seconds + time.time() - self._start]
 
     def before_train(self, learner):
         loss, correct, self.n, self.seconds = self._carry or (0.0, 0.0, 0, 0.0)
         self._carry = None
         ctx = learner.ctxs[0]
-        self.loss_sum, self.correct = mx.nd.array([loss], ctx=ctx), mx.nd.array([correct], ctx=ctx)
+        self.loss_sum = in_caller_mode(mx.nd.array([loss], ctx=ctx))
+        self.correct = in_caller_mode(mx.nd.array([correct], ctx=ctx))
         self._start = time.time()
 
     def after_step(self, learner):
@@ -77,12 +79,13 @@ class Recorder(Callback):
     def after_train(self, learner):
         if self.n == 0:
             raise ValueError("the training data yielded no examples")
+        self.loss_sum.wait_to_read()  # the last batch's compute belongs to the training time
         self.train_time = self.seconds + time.time() - self._start
 
     def after_epoch(self, learner):
         self.history.append({
-            "epoch": learner.epoch, "loss": float(self.loss_sum.asscalar()) / self.n,
-            "train_acc": float(self.correct.asscalar()) / self.n,
+            "epoch": learner.epoch, "loss": scalar(self.loss_sum) / self.n,
+            "train_acc": scalar(self.correct) / self.n,
             "test_acc": float(learner.test_acc), "time": self.seconds + time.time() - self._start,
             "train_time": self.train_time, "lr": learner.trainer.learning_rate})
 
@@ -106,7 +109,7 @@ class DivergenceCheck(Callback):
             return
         number, loss, n = self.pending
         self.pending = None
-        value = loss.asscalar()
+        value = scalar(loss)
         learner.last_loss = value / n
         if not math.isfinite(value):
             rate = learner.trainer.learning_rate
@@ -136,6 +139,32 @@ class PrintEpochs(Callback):
         h = learner.history[-1]
         print("epoch %d, loss %.4f, train acc %.3f, test acc %.3f, time %.1f sec"
               % (h["epoch"], h["loss"], h["train_acc"], h["test_acc"], h["time"]), flush=True)
+
+
+class PrintSummary(Callback):
+    """Print d2l 1.x's two lines after training (``train_ch6``).
+
+    ``loss 0.xxx, train acc 0.xxx, test acc 0.xxx`` for the last epoch, then
+    ``NNNN.N examples/sec on cpu(0)``: all training examples over the time of
+    the training passes (evaluation left out, as d2l's timer does).
+    """
+
+    def __init__(self):
+        self.examples, self.seconds = 0, 0.0
+
+    def after_train(self, learner):
+        self.examples += learner.recorder.n
+        self.seconds += learner.recorder.train_time
+
+    def after_fit(self, learner):
+        if not learner.history:
+            return  # nothing trained (num_epochs 0, or resumed at the end)
+        h = learner.history[-1]
+        print("loss %.3f, train acc %.3f, test acc %.3f" % (h["loss"], h["train_acc"],
+                                                             h["test_acc"]), flush=True)
+        ctx = learner.ctxs[0] if len(learner.ctxs) == 1 else learner.ctxs
+        print("%.1f examples/sec on %s" % (self.examples / max(self.seconds, 1e-9), ctx),
+              flush=True)
 
 
 class ProgressBar(Callback):
@@ -224,7 +253,7 @@ class LiveCurves(Callback):
     so far are added (read from the device: one short wait), and after each
     epoch the epoch's means and the test accuracy.  The x axis counts epochs.
     In a Jupyter notebook the figure below the cell is redrawn in place;
-    elsewhere it is saved to ``path`` (if given).
+    elsewhere it is only saved to ``path`` (if given): no window, no file.
 
     Parameters
     ----------
@@ -273,11 +302,13 @@ class LiveCurves(Callback):
         every = self.every or max(1, (self.num_batches or 250) // 5)
         if learner.batch % every or (self.num_batches and learner.batch >= self.num_batches):
             return  # the epoch's last point comes from after_epoch
+        if self.path is None and not in_notebook():
+            return  # a point nobody sees would cost a wait for the device
         recorder = learner.recorder
         loss_sum, correct, n = recorder.loss_sum, recorder.correct, recorder.n
         x = learner.epoch + (learner.batch / self.num_batches if self.num_batches else 0.5)
-        self._add("train loss", x, float(loss_sum.asscalar()) / n)
-        self._add("train acc", x, float(correct.asscalar()) / n)
+        self._add("train loss", x, scalar(loss_sum) / n)
+        self._add("train acc", x, scalar(correct) / n)
         self._draw(learner)
 
     def after_epoch(self, learner):
@@ -285,10 +316,13 @@ class LiveCurves(Callback):
         self._draw(learner, save=True)
 
     def _draw(self, learner, save=False):
+        shown = in_notebook()
+        if not shown and not (save and self.path):
+            return  # outside Jupyter nobody sees the figure between saves
         plot_curves(self.series, fig=self.fig, title=self.title,
                     xlim=(0, max(learner.num_epochs, 1)),
                     path=self.path if save else None)
-        if in_notebook():
+        if shown:
             from IPython import display  # deferred: only inside a notebook
 
             # A PNG made here shows under any matplotlib backend the kernel has.

@@ -22,7 +22,8 @@ that says which one it is:
   (``wrn(depth, k)``, pre-activation basic blocks of 16k/32k/64k channels).
 
 Every network is reachable through ``get_model(name, **kwargs)``;
-``list_models()`` lists the names.
+``list_models()`` lists the names.  Like their blocks, the networks work on
+legacy ``nd`` arrays and, after ``npx.set_np()``, on ``mxnet.np`` arrays.
 """
 
 import collections
@@ -33,9 +34,10 @@ import re
 from ._mxnet import mx
 from mxnet.gluon import nn
 
+from .arrays import in_caller_mode
 from .blocks import (resnet_block, check_positive_int, check_shortcut, conv3x3, batch_norm,
-                     make_stage, _ResidualUnit, BasicBlockV1, BottleneckV1, BasicBlockV2,
-                     BottleneckV2)
+                     make_stage, _Block, _ResidualUnit, BasicBlockV1, BottleneckV1, BasicBlockV2,
+                     BottleneckV2, HybridSequential)
 from .pretrained import SUPPORTED_MODELS, load_pretrained
 from .summary import count_parameters
 
@@ -174,7 +176,7 @@ def chapter_resnet18(num_classes=10):
         (1, 512, 1, 1) and (1, num_classes).
     """
     check_positive_int(num_classes, "num_classes", "chapter_resnet18")
-    net = nn.HybridSequential(prefix="chapter_resnet18_")
+    net = HybridSequential(prefix="chapter_resnet18_")
     with net.name_scope():
         net.add(nn.Conv2D(64, kernel_size=7, strides=2, padding=3),
                 nn.BatchNorm(),
@@ -204,7 +206,7 @@ def resnet18(num_classes=10):
         has shape ``(N, 512, H / 8, W / 8)`` (rounded up).
     """
     check_positive_int(num_classes, "num_classes", "resnet18")
-    net = nn.HybridSequential(prefix="resnet18_")
+    net = HybridSequential(prefix="resnet18_")
     with net.name_scope():
         net.add(nn.Conv2D(64, kernel_size=3, strides=1, padding=1),
                 nn.BatchNorm(),
@@ -233,7 +235,7 @@ def count_model_parameters(name, trainable_only=True, size=32, **kwargs):
         Passed to the factory (for example ``num_classes=10``).
     """
     net = get_model(name, **kwargs)
-    net.infer_shape(mx.nd.zeros((1, model_input_channels(name), size, size)))
+    net.infer_shape(in_caller_mode(mx.nd.zeros((1, model_input_channels(name), size, size))))
     return count_parameters(net, trainable_only=trainable_only)
 
 
@@ -378,7 +380,7 @@ def _stem(kind, width, in_channels):
     return layers
 
 
-class ResNet(nn.HybridBlock):
+class ResNet(_Block):
     """A ResNet of the papers: stem, stages of residual blocks, pool, classifier.
 
     He et al. 2016, section 3.4 and table 1 (ImageNet), section 4.2 (CIFAR);

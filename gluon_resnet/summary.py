@@ -10,6 +10,8 @@ import json
 from ._mxnet import mx
 from mxnet.gluon import nn
 
+from .arrays import in_caller_mode
+
 __all__ = ["top_level_layers", "summarize", "format_summary", "count_parameters",
            "count_flops", "activation_bytes", "layer_responses", "InputTooSmallError"]
 
@@ -108,7 +110,7 @@ def summarize(net, input_shape=(1, 1, 224, 224), ctx=None):
     """
     ctx = ctx or mx.cpu()
     layers = top_level_layers(net)
-    x = mx.nd.random.uniform(shape=tuple(input_shape), ctx=ctx)
+    x = in_caller_mode(mx.nd.random.uniform(shape=tuple(input_shape), ctx=ctx))
     if not _is_initialised(net):
         net.initialize(ctx=ctx)
     rows = []
@@ -219,7 +221,7 @@ def count_flops(net, input_shape=(1, 1, 224, 224), ctx=None):
 
     attach(net)
     try:
-        net(mx.nd.zeros(tuple(input_shape), ctx=ctx)).wait_to_read()
+        net(in_caller_mode(mx.nd.zeros(tuple(input_shape), ctx=ctx))).wait_to_read()
     finally:
         for h in handles:
             h.detach()

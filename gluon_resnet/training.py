@@ -1,4 +1,4 @@
-"""Training: d2lzh's ``train_ch5`` and ``evaluate_accuracy`` on a small ``Learner``.
+"""Training on a small ``Learner``: ``train_ch5`` (d2lzh) and ``train_ch6`` (d2l 1.x).
 
 The loop runs the phases fit > epoch > train | validate, train > batch > step
 (see ``gluon_resnet.events``) and fires an event before and after each; it
@@ -18,15 +18,18 @@ then save the state and ``fit`` raises ``TrainingInterrupted`` (a
 """
 
 from ._mxnet import mx
-from mxnet import autograd, gluon
+from mxnet import autograd, gluon, init
 
-from .callbacks import DivergenceCheck, PrintEpochs, ProgressBar, Recorder
+from .arrays import in_caller_mode, scalar
+from .callbacks import (Checkpointer, DivergenceCheck, LiveCurves, PrintEpochs, PrintSummary,
+                        ProgressBar, Recorder)
 from .events import Callback, TrainingDiverged, TrainingInterrupted
 from .signals import StopSignals, signal_name
-from .validate import non_negative_int
+from .validate import non_negative_int, positive_number
 
 __all__ = ["Learner", "Callback", "evaluate_accuracy", "train_ch5", "TrainingInterrupted",
-           "TrainingDiverged", "as_ctx_list", "LabelSmoothingLoss", "PrintEpochs"]
+           "TrainingDiverged", "as_ctx_list", "LabelSmoothingLoss", "PrintEpochs",
+           "evaluate_accuracy_gpu", "train_ch6"]
 
 
 def as_ctx_list(ctx):
@@ -47,8 +50,30 @@ def _split(batch, ctxs):
     return gluon.utils.split_and_load(batch, ctxs, even_split=False)
 
 
+def _correct(scores, labels):
+    """The number of correct predictions among ``scores`` ``(N, classes)``: one float32 value.
+
+    Both sides are compared as float32: in numpy mode ``argmax`` gives int64
+    and a comparison gives bool, and MXNet compares only arrays of one type.
+    """
+    predicted = scores.argmax(axis=1).astype("float32", copy=False)
+    hits = predicted == labels.astype("float32", copy=False)
+    return hits.astype("float32", copy=False).sum()
+
+
+def _add_up(arrays):
+    """The sum of a non-empty list of arrays of either mode (numpy mode has no ``add_n``)."""
+    total = arrays[0]
+    for a in arrays[1:]:
+        total = total + a
+    return total
+
+
 def evaluate_accuracy(data_iter, net, ctx=None, *, flip=False):
     """Accuracy of ``net`` on ``data_iter`` (d2lzh's signature).
+
+    Works in both array modes: on legacy ``nd`` batches, and on ``mxnet.np``
+    batches after ``npx.set_np()``.
 
     Parameters
     ----------
@@ -69,19 +94,18 @@ def evaluate_accuracy(data_iter, net, ctx=None, *, flip=False):
         Fraction of correctly classified examples; the host syncs once.
     """
     ctxs = as_ctx_list(ctx)
-    correct = mx.nd.zeros((1,), ctx=ctxs[0])
+    correct = in_caller_mode(mx.nd.zeros((1,), ctx=ctxs[0]))
     n = 0
     for X, y in data_iter:
         for xs, ys in zip(_split(X, ctxs), _split(y, ctxs)):
             scores = net(xs)
             if flip:
                 scores = scores.softmax(axis=1) + net(xs.flip(axis=3)).softmax(axis=1)
-            hits = (scores.argmax(axis=1) == ys.astype("float32")).sum()
-            correct += hits.as_in_context(ctxs[0])
+            correct += _correct(scores, ys).as_in_context(ctxs[0])
         n += y.shape[0]
     if n == 0:
         raise ValueError("evaluate_accuracy: data_iter yielded no examples")
-    return correct.asscalar() / n
+    return scalar(correct) / n
 
 
 class LabelSmoothingLoss(gluon.loss.Loss):
@@ -148,9 +172,10 @@ class Learner:
         Batches completed within the running epoch.
     X, y : NDArray
         The running batch, ``(N, C, H, W)`` and ``(N,)``; ``batch_size`` is ``N``.
-    batch_loss, batch_correct : NDArray of shape (1,)
+    batch_loss, batch_correct : NDArray of shape (1,), or a 0-d mxnet.np array
         Summed loss and correct predictions of the running batch (after the
-        step; not yet computed by the engine).
+        step; not yet computed by the engine).  Arrays are in the caller's
+        mode: ``mxnet.np`` after ``npx.set_np()``.
     last_loss : float or None
         Mean loss of the last batch the engine finished (``DivergenceCheck``).
     test_acc : float
@@ -252,10 +277,9 @@ class Learner:
         autograd.backward(losses)  # bf16 AMP needs no loss scaling
         self.trainer.step(self.batch_size)
         home = self.ctxs[0]
-        self.batch_loss = mx.nd.add_n(*[l.as_in_context(home) for l in losses])
-        self.batch_correct = mx.nd.add_n(*[
-            (o.argmax(axis=1) == t.astype("float32")).sum().as_in_context(home)
-            for o, t in zip(outs, ys)])
+        self.batch_loss = _add_up([l.as_in_context(home) for l in losses])
+        self.batch_correct = _add_up([_correct(o, t).as_in_context(home)
+                                      for o, t in zip(outs, ys)])
 
     # -- stopping ------------------------------------------------------------
     def _stop_if_asked(self):
@@ -297,3 +321,78 @@ def train_ch5(net, train_iter, test_iter, batch_size, trainer, ctx, num_epochs, 
     learner = Learner(net, train_iter, test_iter, trainer, ctx,
                       callbacks=[PrintEpochs(), ProgressBar(enabled=None)] + list(callbacks))
     return learner.fit(num_epochs)
+
+
+# -- the current edition (d2l 1.x, numpy mode) --------------------------------
+
+def evaluate_accuracy_gpu(net, data_iter, device=None):
+    """Accuracy of ``net`` on ``data_iter`` (d2l 1.x's name and argument order).
+
+    ``device`` defaults to the device of the network's first parameter, as in
+    d2l (the CPU for a network without parameters).  Works in either mode; the
+    same computation as ``evaluate_accuracy(data_iter, net, device)``.
+
+    Returns
+    -------
+    float
+        Fraction of correctly classified examples.
+    """
+    if device is None:
+        params = list(net.collect_params().values())
+        device = params[0].list_ctx()[0] if params else mx.cpu()
+    return evaluate_accuracy(data_iter, net, device)
+
+
+def train_ch6(net, train_iter, test_iter, num_epochs, lr, device, *, progress=None,
+              checkpoint=None, plot=True, callbacks=()):
+    """Train and evaluate as d2l 1.x's ``train_ch6`` does (the current edition).
+
+    Initialises ``net`` on ``device`` with Xavier (``force_reinit``), trains it
+    with SGD at learning rate ``lr`` and softmax cross-entropy, evaluates it
+    after each epoch and prints, at the end::
+
+        loss 0.xxx, train acc 0.xxx, test acc 0.xxx
+        NNNN.N examples/sec on cpu(0)
+
+    (the last epoch's means; all training examples over the time of the
+    training passes, evaluation left out, as d2l's timer counts).
+
+    In Jupyter a figure of the training loss, training accuracy and test
+    accuracy grows below the cell while it trains, redrawn in place; elsewhere
+    nothing is drawn.  Ctrl-C (or SIGTERM, SIGHUP) stops after the current
+    batch, keeps the trained parameters in ``net`` and raises
+    ``TrainingInterrupted``.  Works in numpy mode (``npx.set_np()``, as the
+    current edition runs) and in the legacy mode.
+
+    Keyword-only arguments (not in d2l):
+
+    progress : bool or None, default None
+        A progress bar per epoch; None: only when standard error is a terminal.
+    checkpoint : str, optional
+        Save parameters and optimizer state to this file after every epoch and
+        when interrupted; load them with ``gluon_resnet.checkpoint.load_checkpoint``.
+    plot : bool, default True
+        Draw the live figure in Jupyter.
+    callbacks : list of Callback
+        More ``Learner`` callbacks.
+
+    Returns
+    -------
+    None
+        As in d2l (so that a notebook cell ending with it shows only the lines).
+    """
+    num_epochs = non_negative_int(num_epochs, "num_epochs", "train_ch6")
+    positive_number(lr, "lr", "train_ch6")
+    net.initialize(init.Xavier(), ctx=device, force_reinit=True)
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": lr})
+    extra = [PrintSummary(), ProgressBar(enabled=progress)]
+    if plot:
+        extra.append(LiveCurves())
+    if checkpoint:
+        data = train_iter.description() if hasattr(train_iter, "description") else None
+        extra.append(Checkpointer(checkpoint, {"trainer": "train_ch6", "num_epochs": num_epochs,
+                                               "lr": lr}, data))
+    learner = Learner(net, train_iter, test_iter, trainer, device,
+                      loss=gluon.loss.SoftmaxCrossEntropyLoss(),
+                      callbacks=extra + list(callbacks))
+    learner.fit(num_epochs)

@@ -15,6 +15,7 @@ import numpy as np
 
 from .._mxnet import mx
 from .. import validate
+from ..arrays import in_caller_mode
 from .idx import NUM_CLASSES, TEXT_LABELS, balanced_subset, load_fashion_mnist_arrays
 
 __all__ = ["FashionMNISTLoader", "load_data_fashion_mnist", "epoch_rng", "SHUFFLE", "AUGMENT",
@@ -51,9 +52,11 @@ class FashionMNISTLoader:
     ``X`` is a float32 ``NDArray`` of shape ``(batch, C, H, W)`` with values in
     [0, 1] (``H = W = resize`` when given; ``C = 1`` for ``(N, H, W)`` images),
     or ``(x - mean) / std`` per channel when ``mean`` and ``std`` are given;
-    ``y`` an int32 ``NDArray`` of shape ``(batch,)``.  Each batch costs one fancy index of the numpy array,
-    one copy into an ``NDArray``, one batched resize and one ``to_tensor``:
-    the values equal d2lzh's ``Resize(resize)`` + ``ToTensor()`` exactly.
+    ``y`` an int32 ``NDArray`` of shape ``(batch,)``; after ``npx.set_np()`` both
+    are ``mxnet.np`` arrays (the mode when a batch is made decides).  Each batch
+    costs one fancy index of the numpy array, one copy into an ``NDArray``, one
+    batched resize and one ``to_tensor``: the values equal d2lzh's
+    ``Resize(resize)`` + ``ToTensor()`` exactly.
 
     Shuffling is reproducible: epoch ``e`` visits the examples in the order
     ``epoch_rng(seed, e, SHUFFLE).permutation(N)``.  The loader counts
@@ -202,7 +205,8 @@ class FashionMNISTLoader:
             mean, std = self._normalisation
             X = mx.nd.broadcast_div(mx.nd.broadcast_sub(X, mean), std)
         y = mx.nd.array(self.labels[idx], dtype=np.int32)
-        return X.as_in_context(self.ctx), y.as_in_context(self.ctx)
+        return (in_caller_mode(X.as_in_context(self.ctx)),
+                in_caller_mode(y.as_in_context(self.ctx)))
 
     def augmentation(self, epoch):
         """Affine transforms (flip, shift) of this loader's examples in ``epoch``: ``(n, 6)``.
@@ -299,7 +303,10 @@ def _statistics(mean, std, channels, owner):
 def load_data_fashion_mnist(batch_size, resize=None, root=None, *, limit=None, test_limit=None,
                             seed=0, shuffle=True, num_parts=1, part_index=0, verify=True,
                             augment=False, max_shift=2, equal_parts=False, erase=0.0):
-    """d2lzh's ``load_data_fashion_mnist``: ``(train_iter, test_iter)`` over Fashion-MNIST.
+    """d2lzh and d2l: ``(train_iter, test_iter)`` over Fashion-MNIST.
+
+    The batches come in the caller's mode: legacy ``NDArray`` objects, or ``mxnet.np``
+    arrays after ``npx.set_np()`` (the current edition's numpy mode).
 
     Parameters
     ----------
