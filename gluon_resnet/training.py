@@ -20,7 +20,7 @@ then save the state and ``fit`` raises ``TrainingInterrupted`` (a
 from ._mxnet import mx
 from mxnet import autograd, gluon
 
-from .arrays import in_caller_mode
+from .arrays import array_ops, in_caller_mode
 from .callbacks import DivergenceCheck, PrintEpochs, ProgressBar, Recorder
 from .events import Callback, TrainingDiverged, TrainingInterrupted
 from .signals import StopSignals, signal_name
@@ -73,13 +73,15 @@ def evaluate_accuracy(data_iter, net, ctx=None, *, flip=False):
         Fraction of correctly classified examples; the host syncs once.
     """
     ctxs = as_ctx_list(ctx)
+    ops = array_ops(mx.nd)
     correct = in_caller_mode(mx.nd.zeros((1,), ctx=ctxs[0]))
     n = 0
     for X, y in data_iter:
         for xs, ys in zip(_split(X, ctxs), _split(y, ctxs)):
             scores = net(xs)
             if flip:
-                scores = scores.softmax(axis=1) + net(xs.flip(axis=3)).softmax(axis=1)
+                scores = (ops.softmax(scores, axis=1)
+                          + ops.softmax(net(ops.flip(xs, axis=3)), axis=1))
             # numpy mode's argmax gives int64, which == does not compare with float32.
             predicted = scores.argmax(axis=1).astype("float32", copy=False)
             hits = (predicted == ys.astype("float32")).sum()
