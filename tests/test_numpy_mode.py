@@ -8,8 +8,8 @@ mode with one notice; no call leaves the mode switched; an array of the other
 mode gets one sentence that says how to convert it.
 
 Numpy mode is switched on only through ``_numpy_mode`` (or the ``numpy_mode``
-fixture built on it), which always switches it off again, and an autouse
-fixture fails any test that leaves it on.
+fixture built on it), which always switches it off again; conftest.py fails any
+test that leaves it on.
 """
 
 import contextlib
@@ -59,13 +59,6 @@ def _mode():
     return mx.util.is_np_array(), mx.util.is_np_shape()
 
 
-@pytest.fixture(autouse=True)
-def _legacy_mode_before_and_after():
-    assert _mode() == (False, False), "a test before this one left numpy mode on"
-    yield
-    assert _mode() == (False, False), "this test left numpy mode on"
-
-
 def _array(values):
     """``values`` (a numpy array) as an array of the mode that is on, of the same dtype."""
     return (mx.np.array if mx.util.is_np_array() else mx.nd.array)(values, dtype=values.dtype)
@@ -93,21 +86,21 @@ def _settle(net, x):
     mx.nd.waitall()
 
 
-def _initialize_like(net, values):
+def _initialize_like(net, values, params=None):
     """Initialise ``net`` (of the mode that is on) with the parameter ``values`` of another."""
-    params = list(net.collect_params().values())
+    params = params or list(net.collect_params().values())
     assert len(params) == len(values)
     for p, v in zip(params, values):
         p.initialize(init=mx.init.Constant(v))
 
 
-def _step(net, x, y):
+def _step(net, x, y, params=None):
     """Training-mode output and every gradient (one vector) of one recorded pass."""
     with autograd.record():
         out = net(x)
         loss = gluon.loss.SoftmaxCrossEntropyLoss()(out, y)
     loss.backward()
-    grads = [p.grad().asnumpy().ravel() for p in net.collect_params().values()
+    grads = [p.grad().asnumpy().ravel() for p in params or net.collect_params().values()
              if p.grad_req != "null"]
     return out.asnumpy(), np.concatenate(grads)
 
@@ -170,8 +163,9 @@ def test_downsampling_reads_the_strides_of_the_stem_and_stages():
     assert _downsampling(get_model("compact_resnet9")) == 8
 
 
-def _pattern_values(net, seed=0):
-    """Parameter values for ``net`` (shapes known): uniform noise, scaled by each layer's fan-in.
+def _pattern_values(params, seed=0):
+    """Values for the parameters ``params`` (name: parameter, shapes known): uniform noise
+    scaled by each layer's fan-in.
 
     Cut from one pool of random numbers at a different place for each
     parameter: the hundred million parameters of the widest networks cost no
@@ -179,7 +173,7 @@ def _pattern_values(net, seed=0):
     """
     pool = np.random.RandomState(seed).uniform(-1, 1, 2 ** 21).astype(np.float32)
     values = []
-    for i, (name, p) in enumerate(net.collect_params().items()):
+    for i, (name, p) in enumerate(params.items()):
         size, start = int(np.prod(p.shape)), 7919 * i % 2 ** 20
         noise = np.resize(pool[start:start + min(size, 2 ** 20)], p.shape)
         if name.endswith(("gamma", "running_var")):
@@ -201,25 +195,28 @@ def test_every_model_trains_hybridized_in_numpy_mode_with_the_legacy_numbers(nam
     oneDNN kernels.  Only those three parameters get gradients, which keeps
     the 127 M parameters of ``wide_resnet101_2`` cheap.
     """
-    def train_step(net, x, y):
-        params = list(net.collect_params().values())
+    def train_step(net, x, y, params):
+        params = list(params.values())
         for p in params[1:-2]:
             p.grad_req = "null"
-        _initialize_like(net, values)
-        net.hybridize()
+        _initialize_like(net, values, params)
         # The stem's convolution weight, the classifier's weight and bias.
         assert [len(p.shape) for p in (params[0], params[-2], params[-1])] == [4, 2, 1]
-        return _step(net, x, y)
+        return _step(net, x, y, params)
 
     legacy = get_model(name, num_classes=10)
+    legacy.hybridize()
     size = _downsampling(legacy)
     x = _uniform((2, model_input_channels(name), size, size))
     y = np.array([0, 1], dtype=np.float32)
-    legacy.infer_shape(mx.nd.array(x))
-    values = _pattern_values(legacy)
-    expected = train_step(legacy, mx.nd.array(x), mx.nd.array(y))
+    legacy.infer_shape(mx.nd.array(x))  # builds the graph the training step then runs
+    params = legacy.collect_params()
+    values = _pattern_values(params)
+    expected = train_step(legacy, mx.nd.array(x), mx.nd.array(y), params)
     with _numpy_mode():
-        out, grads = train_step(get_model(name, num_classes=10), mx.np.array(x), mx.np.array(y))
+        net = get_model(name, num_classes=10)
+        net.hybridize()
+        out, grads = train_step(net, mx.np.array(x), mx.np.array(y), net.collect_params())
     _close(out, expected[0])
     _close(grads, expected[1])
     assert grads.any()
