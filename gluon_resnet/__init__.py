@@ -14,7 +14,8 @@ folders) >
 ``models`` (spec table and registry) > ``pretrained`` (torchvision weights),
 ``blocks``, ``summary``, ``checkpoint``, ``plotting``, ``precision`` (bf16),
 ``signals`` (stop signals), ``events`` (``Callback``, the training
-exceptions), ``devices`` (``try_gpu``), ``validate`` (argument checks).
+exceptions), ``devices`` (``try_gpu``), ``validate`` (argument checks), ``arrays``
+(MXNet's legacy and numpy array modes).
 """
 
 from ._mxnet import mx  # noqa: F401  (fails early with install advice)

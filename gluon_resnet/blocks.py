@@ -94,7 +94,7 @@ class _Block(_ArrayModeCheck, nn.HybridBlock):
 
 
 class HybridSequential(_ArrayModeCheck, nn.HybridSequential):
-    """Gluon's ``HybridSequential`` that refuses an input of the other array mode."""
+    """Gluon's ``HybridSequential``, bound like the blocks to the array mode it was built in."""
 
 
 def _shortcut_error(block, in_shape, out_shape):
