@@ -18,7 +18,7 @@ folders) >
 ``blocks``, ``summary``, ``checkpoint``, ``plotting``, ``precision`` (bf16),
 ``signals`` (stop signals), ``events`` (``Callback``, the training
 exceptions), ``devices`` (``try_gpu``), ``validate`` (argument checks),
-``meters`` (``Timer``, ``Accumulator``), ``arrays`` (the caller's array mode).
+``meters`` (``Timer``, ``Accumulator``), ``arrays`` (MXNet's legacy and numpy array modes).
 """
 
 from ._mxnet import mx  # noqa: F401  (fails early with install advice)

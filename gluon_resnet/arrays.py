@@ -37,32 +37,23 @@ def as_legacy(x):
     return x.as_nd_ndarray() if isinstance(x, mx.np.ndarray) else x
 
 
-def _made_in_numpy_mode(parameter):
-    """True or False for a parameter whose arrays exist, None before they are made."""
-    try:
-        return isinstance(parameter.list_data()[0], mx.np.ndarray)
-    except RuntimeError:  # not initialised, or deferred until the first call
-        return None
+def check_array_mode(x, owner, built_in_numpy_mode):
+    """Raise ``TypeError`` when a network or its input ``x`` is of the mode that is off.
 
-
-def check_array_mode(x, owner, parameter=None):
-    """Raise ``TypeError`` when ``x`` or the network's arrays are of the mode that is off.
-
-    ``parameter`` is one of the network's parameters: its arrays were made in
-    the mode that was on at initialisation, and MXNet's operators cannot mix
-    the two kinds of array.  Symbols and anything else that is not an array
-    pass: MXNet checks them.
+    Gluon's layers take the operators and the shape conventions of the mode
+    that is on when they are built, and MXNet's operators cannot mix the two
+    kinds of array.  Symbols and anything else that is not an array pass:
+    MXNet checks them.
     """
     on = numpy_mode()
-    made_in_numpy = None if parameter is None else _made_in_numpy_mode(parameter)
-    if made_in_numpy is not None and made_in_numpy != on:
+    if built_in_numpy_mode != on:
         if on:
-            raise TypeError("%s was initialised in legacy mode, but MXNet's numpy mode is now "
-                            "on (npx.set_np()); call npx.reset_np() before using it, or build "
-                            "and initialise it again in numpy mode." % owner)
-        raise TypeError("%s was initialised in MXNet's numpy mode, which is now off; call "
-                        "npx.set_np() before using it, or build and initialise it again in "
-                        "legacy mode." % owner)
+            raise TypeError("%s was built in legacy mode, but MXNet's numpy mode is now on "
+                            "(npx.set_np()); call npx.reset_np() before using it, or build it "
+                            "again after npx.set_np()." % owner)
+        raise TypeError("%s was built in MXNet's numpy mode, which is now off; call "
+                        "npx.set_np() before using it, or build it again in legacy mode."
+                        % owner)
     if not isinstance(x, mx.nd.NDArray) or isinstance(x, mx.np.ndarray) == on:
         return
     if on:
@@ -81,14 +72,12 @@ class _LegacyOps:
         self.F = F
 
     def activation(self, x, act_type):
-        # Not F.relu: on bf16 data MXNet 1.9.1 runs relu in its own element-wise kernel
-        # outside oneDNN (3.2 s of a 5.8 s step of the chapter's network, against 60 ms).
+        # Not F.relu: on bf16 data MXNet 1.9.1 runs relu outside oneDNN, in a slow kernel.
         return self.F.Activation(x, act_type=act_type)
 
     def add(self, a, b):
-        # add_n, not +: with + MXNet 1.9.1 hands BN's backward pass a gradient in another
-        # memory layout than its data in 16-channel networks, and oneDNN falls back to its
-        # reference BN code (the CIFAR ResNet-20 trained at 407 img/s with +, 781 with add_n).
+        # add_n, not +: with + BN's backward pass gets a gradient in another memory layout
+        # than its data in 16-channel networks and falls back to oneDNN's reference code.
         return self.F.add_n(a, b)
 
     def scale_channels(self, x, scale):
@@ -103,6 +92,12 @@ class _LegacyOps:
         """``x`` with ``count`` channels of zeros appended."""
         zero = self.F.zeros_like(self.F.slice_axis(x, axis=1, begin=0, end=1))
         return self.F.concat(x, self.F.broadcast_axis(zero, axis=1, size=count), dim=1)
+
+    def softmax(self, x, axis):
+        return self.F.softmax(x, axis=axis)
+
+    def flip(self, x, axis):
+        return self.F.flip(x, axis=axis)
 
 
 class _NumpyOps(_LegacyOps):
@@ -126,11 +121,18 @@ class _NumpyOps(_LegacyOps):
         # On a legacy view too: legacy concat is oneDNN's, np.concatenate is not.
         return super().append_zero_channels(x.as_nd_ndarray(), count).as_np_ndarray()
 
+    def softmax(self, x, axis):
+        return self.F.npx.softmax(x, axis=axis)
+
+    def flip(self, x, axis):
+        return self.F.np.flip(x, axis=axis)
+
 
 def array_ops(F):
     """The blocks' operations for the mode that is on, on ``F`` (``mx.nd`` or ``mx.sym``).
 
     ``activation(x, act_type)``, ``add(a, b)``, ``scale_channels(x, scale)``,
-    ``subsample(x, step)``, ``append_zero_channels(x, count)``.
+    ``subsample(x, step)``, ``append_zero_channels(x, count)``, ``softmax(x,
+    axis)``, ``flip(x, axis)``.  Outside ``hybrid_forward`` pass ``F=mx.nd``.
     """
     return _NumpyOps(F) if numpy_mode() else _LegacyOps(F)

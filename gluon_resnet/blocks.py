@@ -18,9 +18,10 @@ average pooling before the projection shortcut).
 Every block works in both of MXNet's array modes, imperative and hybridized,
 with the same numbers: on legacy ``nd`` arrays (the first edition of the
 book) and, after ``npx.set_np()``, on ``mxnet.np`` arrays (the current
-edition); ``gluon_resnet.arrays`` picks the operators.  An input of the mode
-that is off, or a network initialised in it, gets a ``TypeError`` that says
-how to convert.
+edition); ``gluon_resnet.arrays`` picks the operators.  A block belongs to
+the mode that was on when it was built (Gluon's layers do); an input of the
+other mode, or a call after the mode changed, gets a ``TypeError`` that says
+what to do.
 
 References
 ----------
@@ -52,7 +53,7 @@ Convolutional Neural Networks", CVPR 2019, section 4.1 and figure 2(c)
 from ._mxnet import mx
 from mxnet.gluon import nn
 
-from .arrays import array_ops, check_array_mode
+from .arrays import array_ops, check_array_mode, numpy_mode
 from .validate import non_negative_int, positive_int
 
 __all__ = ["Residual", "resnet_block", "check_positive_int", "SHORTCUTS", "check_shortcut",
@@ -72,26 +73,20 @@ def _relu(F, x):
 
 
 class _ArrayModeCheck:
-    """Refuse an input or parameters of the array mode that is off, in one sentence.
+    """Refuse an input, or a call, of the array mode the block was not built in.
 
-    Without it MXNet's operator says only that a legacy operator received a
-    numpy array (or the reverse), deep inside the network.
+    Without it MXNet says only that a legacy operator received a numpy array
+    (or the reverse), or that a layer has no such operator, deep inside the
+    network.
     """
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._built_in_numpy_mode = numpy_mode()
+
     def forward(self, x, *args):
-        check_array_mode(x, self.name, _first_parameter(self))
+        check_array_mode(x, self.name, self._built_in_numpy_mode)
         return super().forward(x, *args)
-
-
-def _first_parameter(block):
-    """One parameter of ``block`` or its children (None for a block without any)."""
-    for parameter in block._reg_params.values():
-        return parameter
-    for child in block._children.values():
-        parameter = _first_parameter(child)
-        if parameter is not None:
-            return parameter
-    return None
 
 
 class _Block(_ArrayModeCheck, nn.HybridBlock):
@@ -99,7 +94,7 @@ class _Block(_ArrayModeCheck, nn.HybridBlock):
 
 
 class HybridSequential(_ArrayModeCheck, nn.HybridSequential):
-    """Gluon's ``HybridSequential`` that refuses an input of the other array mode."""
+    """Gluon's ``HybridSequential``, bound like the blocks to the array mode it was built in."""
 
 
 def _shortcut_error(block, in_shape, out_shape):
@@ -525,8 +520,7 @@ class _ResidualUnit(_Block):
             out = self.se(out)
         if self.shortcut_kind is None:
             return out
-        # add_n, not + (see arrays.array_ops): with + BN's backward pass falls back to
-        # oneDNN's reference code in the 16-channel networks, twice as slow a step.
+        # add_n, not +, in both modes: arrays._LegacyOps.add says why, tests/test_blocks.py checks.
         return array_ops(F).add(out, x if self.shortcut is None else self.shortcut(x))
 
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from ._mxnet import mx
 
+from .arrays import as_legacy, in_caller_mode
 from .checkpoint import CheckpointError, checkpoint_file, read_checkpoint
 from .config import TrainConfig
 from .data import get_fashion_mnist_labels, load_data_fashion_mnist, load_data_image_folder
@@ -26,12 +27,14 @@ def predict(net, data_iter, ctx=None):
     """Labels and predicted classes over ``data_iter`` as two numpy arrays.
 
     Predictions stay on the device until the end: one host sync in total.
+    In numpy mode (``npx.set_np()``) legacy batches are viewed as ``mxnet.np``
+    arrays, so the book's loaders of either edition work.
     """
     ctx = ctx or mx.cpu()
     labels, preds = [], []
     for X, y in data_iter:
-        preds.append(net(X.as_in_context(ctx)).argmax(axis=1))
-        labels.append(y)
+        preds.append(as_legacy(net(in_caller_mode(X).as_in_context(ctx)).argmax(axis=1)))
+        labels.append(as_legacy(y))
     if not preds:
         raise ValueError("predict: data_iter yielded no examples")
     return (mx.nd.concat(*labels, dim=0).asnumpy().astype(np.int64),
@@ -107,7 +110,7 @@ def evaluate_run(path, model=None, resize=None, data_root=None, confusion=None, 
         _, test_iter = load_data_fashion_mnist(256, resize=size, root=data_root or config.data_root)
         names = get_fashion_mnist_labels(range(10))
     X0, _ = next(iter(test_iter))
-    net(X0[:1].as_in_context(ctx))  # finish deferred shape inference
+    net(in_caller_mode(X0[:1]).as_in_context(ctx))  # finish deferred shape inference
     if saved is not None:
         saved.load_into(net, ctx=ctx, restore_random_state=False)
     else:
@@ -139,7 +142,7 @@ def evaluate_run(path, model=None, resize=None, data_root=None, confusion=None, 
     if samples:
         X, y = next(iter(test_iter))
         X, y = X[:32], y[:32]
-        p = net(X.as_in_context(ctx)).argmax(axis=1).asnumpy()
+        p = net(in_caller_mode(X).as_in_context(ctx)).argmax(axis=1).asnumpy()
         plot_predictions(X.asnumpy(), [names[int(i)] for i in y.asnumpy()],
                          [names[int(i)] for i in p], path=samples)
         out("sample predictions saved to %s" % samples)

@@ -14,7 +14,8 @@ MXNet 1.9.1's oneDNN runs such layers in AMX kernels; other widths (16, 48,
 reference code, and the whole step becomes 1.5-5x slower than fp32 (measured
 here, batch 256: ``compact_resnet8`` with 48 channels 1,414 img/s in fp32
 against 288 in bf16; with 32 channels 3,025 against 3,845; the chapter's
-network 124 against 194).
+network 124 against 194).  In MXNet's numpy mode runs are fp32: AMP does not
+convert numpy-mode operators (see ``resolve_precision``).
 """
 
 import os
@@ -22,6 +23,7 @@ import sys
 
 from ._cpu import cpu_flags
 from ._mxnet import AMX
+from .arrays import numpy_mode
 from .validate import one_of
 from mxnet.contrib import amp
 from mxnet.gluon import nn
@@ -83,18 +85,28 @@ def resolve_precision(requested, ctxs, notice=None, net=None):
     ``"auto"`` also stays in fp32 without AMX (on AVX512-BF16 alone bf16 ran
     slower than fp32 here: its matrix product reached 211 GFLOP/s against 309)
     and, given ``net``, when ``bf16_suits(net)`` is False.
+
+    In MXNet's numpy mode (``npx.set_np()``) both fall back to fp32: AMP
+    rewrites only the legacy operators (``mx.nd.*``, ``mx.sym.*``), and the
+    layers of a numpy-mode network call ``npx.*`` ones, which it leaves in
+    fp32 without a word.
     """
     one_of(requested, PRECISIONS, "precision")
     if requested == "fp32":
         return "fp32"
     on_cpu = all(c.device_type == "cpu" for c in ctxs)
-    if on_cpu and bf16_available():
+    if numpy_mode():
+        why = "MXNet's AMP does not reach numpy-mode (npx.set_np()) networks"
+    elif not on_cpu:
+        why = "the devices are not CPUs"
+    elif not bf16_available():
+        why = "this CPU has no AVX512-BF16"
+    else:
         if requested == "auto" and (bf16_kernels() != "AMX"
                                     or (net is not None and not bf16_suits(net))):
             return "fp32"
         return "bf16"
     if requested == "bf16":
-        why = "the devices are not CPUs" if not on_cpu else "this CPU has no AVX512-BF16"
         (notice or (lambda m: print(m, file=sys.stderr)))(
             "gluon-resnet: bf16 is not available (%s); training in fp32." % why)
     return "fp32"

@@ -70,6 +70,7 @@ import numpy as np
 from ._mxnet import mx
 from mxnet.gluon import nn
 
+from .arrays import in_caller_mode
 from .blocks import BasicBlockV1, BottleneckV1
 
 __all__ = ["SUPPORTED_MODELS", "TORCHVISION_RESNETS", "TORCHVISION_VARIANTS", "WeightFileError",
@@ -774,7 +775,7 @@ def _load(net, state, source, skip_classifier, in_channels):
                                   % (source, network, "; ".join(parts), hint))
 
     target_channels = in_channels
-    stem_shape = key_map["conv1.weight"].shape
+    stem_shape = _shape(key_map["conv1.weight"])
     if stem_shape and stem_shape[1]:
         if in_channels not in (None, stem_shape[1]):
             raise ValueError("in_channels=%r, but the network's stem takes %d channels."
@@ -788,7 +789,7 @@ def _load(net, state, source, skip_classifier, in_channels):
             if notice:
                 notices.append(notice)
         param = key_map[key]
-        expected = param.shape or ()
+        expected = _shape(param)
         if len(expected) != array.ndim or any(e not in (0, a)
                                               for e, a in zip(expected, array.shape)):
             mismatched.append("%s: file %s, network %s"
@@ -805,11 +806,16 @@ def _load(net, state, source, skip_classifier, in_channels):
     values = 0
     for key, array in arrays.items():
         param = key_map[key]
-        data = mx.nd.array(array, dtype=param.dtype or np.float32)
+        data = in_caller_mode(mx.nd.array(array, dtype=param.dtype or np.float32))
         # Block.load_parameters' own path: fills deferred shapes, keeps the context.
         param._load_init(data, None)
         values += array.size
     return LoadReport(source, network, len(arrays), values, skipped, ignored, tuple(notices))
+
+
+def _shape(param):
+    """``param``'s shape, 0 where it is not known yet (numpy mode writes -1 there)."""
+    return tuple(max(d, 0) for d in param.shape or ())
 
 
 def _shape_text(shape):
@@ -872,8 +878,9 @@ def load_pretrained(net, path, *, skip_classifier=None, ctx=None, init=None):
     report = dataclasses.replace(report, notices=tuple(notices) + report.notices)
     for notice in report.notices:
         warnings.warn(notice, UserWarning, stacklevel=2)
-    if any(0 in (p.shape or (0,)) for p in net.collect_params().values()):
-        channels = net.features[0].weight.shape[1] or 3
-        net(mx.nd.zeros((1, channels, 32, 32), ctx=net.output.weight.list_ctx()[0]))
+    if any(0 in (_shape(p) or (0,)) for p in net.collect_params().values()):
+        channels = _shape(net.features[0].weight)[1] or 3
+        net(in_caller_mode(mx.nd.zeros((1, channels, 32, 32),
+                                       ctx=net.output.weight.list_ctx()[0])))
     net.pretrained_report = report
     return net

@@ -85,6 +85,9 @@ def _is_initialised(net):
 def summarize(net, input_shape=(1, 1, 224, 224), ctx=None):
     """Run ``net`` layer by layer on a random input and record each output.
 
+    The input is an array of the mode that is on (legacy, or ``mxnet.np``
+    after ``npx.set_np()``), so the table is the same in both.
+
     Parameters
     ----------
     net : mxnet.gluon.Block

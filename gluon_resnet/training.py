@@ -20,7 +20,7 @@ then save the state and ``fit`` raises ``TrainingInterrupted`` (a
 from ._mxnet import mx
 from mxnet import autograd, gluon, init
 
-from .arrays import in_caller_mode, scalar
+from .arrays import array_ops, in_caller_mode, scalar
 from .callbacks import (Checkpointer, DivergenceCheck, LiveCurves, PrintEpochs, PrintSummary,
                         ProgressBar, Recorder)
 from .events import Callback, TrainingDiverged, TrainingInterrupted
@@ -94,13 +94,15 @@ def evaluate_accuracy(data_iter, net, ctx=None, *, flip=False):
         Fraction of correctly classified examples; the host syncs once.
     """
     ctxs = as_ctx_list(ctx)
+    ops = array_ops(mx.nd)
     correct = in_caller_mode(mx.nd.zeros((1,), ctx=ctxs[0]))
     n = 0
     for X, y in data_iter:
         for xs, ys in zip(_split(X, ctxs), _split(y, ctxs)):
             scores = net(xs)
             if flip:
-                scores = scores.softmax(axis=1) + net(xs.flip(axis=3)).softmax(axis=1)
+                scores = (ops.softmax(scores, axis=1)
+                          + ops.softmax(net(ops.flip(xs, axis=3)), axis=1))
             correct += _correct(scores, ys).as_in_context(ctxs[0])
         n += y.shape[0]
     if n == 0:

@@ -25,3 +25,13 @@ def _no_bf16_in_this_process():
     assert not amp._amp_initialized, (
         "this test turned on bf16 AMP in the test process; run bf16 in a subprocess "
         "or pass precision='fp32'")
+
+
+@pytest.fixture(autouse=True)
+def _numpy_mode_off_after_each_test():
+    """A test that leaves MXNet's numpy mode on (npx.set_np()) would change every later test."""
+    yield
+    leaked = mx.util.is_np_array() or mx.util.is_np_shape()
+    if leaked:
+        mx.npx.reset_np()  # so that only the test that leaked fails
+    assert not leaked, "this test left MXNet's numpy mode on; switch it off in a finally"

@@ -7,14 +7,18 @@ from mxnet.gluon import nn
 
 
 def randomize_params(net, seed=0):
-    """Give every parameter (BN running statistics included) a random value."""
+    """Give every parameter (BN running statistics included) a random value.
+
+    The values are arrays of the mode that is on (legacy, or numpy after ``npx.set_np()``).
+    """
     rng = np.random.RandomState(seed)
+    array = mx.np.array if mx.util.is_np_array() else mx.nd.array
     for name, p in net.collect_params().items():
         if name.endswith("running_var") or name.endswith("gamma"):
             value = rng.uniform(0.5, 1.5, size=p.shape)
         else:
             value = rng.normal(0, 0.1, size=p.shape)
-        p.set_data(mx.nd.array(value, dtype=p.dtype))
+        p.set_data(array(value, dtype=p.dtype))
 
 
 def copy_params(src, dst):

@@ -1,5 +1,6 @@
 """The chapter's Residual block and resnet_block: shapes, d2lzh parity, errors."""
 
+import collections
 import os
 import subprocess
 import sys
@@ -147,19 +148,23 @@ def test_bad_resnet_block_arguments(args, bad):
 
 # Two training steps of a registered network, in a child process so that oneDNN
 # reads DNNL_VERBOSE when it loads.  argv: model name, then "plus" to add the
-# shortcut with + (the check that the test can fail).
+# shortcut with + (the check that the test can fail), or "numpy" to train in
+# MXNet's numpy mode (npx.set_np()).
 TWO_TRAINING_STEPS = textwrap.dedent("""
     import sys
     import gluon_resnet
     from gluon_resnet import blocks, get_model
-    from mxnet import autograd, gluon, init, nd
-    if sys.argv[2:] == ["plus"]:
+    from mxnet import autograd, gluon, init, nd, npx
+    if "plus" in sys.argv[2:]:
         blocks._ResidualUnit._add_shortcut = (
             lambda self, F, out, x: out + (x if self.shortcut is None else self.shortcut(x)))
+    X, y = nd.random.uniform(shape=(16, 1, 28, 28)), nd.arange(16) % 10
+    if "numpy" in sys.argv[2:]:
+        npx.set_np()
+        X, y = X.as_np_ndarray(), y.as_np_ndarray()
     net = get_model(sys.argv[1])
     net.initialize(init.Xavier())
     net.hybridize(static_alloc=True)
-    X, y = nd.random.uniform(shape=(16, 1, 28, 28)), nd.arange(16) % 10
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
     for _ in range(2):
         with autograd.record():
@@ -170,20 +175,40 @@ TWO_TRAINING_STEPS = textwrap.dedent("""
 """)
 
 
-def _bn_backward_kernels(*args):
+def _primitives(*args):
+    """The oneDNN primitives two training steps run: one line each, without its time."""
     done = subprocess.run([sys.executable, "-c", TWO_TRAINING_STEPS, *args], capture_output=True,
                           text=True, timeout=300, env=dict(os.environ, DNNL_VERBOSE="1"))
     assert done.returncode == 0 and "trained" in done.stdout, done.stderr[-2000:]
-    calls = [line for line in done.stdout.splitlines()
-             if "batch_normalization" in line and "backward" in line]
+    return [line.rsplit(",", 1)[0] for line in done.stdout.splitlines()
+            if line.startswith("dnnl_verbose,exec,")]
+
+
+@pytest.fixture(scope="module")
+def cifar_legacy_primitives():
+    return _primitives("cifar_resnet20_v1")
+
+
+def _bn_backward_kernels(primitives):
+    calls = [line for line in primitives if "batch_normalization" in line and "backward" in line]
     assert calls, "DNNL_VERBOSE showed no BN backward pass"
     return calls
 
 
 @pytest.mark.slow
-def test_residual_units_keep_bn_backward_on_fast_onednn_kernels():
+def test_residual_units_keep_bn_backward_on_fast_onednn_kernels(cifar_legacy_primitives):
     # With + instead of F.add_n, MXNet 1.9.1 gives BN's backward pass a gradient in
     # another layout than its data in the CIFAR networks and oneDNN runs its
     # reference code (bnorm_ref), twice as slow a training step (see blocks.py).
-    assert not [c for c in _bn_backward_kernels("cifar_resnet20_v1") if "bnorm_ref" in c]
-    assert [c for c in _bn_backward_kernels("cifar_resnet20_v1", "plus") if "bnorm_ref" in c]
+    assert not [c for c in _bn_backward_kernels(cifar_legacy_primitives) if "bnorm_ref" in c]
+    plus = _primitives("cifar_resnet20_v1", "plus")
+    assert [c for c in _bn_backward_kernels(plus) if "bnorm_ref" in c]
+
+
+@pytest.mark.slow
+def test_numpy_mode_trains_on_the_same_onednn_kernels_as_legacy_mode(cifar_legacy_primitives):
+    # Same primitives, implementations, memory layouts and shapes, as often.  Numpy mode's
+    # own np.add (for +) and np.concatenate are not oneDNN's: with them the shortcut's sums
+    # and the zero-padding's concats leave oneDNN and 32 more reorders appear.
+    numpy = _primitives("cifar_resnet20_v1", "numpy")
+    assert collections.Counter(numpy) == collections.Counter(cifar_legacy_primitives)

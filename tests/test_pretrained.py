@@ -12,12 +12,14 @@ import json
 import os
 import pickle
 import struct
+import warnings
 import zipfile
 
 import numpy as np
 import pytest
 
 import mxnet as mx
+from mxnet import npx
 
 from gluon_resnet.cli import build_parser
 from gluon_resnet.config import RunError, TrainConfig
@@ -336,6 +338,22 @@ def test_get_model_pretrained_with_one_input_channel(torch18, file18):
     grey = image(channels=1, seed=5)
     theirs = torch_logits(torch18, np.repeat(grey, 3, axis=1))
     assert relative_error(mx_logits(net, grey), theirs) < RTOL
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"in_channels": 1}])
+def test_get_model_pretrained_in_numpy_mode(torch18, file18, kwargs):
+    # Numpy mode writes -1, not 0, for the stem's input channels before they are known.
+    x = image(channels=kwargs.get("in_channels", 3), seed=5)
+    theirs = torch_logits(torch18, np.repeat(x, 3 // x.shape[1], axis=1))
+    npx.set_np()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # the summed filters' notice
+            net = get_model("resnet18_v1", pretrained=file18, **kwargs)
+        ours = net(mx.np.array(x)).asnumpy()
+    finally:
+        npx.reset_np()
+    assert relative_error(ours, theirs) < RTOL
 
 
 def test_key_map_names_torchvision_keys_after_our_parameters():
