@@ -132,9 +132,11 @@ def remove_temporary_files(folder):
                  if n.startswith(TEMPORARY_PREFIX)]
     except FileNotFoundError:
         return 0
-    paths = [p for p in paths if os.path.isfile(p)]
     for path in paths:
-        os.remove(path)
+        if os.path.isdir(path):  # the members of a killed save_checkpoint
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.remove(path)
     return len(paths)
 
 
@@ -156,6 +158,28 @@ def _set_random_state(state):
     random.setstate((version, tuple(internal), gauss_next))
 
 
+def _write_failure(folder, exc):
+    """The ``OSError`` behind MXNet's failed write in ``folder`` (a full disk, mostly).
+
+    MXNet says only that a write was incomplete; writing a probe with Python
+    gives the system's reason.
+    """
+    probe = os.path.join(folder, "probe")
+    try:
+        with open(probe, "wb") as f:
+            f.write(bytes(1 << 20))
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as reason:
+        return reason
+    finally:
+        try:
+            os.remove(probe)
+        except OSError:
+            pass
+    return OSError(errno.EIO, str(exc).strip().splitlines()[-1])
+
+
 def save_checkpoint(path, net, trainer, meta):
     """Write ``net``'s parameters, ``trainer``'s state and ``meta`` to ``path`` atomically.
 
@@ -171,23 +195,29 @@ def save_checkpoint(path, net, trainer, meta):
     """
     meta = dict(meta, format=FORMAT, param_shapes=param_shapes(net), random_state=_random_state())
     mx.nd.waitall()
-    work = tempfile.mkdtemp(prefix="gluon_resnet-ckpt-")
-    try:
-        net.save_parameters(os.path.join(work, "model.params"))
-        if trainer is not None:
-            trainer.save_states(os.path.join(work, "trainer.states"))
 
-        def write(tmp):
+    def write(tmp):
+        # MXNet writes its members only to files: they go to a temporary folder beside the
+        # checkpoint, so a kill leaves nothing outside the run folder, and the next run's
+        # remove_temporary_files clears it.
+        work = tempfile.mkdtemp(prefix=TEMPORARY_PREFIX, dir=os.path.dirname(tmp))
+        try:
+            try:
+                net.save_parameters(os.path.join(work, "model.params"))
+                if trainer is not None:
+                    trainer.save_states(os.path.join(work, "trainer.states"))
+            except mx.base.MXNetError as exc:
+                raise _write_failure(work, exc) from exc
             with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as z:
                 z.writestr("meta.json", json.dumps(meta, indent=1))
                 for name in ("model.params", "trainer.states"):
                     member = os.path.join(work, name)
                     if os.path.exists(member):
                         z.write(member, name)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
-        atomic_write(path, write)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    atomic_write(path, write)
 
 
 class Checkpoint:

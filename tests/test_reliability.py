@@ -565,6 +565,8 @@ def test_sigkill_at_twenty_moments_loses_at_most_the_checkpoint_interval(tmp_pat
     # Half-written checkpoints were left as temporary files, and cleared by the next run.
     assert any(c["leftovers"] for c in children)
     assert children[-1]["leftovers"] == [] and "run.lock" not in report["files"]
+    # Nothing of a killed save lies outside the run folder (TMPDIR is tmp_path here).
+    assert not [n for n in os.listdir(tmp_path) if n.startswith("gluon_resnet-")]
     # The run that was killed again and again ends as the one that never was.
     straight, resumed = report["histories"]
     assert [h["epoch"] for h in resumed] == [1, 2]
