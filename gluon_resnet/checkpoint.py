@@ -5,7 +5,8 @@ A checkpoint is a zip archive with three members:
 - ``model.params``: the network's parameters (``save_parameters``),
 - ``trainer.states``: the optimizer state (``Trainer.save_states``),
 - ``meta.json``: epoch, batch within the epoch, metric sums of a partial epoch,
-  history, configuration, parameter shapes and random states.
+  history, configuration, parameter shapes and random states (numpy's and Python's;
+  MXNet's follows from numpy's, see ``reseed_mxnet``).
 
 It is written to a temporary file in the same folder and renamed over the old
 one, so a crash while writing never leaves a half-written checkpoint behind.
@@ -23,7 +24,7 @@ import numpy as np
 from ._mxnet import mx
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "read_checkpoint_meta",
-           "Checkpoint", "CheckpointError", "atomic_write"]
+           "Checkpoint", "CheckpointError", "atomic_write", "reseed_mxnet"]
 
 FORMAT = "gluon_resnet-checkpoint-1"
 
@@ -53,6 +54,20 @@ def param_shapes(net):
     return {name: list(p.shape) for name, p in net._collect_params_with_prefix().items()}
 
 
+# --- random state ------------------------------------------------------------------------
+# A checkpoint saves numpy's and Python's global generators.  MXNet 1.9.1 cannot hand out the
+# state of its own generator (dropout draws from it), so the training loop reseeds MXNet
+# before every batch with a number drawn from numpy's global generator (``reseed_mxnet``):
+# MXNet's state at every batch boundary then follows from numpy's, which the checkpoint
+# holds, and a resumed run draws the dropout masks the uninterrupted run drew.
+
+def reseed_mxnet():
+    """Seed MXNet's generators with a number drawn from numpy's global generator; return it."""
+    seed = int(np.random.randint(0, 2 ** 31 - 1))
+    mx.random.seed(seed)
+    return seed
+
+
 def _random_state():
     np_state = np.random.get_state()
     return {"numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
@@ -64,6 +79,9 @@ def _set_random_state(state):
     np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
     version, internal, gauss_next = state["python"]
     random.setstate((version, tuple(internal), gauss_next))
+
+
+# --- saving and loading -------------------------------------------------------------------
 
 
 def save_checkpoint(path, net, trainer, meta):

@@ -21,6 +21,7 @@ from ._mxnet import mx
 from mxnet import autograd, gluon
 
 from .callbacks import DivergenceCheck, PrintEpochs, ProgressBar, Recorder
+from .checkpoint import reseed_mxnet
 from .events import Callback, TrainingDiverged, TrainingInterrupted
 from .signals import StopSignals, signal_name
 from .validate import non_negative_int
@@ -241,6 +242,7 @@ class Learner:
 
     def _batch(self, X, y):
         self.X, self.y, self.batch_size = X, y, y.shape[0]
+        reseed_mxnet()  # MXNet's draws (dropout) follow from numpy's state, which checkpoints keep
         self._phase("step", self._step)
         self.batch += 1
 
