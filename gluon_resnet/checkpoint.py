@@ -6,7 +6,7 @@ A checkpoint is a zip archive with three members:
 - ``trainer.states``: the optimizer state (``Trainer.save_states``),
 - ``meta.json``: epoch, batch within the epoch, metric sums of a partial epoch,
   history, configuration, parameter shapes and random states (numpy's and Python's;
-  MXNet's follows from numpy's, see ``reseed_mxnet``).
+  MXNet's follows from the run's seed, see ``batch_seed``).
 
 It is written to a temporary file in the same folder and renamed over the old
 one, so a crash while writing never leaves a half-written checkpoint behind.
@@ -24,7 +24,7 @@ import numpy as np
 from ._mxnet import mx
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "read_checkpoint_meta",
-           "Checkpoint", "CheckpointError", "atomic_write", "reseed_mxnet"]
+           "Checkpoint", "CheckpointError", "atomic_write", "batch_seed"]
 
 FORMAT = "gluon_resnet-checkpoint-1"
 
@@ -56,16 +56,18 @@ def param_shapes(net):
 
 # --- random state ------------------------------------------------------------------------
 # A checkpoint saves numpy's and Python's global generators.  MXNet 1.9.1 cannot hand out the
-# state of its own generator (dropout draws from it), so the training loop reseeds MXNet
-# before every batch with a number drawn from numpy's global generator (``reseed_mxnet``):
-# MXNet's state at every batch boundary then follows from numpy's, which the checkpoint
-# holds, and a resumed run draws the dropout masks the uninterrupted run drew.
+# state of its own generator (dropout draws from it), so a Learner given a seed reseeds MXNet
+# before every batch from (seed, epoch, batch) (``batch_seed``): a resumed run then draws
+# the masks the uninterrupted run drew, and nothing else's random state moves.
 
-def reseed_mxnet():
-    """Seed MXNet's generators with a number drawn from numpy's global generator; return it."""
-    seed = int(np.random.randint(0, 2 ** 31 - 1))
-    mx.random.seed(seed)
-    return seed
+def batch_seed(seed, epoch, batch):
+    """The seed of MXNet's generators for batch ``batch`` of epoch ``epoch`` of a run."""
+    sequence = np.random.SeedSequence(int(seed), spawn_key=(int(epoch), int(batch), MXNET_STREAM))
+    return int(sequence.generate_state(1)[0] & 0x7FFFFFFF)
+
+
+#: The spawn-key slot of MXNet's per-batch seeds (the data streams use 0 and 1).
+MXNET_STREAM = 7
 
 
 def _random_state():

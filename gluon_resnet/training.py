@@ -21,7 +21,7 @@ from ._mxnet import mx
 from mxnet import autograd, gluon
 
 from .callbacks import DivergenceCheck, PrintEpochs, ProgressBar, Recorder
-from .checkpoint import reseed_mxnet
+from .checkpoint import batch_seed
 from .events import Callback, TrainingDiverged, TrainingInterrupted
 from .signals import StopSignals, signal_name
 from .validate import non_negative_int
@@ -136,6 +136,9 @@ class Learner:
         thread only).
     eval_flip : bool, default False
         Evaluate with flip test-time augmentation (see ``evaluate_accuracy``).
+    seed : int or None, default None
+        Reseed MXNet's generators before every batch from ``(seed, epoch, batch)``, so
+        that dropout masks are the same in a resumed run (None: MXNet's state runs on).
 
     Attributes
     ----------
@@ -165,11 +168,12 @@ class Learner:
     """
 
     def __init__(self, net, train_iter, test_iter, trainer, ctx=None, loss=None,
-                 callbacks=(), handle_signals=True, eval_flip=False):
+                 callbacks=(), handle_signals=True, eval_flip=False, seed=None):
         self.net, self.train_iter, self.test_iter, self.trainer = net, train_iter, test_iter, trainer
         self.ctxs = as_ctx_list(ctx)
         self.loss = loss or gluon.loss.SoftmaxCrossEntropyLoss()
         self.eval_flip = eval_flip
+        self.seed = seed
         self.recorder = Recorder()
         self.callbacks = sorted([self.recorder, DivergenceCheck(), *callbacks],
                                 key=lambda cb: cb.order)
@@ -242,7 +246,8 @@ class Learner:
 
     def _batch(self, X, y):
         self.X, self.y, self.batch_size = X, y, y.shape[0]
-        reseed_mxnet()  # MXNet's draws (dropout) follow from numpy's state, which checkpoints keep
+        if self.seed is not None:  # MXNet's draws (dropout) follow from (seed, epoch, batch)
+            mx.random.seed(batch_seed(self.seed, self.epoch, self.batch))
         self._phase("step", self._step)
         self.batch += 1
 

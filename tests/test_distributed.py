@@ -439,8 +439,11 @@ def test_two_workers_compute_what_one_process_computes_without_batch_norm(tmp_pa
         got = mx.nd.load(str(tmp_path / ("dist-%d.params" % rank)))
         assert sorted(got) == sorted(ref)
         for name in ref:
+            # Two local batches of 32 summed by the kvstore round differently from one
+            # batch of 64: over 20 steps at lr 0.2 that moves weights by up to ~2e-5, while
+            # a wrong gradient (summed over workers, not averaged) fails by far.
             np.testing.assert_allclose(got[name].asnumpy(), ref[name].asnumpy(), rtol=1e-4,
-                                       atol=1e-5, err_msg=name)
+                                       atol=5e-5, err_msg=name)
 
 
 LONG = ["--model", "cifar_resnet20_v1", "--limit", "1000", "--batch-size", "50", "--epochs", "50"]

@@ -73,7 +73,7 @@ def _params(folder):
 # clock aside) of the run that never stopped.  Zero tolerance holds because the resumed run
 # computes the same operations on the same values: the same batches (seeded streams), the
 # optimizer state and the partial sums saved exactly, MXNet's generator reseeded from
-# numpy's saved state before every batch.
+# (seed, epoch, batch) before every batch.
 RESUMED = dict(epochs=2, limit=600, momentum=0.9)
 
 
