@@ -5,7 +5,8 @@ A checkpoint is a zip archive with three members:
 - ``model.params``: the network's parameters (``save_parameters``),
 - ``trainer.states``: the optimizer state (``Trainer.save_states``),
 - ``meta.json``: epoch, batch within the epoch, metric sums of a partial epoch,
-  history, configuration, parameter shapes and random states.
+  history, configuration, parameter shapes and random states (numpy's and Python's;
+  MXNet's follows from the run's seed, see ``batch_seed``).
 
 It is written to a temporary file in the same folder, flushed to disk and
 renamed over the old one, then the folder is flushed (``atomic_write``): a
@@ -28,7 +29,7 @@ from ._mxnet import mx
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "read_checkpoint_meta",
            "Checkpoint", "CheckpointError", "SaveError", "atomic_write", "checkpoint_file",
-           "remove_temporary_files", "CHECKPOINT_NAME", "TEMPORARY_PREFIX"]
+           "remove_temporary_files", "CHECKPOINT_NAME", "TEMPORARY_PREFIX", "batch_seed"]
 
 FORMAT = "gluon_resnet-checkpoint-1"
 #: The checkpoint's name in a run folder.
@@ -145,6 +146,22 @@ def param_shapes(net):
     return {name: list(p.shape) for name, p in net._collect_params_with_prefix().items()}
 
 
+# --- random state ------------------------------------------------------------------------
+# A checkpoint saves numpy's and Python's global generators.  MXNet 1.9.1 cannot hand out the
+# state of its own generator (dropout draws from it), so a Learner given a seed reseeds MXNet
+# before every batch from (seed, epoch, batch) (``batch_seed``): a resumed run then draws
+# the masks the uninterrupted run drew, and nothing else's random state moves.
+
+def batch_seed(seed, epoch, batch):
+    """The seed of MXNet's generators for batch ``batch`` of epoch ``epoch`` of a run."""
+    sequence = np.random.SeedSequence(int(seed), spawn_key=(int(epoch), int(batch), MXNET_STREAM))
+    return int(sequence.generate_state(1)[0] & 0x7FFFFFFF)
+
+
+#: The spawn-key slot of MXNet's per-batch seeds (the data streams use 0 and 1).
+MXNET_STREAM = 7
+
+
 def _random_state():
     np_state = np.random.get_state()
     return {"numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
@@ -178,6 +195,9 @@ def _write_failure(folder, exc):
         except OSError:
             pass
     return OSError(errno.EIO, str(exc).strip().splitlines()[-1])
+
+
+# --- saving and loading -------------------------------------------------------------------
 
 
 def save_checkpoint(path, net, trainer, meta):

@@ -139,6 +139,7 @@ def run_training(config=None, out=None, resume=None, overrides=None, progress=No
         trainer = build_trainer(config, net, job.kv)
         learner = Learner(net, train_iter, test_iter if job.lead else None, trainer, ctxs,
                           loss=build_loss(config), eval_flip=config.tta, handle_signals=job.lead,
+                          seed=config.seed,
                           callbacks=build_callbacks(config, job, out, precision, progress, quiet,
                                                     data=data,
                                                     checkpoint_minutes=checkpoint_minutes,

@@ -23,6 +23,7 @@ from mxnet import autograd, gluon, init
 from .arrays import array_ops, in_caller_mode, scalar
 from .callbacks import (Checkpointer, DivergenceCheck, LiveCurves, PrintEpochs, PrintSummary,
                         ProgressBar, Recorder)
+from .checkpoint import batch_seed
 from .events import Callback, TrainingDiverged, TrainingInterrupted
 from .signals import StopSignals, signal_name
 from .validate import non_negative_int, positive_number
@@ -161,6 +162,9 @@ class Learner:
         thread only).
     eval_flip : bool, default False
         Evaluate with flip test-time augmentation (see ``evaluate_accuracy``).
+    seed : int or None, default None
+        Reseed MXNet's generators before every batch from ``(seed, epoch, batch)``, so
+        that dropout masks are the same in a resumed run (None: MXNet's state runs on).
 
     Attributes
     ----------
@@ -191,11 +195,12 @@ class Learner:
     """
 
     def __init__(self, net, train_iter, test_iter, trainer, ctx=None, loss=None,
-                 callbacks=(), handle_signals=True, eval_flip=False):
+                 callbacks=(), handle_signals=True, eval_flip=False, seed=None):
         self.net, self.train_iter, self.test_iter, self.trainer = net, train_iter, test_iter, trainer
         self.ctxs = as_ctx_list(ctx)
         self.loss = loss or gluon.loss.SoftmaxCrossEntropyLoss()
         self.eval_flip = eval_flip
+        self.seed = seed
         self.recorder = Recorder()
         self.callbacks = sorted([self.recorder, DivergenceCheck(), *callbacks],
                                 key=lambda cb: cb.order)
@@ -268,6 +273,8 @@ class Learner:
 
     def _batch(self, X, y):
         self.X, self.y, self.batch_size = X, y, y.shape[0]
+        if self.seed is not None:  # MXNet's draws (dropout) follow from (seed, epoch, batch)
+            mx.random.seed(batch_seed(self.seed, self.epoch, self.batch))
         self._phase("step", self._step)
         self.batch += 1
 

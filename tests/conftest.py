@@ -1,4 +1,6 @@
+import os
 import random
+import tempfile
 
 import numpy as np
 import pytest
@@ -6,6 +8,20 @@ import pytest
 import gluon_resnet  # noqa: F401  (before MXNet: it sets the thread count)
 import mxnet as mx
 
+
+@pytest.fixture(scope="session", autouse=True)
+def _temporary_files_under_pytest(tmp_path_factory):
+    """Temporary files of the tests, and of every process they start, go under pytest's base
+    temporary folder (which pytest removes after a few runs), never loose in /tmp."""
+    folder = str(tmp_path_factory.mktemp("tmp", numbered=False))
+    saved = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"], tempfile.tempdir = folder, None  # None: read TMPDIR again
+    yield
+    if saved[0] is None:
+        del os.environ["TMPDIR"]
+    else:
+        os.environ["TMPDIR"] = saved[0]
+    tempfile.tempdir = saved[1]
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,9 @@
 """Helpers shared by the tests."""
 
+import os
+
 import numpy as np
+import pytest
 
 import mxnet as mx
 from mxnet.gluon import nn
@@ -32,6 +35,20 @@ def copy_params(src, dst):
 
 
 DATA_DIR = "/usr/share/datasets/fashion-mnist"
+#: Why a test that needs Fashion-MNIST skips: the tests read Debian's files and never download.
+NO_DATA = ("Debian's dataset-fashion-mnist is not installed (no %s); the tests never download "
+           "it: apt-get install dataset-fashion-mnist" % DATA_DIR)
+HAVE_DATA = all(os.path.isfile(os.path.join(DATA_DIR, name)) for name in (
+    "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz"))
+#: Marks a test that reads Fashion-MNIST.
+needs_data = pytest.mark.skipif(not HAVE_DATA, reason=NO_DATA)
+
+
+def require_data():
+    """Skip the calling test or fixture, with ``NO_DATA``, when Fashion-MNIST is missing."""
+    if not HAVE_DATA:
+        pytest.skip(NO_DATA)
 
 
 def book_net(residual_cls):

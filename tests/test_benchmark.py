@@ -16,6 +16,8 @@ import pytest
 from gluon_resnet.data import DatasetNotFoundError, find_fashion_mnist
 from gluon_resnet.precision import DISABLE_ENV, bf16_available
 
+from helpers import DATA_DIR, needs_data
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "benchmarks", "bench.py")
 
@@ -113,8 +115,10 @@ def test_tiny_run_measures_every_variant(tiny, monkeypatch):
         assert all(r > 0 for r in entry["runs"])
         assert entry["images_per_s"] == statistics.median(entry["runs"])
         assert entry["max_rss_mib"] > 50  # a process with MXNet loaded, in MiB
+    # Fusion must not change the answer: the README quotes 2.0e-7 (96x96, batch 256); this
+    # tiny run differed by 1.1e-7 on an AMD Zen 4.  5x margin on the README's figure.
     fused = result["variants"]["infer_fused"]
-    assert fused["max_abs_diff_vs_unfused"] < 1e-3  # fusion must not change the answer
+    assert fused["max_abs_diff_vs_unfused"] < 1e-6
 
 
 @pytest.mark.slow
@@ -353,18 +357,15 @@ def test_recipe_trial_refuses_bad_layers(text):
         trial.parse_layers(text)
 
 
+@needs_data
 @pytest.mark.slow
 def test_recipe_trial_trains_a_candidate_and_reports_it(tmp_path):
-    try:
-        find_fashion_mnist()
-    except DatasetNotFoundError as e:
-        pytest.skip(str(e))
     out = str(tmp_path / "run")
     proc = subprocess.run([sys.executable, TRIAL, out, "--layers", "1,1", "--width", "16",
                            "--set", "epochs=1", "--set", "limit=512", "--set", "tta=false",
-                           "--set", "precision=fp32"],
+                           "--set", "precision=fp32", "--set", "data_root=%s" % DATA_DIR],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True, timeout=300)
+                          universal_newlines=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     last = proc.stdout.splitlines()[-1]
     assert last.startswith("RESULT ")
@@ -379,14 +380,17 @@ def test_recipe_trial_trains_a_candidate_and_reports_it(tmp_path):
 
 
 @pytest.mark.slow
-def test_recipe_trial_needs_a_model_or_layers():
-    proc = subprocess.run([sys.executable, TRIAL, "out"], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, universal_newlines=True, timeout=120)
+def test_recipe_trial_needs_a_model_or_layers(tmp_path):
+    out = str(tmp_path / "out")
+    proc = subprocess.run([sys.executable, TRIAL, out], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, timeout=120,
+                          cwd=tmp_path)
     assert proc.returncode == 2 and "give either --model NAME or --layers" in proc.stderr
-    proc = subprocess.run([sys.executable, TRIAL, "out", "--layers", "2", "--width", "0"],
+    proc = subprocess.run([sys.executable, TRIAL, out, "--layers", "2", "--width", "0"],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True, timeout=120)
+                          universal_newlines=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 2 and "--width must be a positive integer; got 0" in proc.stderr
+    assert os.listdir(tmp_path) == []  # refused before writing anything
 
 
 # ---------------------------------------------------------------------------

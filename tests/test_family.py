@@ -2,18 +2,16 @@
 
 Golden outputs
 --------------
-``tests/golden/<model>.json`` holds a model's output for a fixed input, with
-parameters from ``mx.random.seed(GOLDEN_SEED)`` and ``mx.init.Xavier()``, in
-prediction mode.  After an intended change to a network, regenerate them with::
+``tests/golden/<model>.json`` holds a model's output for a fixed input (see
+``goldens.py``).  The tests only compare with them.  After an intended change to a
+network, write them again with::
 
-    GLUON_RESNET_REGEN_GOLDEN=1 python -m pytest -q tests/test_family.py -k golden
+    python tests/regen_golden.py
 
 and commit the new files with the change, saying why the outputs moved.
 """
 
-import json
 import os
-import pathlib
 import types
 
 import numpy as np
@@ -32,11 +30,9 @@ from gluon_resnet.models import (CIFAR_DEPTHS, CIFAR_PLAIN_DEPTHS, RESNET_SPEC, 
                                  wrn)
 from gluon_resnet.summary import count_parameters, top_level_layers
 
+from goldens import GOLDEN_MODELS, REGEN_COMMAND, REGEN_ENV, golden_output, read_golden
+
 BLOCK_CLASSES = [BasicBlockV1, BottleneckV1, BasicBlockV2, BottleneckV2]
-GOLDEN_DIR = pathlib.Path(__file__).parent / "golden"
-GOLDEN_SEED = 1234
-GOLDEN_MODELS = ["chapter_resnet18", "resnet18_v1", "resnet50_v2", "cifar_resnet20_v1",
-                 "cifar_resnet20_v2", "plain18", "resnet18_v1d", "wrn16_4"]
 
 # torchvision's counts (3-channel input, 1000 classes) and the CIFAR paper's
 # (option A, 10 classes): trainable parameters only, BN running stats excluded.
@@ -293,31 +289,22 @@ def test_models_command_lists_every_model_with_its_count(capsys):
 # --- golden outputs --------------------------------------------------------------------
 
 
-def _golden_output(name):
-    net, x, out = _built(name, seed=GOLDEN_SEED)
-    return x, out
-
-
 @pytest.mark.parametrize("name", GOLDEN_MODELS)
 def test_golden_outputs(name):
-    x, out = _golden_output(name)
-    np.testing.assert_allclose(_golden_output(name)[1], out, rtol=1e-6, atol=1e-6)
-    path = GOLDEN_DIR / ("%s.json" % name)
-    if os.environ.get("GLUON_RESNET_REGEN_GOLDEN") == "1":
-        GOLDEN_DIR.mkdir(exist_ok=True)
-        record = {"model": name, "seed": GOLDEN_SEED, "init": "Xavier()",
-                  "input_shape": list(x.shape),
-                  "output": [[float("%.8g" % v) for v in row] for row in out]}
-        path.write_text(json.dumps(record, indent=1) + "\n")
-    assert path.exists(), "no golden file %s; run with GLUON_RESNET_REGEN_GOLDEN=1" % path
-    record = json.loads(path.read_text())
+    if os.environ.get(REGEN_ENV):
+        pytest.fail("%s is set: the tests only compare with the golden files; write them with %s"
+                    % (REGEN_ENV, REGEN_COMMAND))
+    x, out = golden_output(name)
+    np.testing.assert_allclose(golden_output(name)[1], out, rtol=1e-6, atol=1e-6)
+    record = read_golden(name)
     assert record["input_shape"] == list(x.shape)
     _close(out, np.array(record["output"], dtype=np.float32))
 
 
 def test_golden_outputs_depend_on_the_seed():
     """Guard: a different seed gives different outputs, so the golden test can fail."""
-    assert not np.allclose(_built("resnet18_v1", seed=1)[2], _golden_output("resnet18_v1")[1])
+    assert not np.allclose(golden_output("resnet18_v1", seed=1)[1],
+                           golden_output("resnet18_v1")[1])
 
 
 # --- shortcuts, versions, zero init --------------------------------------------------------

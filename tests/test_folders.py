@@ -16,7 +16,7 @@ from gluon_resnet.data import (TEXT_LABELS, DatasetNotFoundError, FashionMNISTLo
                                load_fashion_mnist_arrays)
 from gluon_resnet.experiment import run_training
 
-from helpers import DATA_DIR, write_fashion_folder
+from helpers import DATA_DIR, needs_data, require_data, write_fashion_folder
 
 CLASSES = sorted(TEXT_LABELS)
 
@@ -24,6 +24,7 @@ CLASSES = sorted(TEXT_LABELS)
 @pytest.fixture(scope="module")
 def fashion(tmp_path_factory):
     """300 training and 100 test images of Fashion-MNIST as train/ and test/ PNG folders."""
+    require_data()
     root = str(tmp_path_factory.mktemp("fashion"))
     train_idx, test_idx = write_fashion_folder(root)
     return root, train_idx, test_idx
@@ -85,6 +86,7 @@ def test_limit_is_balanced_and_shards_cover_the_data(fashion):
     assert [len(s) for s in seen] == [100, 100, 100]
 
 
+@needs_data
 def test_a_single_tree_splits_the_same_way_every_time(tmp_path):
     root = str(tmp_path / "tree")
     write_fashion_folder(root, train=200, layout="tree")
@@ -142,9 +144,10 @@ def test_train_through_run_training_and_resume_exactly(fashion, tmp_path):
                                                               b["test_acc"])
 
 
+@needs_data
 def test_fashion_mnist_runs_store_their_data_too(tmp_path):
     config = TrainConfig(model="compact_resnet8_w32", resize=None, epochs=1, limit=100,
-                         batch_size=50, precision="fp32")
+                         batch_size=50, precision="fp32", data_root=DATA_DIR)
     _, out = run_training(config, out=str(tmp_path / "run"), quiet=True, progress=False)
     assert read_checkpoint_meta(os.path.join(out, "checkpoint.ckpt"))["data"] == {
         "classes": list(TEXT_LABELS), "channels": 1, "size": [28, 28], "mean": None,

@@ -94,7 +94,10 @@ def test_the_output_checks_can_fail(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", EXPECTED)
-def test_notebook_runs_in_quick_mode(name, tmp_path):
+def test_notebook_runs_in_quick_mode(name, tmp_path, monkeypatch):
+    # The kernel inherits TMPDIR: the notebooks' temporary folders go under tmp_path.
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
     nb = nbformat.read(NOTEBOOK_DIR / name, as_version=4)
     for cell in nb.cells:  # start from clean cells: nothing stored can mask a failure
         if cell.cell_type == "code":

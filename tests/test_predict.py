@@ -20,7 +20,7 @@ from gluon_resnet.experiment import run_training
 from gluon_resnet.models import get_model
 from gluon_resnet.predict import data_description, predict_files
 
-from helpers import DATA_DIR, write_fashion_folder
+from helpers import DATA_DIR, needs_data, require_data, write_fashion_folder
 
 
 def _probabilities(ckpt, loader, model="compact_resnet8_w32", num_classes=10):
@@ -37,9 +37,10 @@ def _probabilities(ckpt, loader, model="compact_resnet8_w32", num_classes=10):
 def fashion_run(tmp_path_factory):
     """A Fashion-MNIST checkpoint trained at 32x32 (one epoch on 300 images), and 12 test
     images written as PNG files."""
+    require_data()
     tmp = tmp_path_factory.mktemp("fashion_run")
     config = TrainConfig(model="compact_resnet8_w32", resize=32, epochs=1, limit=300,
-                         batch_size=50, lr=0.2, precision="fp32")
+                         batch_size=50, lr=0.2, precision="fp32", data_root=DATA_DIR)
     _, out = run_training(config, out=str(tmp / "run"), quiet=True, progress=False)
     test_x = load_fashion_mnist_arrays(DATA_DIR)[2][:12]
     files = []
@@ -99,6 +100,7 @@ def test_the_command_prints_lines_and_json(fashion_run, capsys):
     assert "%s cannot be read as an image" % broken in capsys.readouterr().err
 
 
+@needs_data
 @pytest.mark.slow
 def test_a_folder_run_predicts_with_its_classes_and_normalisation(tmp_path):
     root = str(tmp_path / "images")

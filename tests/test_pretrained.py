@@ -1,12 +1,17 @@
 """Reading torchvision-layout weight files (.pth, .safetensors) into resnet*_v1.
 
-The reference is a small torchvision-layout ResNet written here in plain
-PyTorch (torchvision is not installed): same module names (``conv1``, ``bn1``,
-``layer1`` ... ``layer4`` with ``downsample.0/.1``, ``fc``), random weights and
-random BN statistics, so that BN is not the identity.  Its logits in
-evaluation mode must match ours after loading.
+Two references.  Without PyTorch: files written here from numpy arrays with torchvision's
+names and shapes (``torchvision_shapes``, read from torchvision's ``resnet.py``, not from
+``torchvision_key_map``), checked value by value against the layers they must fill, and
+pickles crafted byte by byte, which must be refused unrun.  With PyTorch (the ``torch``
+fixture; the test extra installs it): a small torchvision-layout ResNet in plain PyTorch
+(``torchvision_layout.py``) with random weights and random BN statistics, so that BN is
+not the identity, whose logits in evaluation mode must match ours after loading, and files
+written by ``torch.save``.  Where PyTorch is missing, its tests skip with one reason and
+the others run.
 """
 
+import collections
 import io
 import json
 import os
@@ -30,113 +35,102 @@ from gluon_resnet.pretrained import (SUPPORTED_MODELS, TORCHVISION_RESNETS, Weig
                                      WeightMismatchError, load_torchvision_weights,
                                      read_state_dict, torchvision_key_map)
 
-torch = pytest.importorskip("torch")
-tnn = torch.nn
+from helpers import needs_data
+
+try:
+    import torch as _torch
+except ImportError:
+    _torch = None
 
 SIZE = 64  # small inputs keep resnet50 fast; 64 -> 16 after the stem, 2 at stage 4
 RTOL = 1e-4
+NO_TORCH = ("PyTorch is not installed: the comparisons with PyTorch's logits and with "
+            "torch.save files need it (pip install -e '.[test]' brings it)")
+
+
+@pytest.fixture(scope="session")
+def torch():
+    """PyTorch, or one skip that says why; the tests without this fixture run anyway."""
+    if _torch is None:
+        pytest.skip(NO_TORCH)
+    return _torch
+
+
+@pytest.fixture(scope="session")
+def ref(torch):
+    """``torchvision_layout``: the PyTorch reference network (needs PyTorch)."""
+    import torchvision_layout
+
+    return torchvision_layout
 
 
 # ---------------------------------------------------------------------------
-# A torchvision-layout ResNet in plain PyTorch.
+# torchvision's names and shapes, as numpy arrays (no PyTorch needed).
 # ---------------------------------------------------------------------------
 
-class BasicBlock(tnn.Module):
-    expansion = 1
+def torchvision_shapes(depth=18, classes=1000, channels=3):
+    """``{key: shape}`` of torchvision's ``resnet<depth>`` state_dict (18, 34 or 50), in order.
 
-    def __init__(self, inplanes, planes, stride=1, downsample=None):
-        super().__init__()
-        self.conv1 = tnn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
-        self.bn1 = tnn.BatchNorm2d(planes)
-        self.conv2 = tnn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = tnn.BatchNorm2d(planes)
-        self.relu = tnn.ReLU()
-        self.downsample = downsample
+    Written from torchvision's ``resnet.py``: ``_make_layer`` adds ``downsample`` (a 1x1
+    convolution and a BN) when the stride or the width changes; bottlenecks widen by 4.
+    """
+    bottleneck, counts = {18: (False, (2, 2, 2, 2)), 34: (False, (3, 4, 6, 3)),
+                          50: (True, (3, 4, 6, 3))}[depth]
+    shapes = collections.OrderedDict()
 
-    def forward(self, x):
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + (x if self.downsample is None else self.downsample(x)))
+    def conv(name, out, inp, k):
+        shapes[name + ".weight"] = (out, inp, k, k)
 
+    def bn(name, c):
+        for field in ("weight", "bias", "running_mean", "running_var"):
+            shapes["%s.%s" % (name, field)] = (c,)
+        shapes[name + ".num_batches_tracked"] = ()
 
-class Bottleneck(tnn.Module):
-    expansion = 4
-
-    def __init__(self, inplanes, planes, stride=1, downsample=None, groups=1, base_width=64):
-        super().__init__()
-        width = int(planes * base_width / 64) * groups  # ResNeXt and wide ResNets
-        self.conv1 = tnn.Conv2d(inplanes, width, 1, bias=False)
-        self.bn1 = tnn.BatchNorm2d(width)
-        self.conv2 = tnn.Conv2d(width, width, 3, stride, 1, groups=groups, bias=False)
-        self.bn2 = tnn.BatchNorm2d(width)
-        self.conv3 = tnn.Conv2d(width, planes * 4, 1, bias=False)
-        self.bn3 = tnn.BatchNorm2d(planes * 4)
-        self.relu = tnn.ReLU()
-        self.downsample = downsample
-
-    def forward(self, x):
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + (x if self.downsample is None else self.downsample(x)))
-
-
-class TorchResNet(tnn.Module):
-    def __init__(self, block, layers, num_classes=1000, in_channels=3, **block_options):
-        super().__init__()
-        self.inplanes, self.block_options = 64, block_options
-        self.conv1 = tnn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
-        self.bn1 = tnn.BatchNorm2d(64)
-        self.relu = tnn.ReLU()
-        self.maxpool = tnn.MaxPool2d(3, 2, 1)
-        self.layer1 = self._make_layer(block, 64, layers[0])
-        self.layer2 = self._make_layer(block, 128, layers[1], 2)
-        self.layer3 = self._make_layer(block, 256, layers[2], 2)
-        self.layer4 = self._make_layer(block, 512, layers[3], 2)
-        self.avgpool = tnn.AdaptiveAvgPool2d(1)
-        self.fc = tnn.Linear(512 * block.expansion, num_classes)
-
-    def _make_layer(self, block, planes, blocks, stride=1):
-        downsample = None
-        if stride != 1 or self.inplanes != planes * block.expansion:
-            downsample = tnn.Sequential(
-                tnn.Conv2d(self.inplanes, planes * block.expansion, 1, stride, bias=False),
-                tnn.BatchNorm2d(planes * block.expansion))
-        layers = [block(self.inplanes, planes, stride, downsample, **self.block_options)]
-        self.inplanes = planes * block.expansion
-        layers += [block(self.inplanes, planes, **self.block_options) for _ in range(1, blocks)]
-        return tnn.Sequential(*layers)
-
-    def forward(self, x):
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.fc(torch.flatten(self.avgpool(x), 1))
+    conv("conv1", 64, channels, 7)
+    bn("bn1", 64)
+    inplanes, expansion = 64, 4 if bottleneck else 1
+    for k, (planes, count) in enumerate(zip((64, 128, 256, 512), counts), 1):
+        for i in range(count):
+            stride, p = (2 if k > 1 and i == 0 else 1), "layer%d.%d" % (k, i)
+            if bottleneck:
+                conv(p + ".conv1", planes, inplanes, 1)
+                bn(p + ".bn1", planes)
+                conv(p + ".conv2", planes, planes, 3)
+                bn(p + ".bn2", planes)
+                conv(p + ".conv3", planes * 4, planes, 1)
+                bn(p + ".bn3", planes * 4)
+            else:
+                conv(p + ".conv1", planes, inplanes, 3)
+                bn(p + ".bn1", planes)
+                conv(p + ".conv2", planes, planes, 3)
+                bn(p + ".bn2", planes)
+            if stride != 1 or inplanes != planes * expansion:
+                conv(p + ".downsample.0", planes * expansion, inplanes, 1)
+                bn(p + ".downsample.1", planes * expansion)
+            inplanes = planes * expansion
+    shapes["fc.weight"], shapes["fc.bias"] = (classes, 512 * expansion), (classes,)
+    return shapes
 
 
-ARCHS = {18: (BasicBlock, (2, 2, 2, 2)), 50: (Bottleneck, (3, 4, 6, 3))}
+def numpy_state_dict(depth=18, seed=0, **kwargs):
+    """Random float32 arrays in torchvision's names and shapes (``torchvision_shapes``).
 
-
-def torch_resnet(depth, seed=0, **kwargs):
-    """A torchvision-layout ResNet with random weights and random BN statistics, in eval mode."""
-    torch.manual_seed(seed)
-    block, layers = ARCHS[depth]
-    model = TorchResNet(block, layers, **kwargs)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, tnn.BatchNorm2d):
-                n = module.num_features
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.normal_(0, 0.1)
-                module.running_mean.normal_(0, 0.1)
-                module.running_var.uniform_(0.5, 1.5)
-                module.num_batches_tracked.fill_(7)
-                assert n > 0
-    return model.eval()
-
-
-def torch_logits(model, x):
-    with torch.no_grad():
-        return model(torch.from_numpy(x)).numpy()
+    Each kind of BN value has its own range (weights 0.5..1.5, biases -1.5..-0.5, means
+    2.5..3.5, variances 4.5..5.5), so a value that lands in the wrong slot is visible.
+    """
+    rng = np.random.RandomState(seed)
+    ranges = {"weight": (0.5, 1.5), "bias": (-1.5, -0.5), "running_mean": (2.5, 3.5),
+              "running_var": (4.5, 5.5)}
+    state = collections.OrderedDict()
+    for key, shape in torchvision_shapes(depth, **kwargs).items():
+        field = key.rsplit(".", 1)[1]
+        if field == "num_batches_tracked":
+            state[key] = np.array(7, dtype=np.int64)
+        elif len(shape) == 1 and not key.startswith("fc."):
+            state[key] = rng.uniform(*ranges[field], size=shape).astype(np.float32)
+        else:
+            state[key] = rng.normal(0, 0.05, size=shape).astype(np.float32)
+    return state
 
 
 def mx_logits(net, x):
@@ -164,24 +158,38 @@ def write_safetensors(path, arrays):
 
 
 @pytest.fixture(scope="module")
-def torch18():
-    return torch_resnet(18)
+def numpy18():
+    """torchvision's resnet18 state_dict as random numpy arrays."""
+    return numpy_state_dict(18)
 
 
 @pytest.fixture(scope="module")
-def file18(torch18, tmp_path_factory):
+def st18(numpy18, tmp_path_factory):
+    """``numpy18`` as a .safetensors file: a torchvision resnet18 file made without PyTorch."""
+    path = tmp_path_factory.mktemp("weights") / "resnet18.safetensors"
+    write_safetensors(path, numpy18)
+    return path
+
+
+@pytest.fixture(scope="module")
+def torch18(ref):
+    return ref.torch_resnet(18)
+
+
+@pytest.fixture(scope="module")
+def file18(torch, torch18, tmp_path_factory):
     path = tmp_path_factory.mktemp("weights") / "resnet18.pth"
     torch.save(torch18.state_dict(), path)
     return path
 
 
 @pytest.fixture(scope="module")
-def torch50():
-    return torch_resnet(50, seed=1)
+def torch50(ref):
+    return ref.torch_resnet(50, seed=1)
 
 
 @pytest.fixture(scope="module")
-def file50(torch50, tmp_path_factory):
+def file50(torch, torch50, tmp_path_factory):
     path = tmp_path_factory.mktemp("weights") / "resnet50.pth"
     torch.save(torch50.state_dict(), path)
     return path
@@ -195,7 +203,7 @@ def image(channels=3, seed=0):
 # Reading files.
 # ---------------------------------------------------------------------------
 
-def test_read_pth_matches_torch_for_every_dtype_and_layout(tmp_path):
+def test_read_pth_matches_torch_for_every_dtype_and_layout(torch, tmp_path):
     base = torch.arange(60, dtype=torch.float32).reshape(3, 4, 5) / 7
     state = {
         "contiguous": base.clone(),
@@ -207,7 +215,7 @@ def test_read_pth_matches_torch_for_every_dtype_and_layout(tmp_path):
         "float64": base.double(),
         "count": torch.tensor(12345678901, dtype=torch.int64),
         "empty": torch.zeros(0, 3),
-        "parameter": tnn.Parameter(base[2, 1].clone()),  # pickled via _rebuild_parameter
+        "parameter": torch.nn.Parameter(base[2, 1].clone()),  # pickled via _rebuild_parameter
     }
     path = tmp_path / "mixed.pth"
     torch.save(state, path)
@@ -252,11 +260,45 @@ def test_safetensors_offsets_outside_the_data_are_refused(tmp_path):
         read_state_dict(path)
 
 
+def test_every_value_of_a_file_lands_in_the_layer_torchvision_names(numpy18, st18):
+    # Our layers found by walking the network (not through torchvision_key_map), so a
+    # swapped pair (a BN's mean and variance, weight and bias, two blocks) shows here.
+    net = get_model("resnet18_v1", pretrained=st18)
+    features = net.features
+    layers = {"conv1": features[0], "bn1": features[1], "fc": net.output}
+    for k in range(1, 5):
+        for i, block in enumerate(features[3 + k]):
+            for j, (conv, bn) in enumerate(zip(block.convs, block.bns), 1):
+                layers["layer%d.%d.conv%d" % (k, i, j)] = conv
+                layers["layer%d.%d.bn%d" % (k, i, j)] = bn
+            if block.shortcut is not None:
+                for n, layer in enumerate(block.shortcut):
+                    layers["layer%d.%d.downsample.%d" % (k, i, n)] = layer
+    checked = 0
+    for key, array in numpy18.items():
+        prefix, field = key.rsplit(".", 1)
+        if field == "num_batches_tracked":
+            continue
+        layer = layers[prefix]
+        if isinstance(layer, mx.gluon.nn.BatchNorm):
+            field = {"weight": "gamma", "bias": "beta"}.get(field, field)
+        np.testing.assert_array_equal(getattr(layer, field).data().asnumpy(), array, err_msg=key)
+        checked += 1
+    assert checked == 102  # 20 convolutions, 20 BNs of 4 tensors, the classifier's 2
+    # A BN in prediction mode computes with these values: (x - mean) / sqrt(var + eps).
+    x = np.full((1, 64, 1, 1), 4.0, np.float32)
+    bn = {f: numpy18["bn1." + f] for f in ("weight", "bias", "running_mean", "running_var")}
+    expected = (4.0 - bn["running_mean"]) / np.sqrt(bn["running_var"] + 1e-5) * bn["weight"] \
+        + bn["bias"]
+    np.testing.assert_allclose(features[1](mx.nd.array(x)).asnumpy().ravel(), expected,
+                               rtol=1e-5)
+
+
 # ---------------------------------------------------------------------------
 # Logits agree with PyTorch.
 # ---------------------------------------------------------------------------
 
-def test_resnet18_v1_logits_match_torch(torch18, file18):
+def test_resnet18_v1_logits_match_torch(ref, torch18, file18):
     net = get_model("resnet18_v1")
     net.initialize()
     report = load_torchvision_weights(net, file18)
@@ -265,47 +307,47 @@ def test_resnet18_v1_logits_match_torch(torch18, file18):
     assert report.values == sum(t.numel() for k, t in torch18.state_dict().items()
                                 if not k.endswith("num_batches_tracked"))
     x = image()
-    theirs, ours = torch_logits(torch18, x), mx_logits(net, x)
+    theirs, ours = ref.torch_logits(torch18, x), mx_logits(net, x)
     assert ours.shape == (2, 1000)
     assert relative_error(ours, theirs) < RTOL
     net.hybridize()
     assert relative_error(mx_logits(net, x), theirs) < RTOL
 
 
-def test_resnet50_v1_logits_match_torch(torch50, file50):
+def test_resnet50_v1_logits_match_torch(ref, torch50, file50):
     net = get_model("resnet50_v1")  # not initialised: the file initialises everything
     report = load_torchvision_weights(net, file50)
     assert report.loaded == 267 and not report.notices
     x = image(seed=1)
-    assert relative_error(mx_logits(net, x), torch_logits(torch50, x)) < RTOL
+    assert relative_error(mx_logits(net, x), ref.torch_logits(torch50, x)) < RTOL
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name, options", [("resnext50_32x4d", dict(groups=32, base_width=4)),
                                            ("wide_resnet50_2", dict(base_width=128))])
-def test_resnext_and_wide_resnet_logits_match_torch(name, options, tmp_path):
-    model = torch_resnet(50, seed=3, **options)
+def test_resnext_and_wide_resnet_logits_match_torch(torch, ref, name, options, tmp_path):
+    model = ref.torch_resnet(50, seed=3, **options)
     path = str(tmp_path / (name + ".pth"))
     torch.save(model.state_dict(), path)
     net = get_model(name, pretrained=path)
     x = image(seed=2)
-    assert relative_error(mx_logits(net, x), torch_logits(model, x)) < RTOL
+    assert relative_error(mx_logits(net, x), ref.torch_logits(model, x)) < RTOL
     plain = str(tmp_path / "resnet50.pth")
-    torch.save(torch_resnet(50).state_dict(), plain)
+    torch.save(ref.torch_resnet(50).state_dict(), plain)
     with pytest.raises(WeightMismatchError, match=r"layer1\.0\.conv1\.weight"):
         get_model(name, pretrained=plain)  # a plain ResNet-50 file: shapes name the key
 
 
-def test_safetensors_file_gives_the_same_logits(torch18, tmp_path):
+def test_safetensors_file_gives_the_same_logits(ref, torch18, tmp_path):
     path = tmp_path / "resnet18.safetensors"
     write_safetensors(path, {k: v.numpy() for k, v in torch18.state_dict().items()})
     net = get_model("resnet18_v1")
     load_torchvision_weights(net, path)
     x = image(seed=2)
-    assert relative_error(mx_logits(net, x), torch_logits(torch18, x)) < RTOL
+    assert relative_error(mx_logits(net, x), ref.torch_logits(torch18, x)) < RTOL
 
 
-def test_half_precision_file_loads_into_float32(torch18, tmp_path):
+def test_half_precision_file_loads_into_float32(torch, torch18, tmp_path):
     path = tmp_path / "half.pth"
     torch.save({k: (v.half() if v.is_floating_point() else v)
                 for k, v in torch18.state_dict().items()}, path)
@@ -316,10 +358,10 @@ def test_half_precision_file_loads_into_float32(torch18, tmp_path):
     np.testing.assert_array_equal(stem, torch18.conv1.weight.detach().half().float().numpy())
 
 
-def test_get_model_pretrained_builds_initialises_and_loads(torch18, file18):
+def test_get_model_pretrained_builds_initialises_and_loads(ref, torch18, file18):
     net = get_model("resnet18_v1", pretrained=file18)
     x = image(seed=3)
-    assert relative_error(mx_logits(net, x), torch_logits(torch18, x)) < RTOL
+    assert relative_error(mx_logits(net, x), ref.torch_logits(torch18, x)) < RTOL
     assert net.pretrained_report.loaded == 102
 
 
@@ -332,11 +374,11 @@ def test_get_model_pretrained_for_fine_tuning_leaves_the_classifier_out(torch18,
                                   torch18.bn1.running_var.numpy())
 
 
-def test_get_model_pretrained_with_one_input_channel(torch18, file18):
+def test_get_model_pretrained_with_one_input_channel(ref, torch18, file18):
     with pytest.warns(UserWarning, match="summed"):
         net = get_model("resnet18_v1", pretrained=file18, in_channels=1)
     grey = image(channels=1, seed=5)
-    theirs = torch_logits(torch18, np.repeat(grey, 3, axis=1))
+    theirs = ref.torch_logits(torch18, np.repeat(grey, 3, axis=1))
     assert relative_error(mx_logits(net, grey), theirs) < RTOL
 
 
@@ -365,10 +407,10 @@ def test_key_map_names_torchvision_keys_after_our_parameters():
     assert key_map["fc.bias"] is net.output.bias
 
 
-def test_get_model_pretrained_refuses_other_networks(file18):
+def test_get_model_pretrained_refuses_other_networks(st18):
     with pytest.raises(ValueError, match="resnet18_v1, resnet34_v1.*wide_resnet101_2; got "
                                          "'resnet18_v2'"):
-        get_model("resnet18_v2", pretrained=file18)
+        get_model("resnet18_v2", pretrained=st18)
     assert SUPPORTED_MODELS == ("resnet18_v1", "resnet34_v1", "resnet50_v1", "resnet101_v1",
                                 "resnet152_v1", "resnext50_32x4d", "resnext101_32x8d",
                                 "wide_resnet50_2", "wide_resnet101_2")
@@ -385,10 +427,10 @@ def test_get_model_pretrained_with_a_missing_file_says_so(tmp_path):
         get_model("resnet18_v1", pretrained=tmp_path / "nowhere.pth")
 
 
-def test_skip_classifier_keeps_our_output_layer(file18):
+def test_skip_classifier_keeps_our_output_layer(st18):
     net = get_model("resnet18_v1", num_classes=7)
     net.initialize(mx.init.Constant(0.25))
-    report = load_torchvision_weights(net, file18, skip_classifier=True)
+    report = load_torchvision_weights(net, st18, skip_classifier=True)
     assert report.skipped == ("fc.weight", "fc.bias") and report.loaded == 100
     assert (net.output.weight.data().asnumpy() == 0.25).all()
 
@@ -398,7 +440,7 @@ def test_skip_classifier_keeps_our_output_layer(file18):
 # ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("how", ["built with in_channels=1", "deferred, in_channels=1 argument"])
-def test_one_channel_network_sums_the_stem_filters(torch18, file18, how):
+def test_one_channel_network_sums_the_stem_filters(ref, torch18, file18, how):
     if how.startswith("built"):
         net, kwargs = get_model("resnet18_v1", in_channels=1), {}
     else:
@@ -413,7 +455,7 @@ def test_one_channel_network_sums_the_stem_filters(torch18, file18, how):
                                rtol=1e-6)
     # A grey image x gives the logits torch gives for (x, x, x).
     grey = image(channels=1, seed=4)
-    theirs = torch_logits(torch18, np.repeat(grey, 3, axis=1))
+    theirs = ref.torch_logits(torch18, np.repeat(grey, 3, axis=1))
     assert relative_error(mx_logits(net, grey), theirs) < RTOL
 
 
@@ -421,27 +463,29 @@ def test_one_channel_network_sums_the_stem_filters(torch18, file18, how):
 # Errors name the key.
 # ---------------------------------------------------------------------------
 
-def test_resnet50_file_into_resnet18_names_keys_and_depth(file50):
+def test_resnet50_file_into_resnet18_names_keys_and_depth(tmp_path):
+    path = tmp_path / "resnet50.safetensors"  # the names matter here, not the values
+    write_safetensors(path, {k: np.zeros(1, np.float32) for k in torchvision_shapes(50)})
     net = get_model("resnet18_v1")
     with pytest.raises(WeightMismatchError) as info:
-        load_torchvision_weights(net, file50)
+        load_torchvision_weights(net, path)
     message = str(info.value)
     assert "does not fit resnet18_v1" in message
     assert "no place in it (layer1.0.conv3.weight" in message
     assert "holds weights for resnet50_v1" in message
 
 
-def test_resnet18_file_into_resnet50_names_missing_keys(file18):
+def test_resnet18_file_into_resnet50_names_missing_keys(st18):
     with pytest.raises(WeightMismatchError, match="missing from the file.*"
                                                    "holds weights for resnet18_v1"):
-        load_torchvision_weights(get_model("resnet50_v1"), file18)
+        load_torchvision_weights(get_model("resnet50_v1"), st18)
 
 
-def test_missing_key_is_named(torch18, tmp_path):
-    state = torch18.state_dict()
+def test_missing_key_is_named(numpy18, tmp_path):
+    state = dict(numpy18)
     del state["layer3.1.bn2.running_var"]
-    path = tmp_path / "missing.pth"
-    torch.save(state, path)
+    path = tmp_path / "missing.safetensors"
+    write_safetensors(path, state)
     net = get_model("resnet18_v1")
     net.initialize(mx.init.Constant(0.5))
     with pytest.raises(WeightMismatchError, match=r"1 keys of resnet18_v1 are missing from the "
@@ -451,27 +495,27 @@ def test_missing_key_is_named(torch18, tmp_path):
     assert (net.features[4][0].conv1.weight.data().asnumpy() == 0.5).all()
 
 
-def test_shape_mismatch_names_the_key_and_both_shapes(torch18, tmp_path):
-    state = torch18.state_dict()
-    state["layer2.0.downsample.0.weight"] = torch.zeros(128, 64, 3, 3)
-    path = tmp_path / "shape.pth"
-    torch.save(state, path)
+def test_shape_mismatch_names_the_key_and_both_shapes(numpy18, tmp_path):
+    state = dict(numpy18)
+    state["layer2.0.downsample.0.weight"] = np.zeros((128, 64, 3, 3), np.float32)
+    path = tmp_path / "shape.safetensors"
+    write_safetensors(path, state)
     with pytest.raises(WeightMismatchError, match=r"layer2\.0\.downsample\.0\.weight: file "
                                                    r"\(128, 64, 3, 3\), network \(128, 64, 1, 1\)"):
         load_torchvision_weights(get_model("resnet18_v1"), path)
 
 
-def test_classifier_mismatch_suggests_skip_classifier(file18):
+def test_classifier_mismatch_suggests_skip_classifier(st18):
     with pytest.raises(WeightMismatchError, match=r"fc\.weight: file \(1000, 512\), network "
                                                    r"\(10, 512\).*skip_classifier=True"):
-        load_torchvision_weights(get_model("resnet18_v1", num_classes=10), file18)
+        load_torchvision_weights(get_model("resnet18_v1", num_classes=10), st18)
 
 
-def test_networks_of_another_layout_are_refused(file18):
+def test_networks_of_another_layout_are_refused(st18):
     for net in (get_model("resnet18_v2"), get_model("resnet50_v1", stride_in_1x1=True),
                 get_model("cifar_resnet20_v1")):
         with pytest.raises(ValueError, match="fit only the networks of its layout"):
-            load_torchvision_weights(net, file18)
+            load_torchvision_weights(net, st18)
 
 
 def _crafted_pth(path, payload):
@@ -502,21 +546,21 @@ def test_pickle_with_a_forbidden_global_is_refused_unrun(tmp_path):
         load_torchvision_weights(get_model("resnet18_v1"), path)
 
 
-def test_a_whole_saved_model_is_refused_with_advice(tmp_path, torch18):
+def test_a_whole_saved_model_is_refused_with_advice(torch, tmp_path, torch18):
     path = tmp_path / "model.pth"
     torch.save(torch18, path)
     with pytest.raises(WeightFileError, match="TorchResNet.*model.state_dict"):
         read_state_dict(path)
 
 
-def test_training_checkpoint_is_refused_with_advice(tmp_path):
+def test_training_checkpoint_is_refused_with_advice(torch, tmp_path):
     path = tmp_path / "checkpoint.pth"
     torch.save({"model": {"w": torch.zeros(2)}, "epoch": 3}, path)
     with pytest.raises(WeightFileError, match="keys 'model', 'epoch'.*checkpoint\\['model'\\]"):
         read_state_dict(path)
 
 
-def test_legacy_torch_format_is_refused(tmp_path):
+def test_legacy_torch_format_is_refused(torch, tmp_path):
     path = tmp_path / "legacy.pth"
     torch.save({"w": torch.zeros(2)}, path, _use_new_zipfile_serialization=False)
     with pytest.raises(WeightFileError, match="legacy.*re-save it with a current PyTorch"):
@@ -539,7 +583,7 @@ def test_a_zip_that_is_not_a_torch_file_is_refused(tmp_path):
         read_state_dict(path)
 
 
-def test_a_tensor_reaching_outside_its_storage_is_refused(tmp_path):
+def test_a_tensor_reaching_outside_its_storage_is_refused(torch, tmp_path):
     buffer = io.BytesIO()
     torch.save({"w": torch.arange(4.0)}, buffer)
     with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as source:
@@ -565,14 +609,14 @@ def test_a_pickle_cannot_modify_the_functions_it_may_call(tmp_path):
         read_state_dict(path)
 
 
-def test_an_expanded_tensor_is_refused(tmp_path):
+def test_an_expanded_tensor_is_refused(torch, tmp_path):
     path = tmp_path / "expanded.pth"
     torch.save({"w": torch.arange(3.0).expand(1000, 3)}, path)
     with pytest.raises(WeightFileError, match="storage 0 holds 3 elements.*contiguous"):
         read_state_dict(path)
 
 
-def test_a_big_endian_file_is_byteswapped(tmp_path):
+def test_a_big_endian_file_is_byteswapped(torch, tmp_path):
     buffer = io.BytesIO()
     torch.save({"w": torch.arange(6.0).reshape(2, 3)}, buffer)
     with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as source:
@@ -591,10 +635,10 @@ def test_a_big_endian_file_is_byteswapped(tmp_path):
     np.testing.assert_array_equal(read, np.arange(6.0).reshape(2, 3))
 
 
-def test_get_model_pretrained_of_another_depth_names_the_keys(file18):
+def test_get_model_pretrained_of_another_depth_names_the_keys(st18):
     with pytest.raises(WeightMismatchError, match="does not fit resnet50_v1.*missing from the "
                                                    "file.*holds weights for resnet18_v1"):
-        get_model("resnet50_v1", pretrained=file18)
+        get_model("resnet50_v1", pretrained=st18)
 
 
 # ---------------------------------------------------------------------------
@@ -627,20 +671,20 @@ def _fine_tune_config(path, **changes):
     return TrainConfig(**fields)
 
 
+@needs_data
 @pytest.mark.slow
-def test_fine_tuning_on_fashion_mnist_from_a_torchvision_file(torch18, file18, tmp_path,
-                                                              capsys):
+def test_fine_tuning_on_fashion_mnist_from_a_torchvision_file(numpy18, st18, tmp_path, capsys):
     watch = _Watch()
-    history, out = run_training(_fine_tune_config(file18), out=str(tmp_path / "run"),
+    history, out = run_training(_fine_tune_config(st18), out=str(tmp_path / "run"),
                                 progress=False, callbacks=[watch])
     printed = capsys.readouterr().out
     assert "loaded 100 tensors" in printed and "left out: fc.weight, fc.bias" in printed
     assert "notice: conv1.weight: the file's 3-channel filters were summed" in printed
     assert "notice: fc left out: the file's classifier has 1000 classes, the network 10" in printed
     # The body started from the file's weights: the stem summed to one channel, BN statistics.
-    np.testing.assert_allclose(watch.stem, torch18.conv1.weight.detach().numpy().sum(
-        1, keepdims=True), rtol=1e-6)
-    np.testing.assert_array_equal(watch.bn_var, torch18.layer1[0].bn1.running_var.numpy())
+    np.testing.assert_allclose(watch.stem, numpy18["conv1.weight"].sum(1, keepdims=True),
+                               rtol=1e-6)
+    np.testing.assert_array_equal(watch.bn_var, numpy18["layer1.0.bn1.running_var"])
     assert not np.array_equal(watch.stem, watch.stem_after)  # and then it trained
     # The new output layer (10 classes) learns at ten times the body's rate.
     assert HEAD_LR_MULT == 10
@@ -650,12 +694,12 @@ def test_fine_tuning_on_fashion_mnist_from_a_torchvision_file(torch18, file18, t
     assert {lr for n, lr in watch.lrs.items() if n not in watch.head} == {0.01}
     assert len(history) == 1 and np.isfinite(history[0]["loss"])
     with open(os.path.join(out, "config.json")) as f:
-        assert json.load(f)["pretrained"] == str(file18)
+        assert json.load(f)["pretrained"] == str(st18)
 
     # Resuming reads the checkpoint, not the file (which may have moved), and keeps the head's
     # lr_mult; the file cannot be changed on resume.
     moved = tmp_path / "moved.pth"
-    os.rename(file18, moved)
+    os.rename(st18, moved)
     try:
         with pytest.raises(RunError, match="cannot change pretrained"):
             run_training(resume=os.path.join(out, "checkpoint.ckpt"), quiet=True,
@@ -664,14 +708,14 @@ def test_fine_tuning_on_fashion_mnist_from_a_torchvision_file(torch18, file18, t
         history, _ = run_training(resume=os.path.join(out, "checkpoint.ckpt"), quiet=True,
                                   progress=False, overrides={"epochs": 2}, callbacks=[watch])
     finally:
-        os.rename(moved, file18)
+        os.rename(moved, st18)
     assert len(history) == 2
     assert all(watch.lr_mults[n] == 10 for n in watch.head)
 
 
-def test_pretrained_option_refuses_other_models_and_is_a_train_option(file18):
+def test_pretrained_option_refuses_other_models_and_is_a_train_option(st18):
     with pytest.raises(RunError, match="fit only resnet18_v1.*got --model compact_resnet8"):
-        _fine_tune_config(file18, model="compact_resnet8").validate()
+        _fine_tune_config(st18, model="compact_resnet8").validate()
     args = build_parser().parse_args(["train", "--model", "resnet18_v1", "--pretrained",
-                                      str(file18)])
-    assert args.pretrained == str(file18)
+                                      str(st18)])
+    assert args.pretrained == str(st18)

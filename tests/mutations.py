@@ -1,0 +1,229 @@
+"""Test the tests: break the package on purpose and check that the suite notices.
+
+    python tests/mutations.py              # every mutation (about 3 minutes on 2 cores)
+    python tests/mutations.py --list       # their names and the tests each one runs
+    python tests/mutations.py NAME ...     # some of them
+    python tests/mutations.py --baseline   # also run each selection unmutated: it must pass
+
+Each mutation copies ``gluon_resnet/``, ``tests/`` and ``pytest.ini`` to a temporary folder,
+changes one piece of code there (the text it replaces must occur exactly once), and runs the
+tests that should catch it against the copy (``PYTHONPATH`` puts the copy first, also for
+the subprocesses the tests start).  A mutation is caught when pytest reports failed tests;
+errors alone (an import, a fixture) count as a broken mutation, not as a catch.  The
+working tree is never changed.  Exit status 0 when every mutation was caught.
+"""
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import namedtuple
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+Mutation = namedtuple("Mutation", "name what file old new tests env hide_torch baseline")
+
+
+def mutation(name, what, file, old, new, tests, env=None, hide_torch=False, baseline=True):
+    """``baseline=False``: the selection fails unmutated too (``env`` alone must fail it)."""
+    return Mutation(name, what, file, old, new, tests, env or {}, hide_torch, baseline)
+
+
+MUTATIONS = [
+    mutation("permissive-unpickler",
+             "the .pth unpickler hands out any global a pickle names (PyTorch hidden)",
+             "gluon_resnet/pretrained.py",
+             "        except KeyError:\n            pass\n        allowed = sorted(",
+             "        except KeyError:\n"
+             "            return pickle.Unpickler.find_class(self, module, name)\n"
+             "        allowed = sorted(",
+             ["tests/test_pretrained.py", "-k", "pickle"], hide_torch=True),
+    mutation("bn-mean-var-swapped",
+             "weight loading puts a BN's running mean in its variance and back (PyTorch hidden)",
+             "gluon_resnet/pretrained.py",
+             '("running_mean", "running_mean"),\n'
+             '                                ("running_var", "running_var")',
+             '("running_mean", "running_var"),\n'
+             '                                ("running_var", "running_mean")',
+             ["tests/test_pretrained.py", "-m", "not slow"], hide_torch=True),
+    mutation("bf16-eval-shifted",
+             "gluon-resnet eval in bf16 reports the next class for every image",
+             "gluon_resnet/evaluation.py",
+             "    labels, preds = predict(net, test_iter, ctx)\n",
+             "    labels, preds = predict(net, test_iter, ctx)\n"
+             "    preds = (preds + (precision == 'bf16')) % len(names)\n",
+             ["tests/test_precision.py", "-k", "evaluation"]),
+    mutation("bf16-output-zero",
+             "every Dense layer outputs zeros once bf16 is on",
+             "gluon_resnet/precision.py",
+             '        amp.init(target_dtype="bfloat16")\n',
+             '        amp.init(target_dtype="bfloat16")\n'
+             '        dense = nn.Dense.hybrid_forward\n'
+             '        nn.Dense.hybrid_forward = lambda self, F, x, *a, **k: dense(self, F, x, *a, '
+             '**k) * 0\n',
+             ["tests/test_precision.py", "-k", "agrees_with_fp32"]),
+    mutation("bf16-output-half",
+             "every Dense layer outputs half its value once bf16 is on",
+             "gluon_resnet/precision.py",
+             '        amp.init(target_dtype="bfloat16")\n',
+             '        amp.init(target_dtype="bfloat16")\n'
+             '        dense = nn.Dense.hybrid_forward\n'
+             '        nn.Dense.hybrid_forward = lambda self, F, x, *a, **k: dense(self, F, x, *a, '
+             '**k) * 0.5\n',
+             ["tests/test_precision.py", "-k", "outputs_agree"]),
+    mutation("residual-0.9-with-regen-switch",
+             "the family's residual branch is scaled by 0.9, tests run with "
+             "GLUON_RESNET_REGEN_GOLDEN=1 (the golden files must stay as they were)",
+             "gluon_resnet/blocks.py",
+             "        return array_ops(F).add(out, x if self.shortcut is None else self.shortcut(x))\n",
+             "        return array_ops(F).add(out * 0.9, x if self.shortcut is None "
+             "else self.shortcut(x))\n",
+             ["tests/test_family.py", "-k", "golden"], env={"GLUON_RESNET_REGEN_GOLDEN": "1"},
+             baseline=False),
+    mutation("residual-0.9",
+             "the family's residual branch is scaled by 0.9",
+             "gluon_resnet/blocks.py",
+             "        return array_ops(F).add(out, x if self.shortcut is None else self.shortcut(x))\n",
+             "        return array_ops(F).add(out * 0.9, x if self.shortcut is None "
+             "else self.shortcut(x))\n",
+             ["tests/test_family.py", "-k", "golden"]),
+    mutation("resume-skips-a-batch",
+             "a run resumed inside an epoch skips the batch after the one it stopped at",
+             "gluon_resnet/training.py",
+             "        done = self.batch  # resuming inside an epoch",
+             "        done = self.batch + (self.batch > 0)  # resuming inside an epoch",
+             ["tests/test_training.py", "-k", "stop_signal_saves and not SIGTERM"]),
+    mutation("dropout-rng-not-reseeded",
+             "training no longer reseeds MXNet's generator before each batch",
+             "gluon_resnet/training.py",
+             "            mx.random.seed(batch_seed(self.seed, self.epoch, self.batch))\n",
+             "            pass\n",
+             ["tests/test_training.py", "-k", "dropout"]),
+    mutation("run-seed-not-given-to-the-learner",
+             "run_training builds its Learner without the run's seed (MXNet is never reseeded)",
+             "gluon_resnet/experiment.py",
+             "                      seed=config.seed,\n",
+             "",
+             ["tests/test_training.py", "-k", "dropout"]),
+    mutation("gradient-summed-not-averaged-over-workers",
+             "distributed workers divide the kvstore's gradient sum by their own batch only",
+             "gluon_resnet/distributed/worker.py",
+             "        super().step(batch_size * self.num_workers, ignore_stale_grad)",
+             "        super().step(batch_size, ignore_stale_grad)",
+             ["tests/test_distributed.py", "-k", "without_batch_norm"]),
+    mutation("optimizer-state-not-restored",
+             "loading a checkpoint leaves the optimizer's momentum at zero",
+             "gluon_resnet/checkpoint.py",
+             '                trainer.load_states(os.path.join(work, "trainer.states"))\n',
+             "                pass\n",
+             ["tests/test_training.py", "-k", "resume_continues"]),
+]
+
+
+def _copy(folder):
+    """The package, the tests and pytest.ini, copied into ``folder``."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(os.path.join(ROOT, "gluon_resnet"), os.path.join(folder, "gluon_resnet"),
+                    ignore=ignore)
+    shutil.copytree(os.path.join(ROOT, "tests"), os.path.join(folder, "tests"), ignore=ignore)
+    shutil.copy(os.path.join(ROOT, "pytest.ini"), folder)
+
+
+def _apply(folder, m):
+    path = os.path.join(folder, m.file)
+    with open(path) as f:
+        text = f.read()
+    if text.count(m.old) != 1:
+        raise SystemExit("mutation %s: the text to replace occurs %d times in %s (expected once); "
+                         "update tests/mutations.py to the code" % (m.name, text.count(m.old),
+                                                                    m.file))
+    with open(path, "w") as f:
+        f.write(text.replace(m.old, m.new))
+
+
+def _goldens(folder):
+    golden = os.path.join(folder, "tests", "golden")
+    return {name: hashlib.sha256(open(os.path.join(golden, name), "rb").read()).hexdigest()
+            for name in sorted(os.listdir(golden))}
+
+
+def _run(m, mutate):
+    """``(verdict, seconds, output)`` of the mutation's tests on a (mutated) copy."""
+    with tempfile.TemporaryDirectory(prefix="gluon_resnet-mutation-") as folder:
+        _copy(folder)
+        if mutate:
+            _apply(folder, m)
+        paths = [folder]
+        if m.hide_torch:  # as on a machine without PyTorch
+            os.makedirs(os.path.join(folder, "no_torch"))
+            with open(os.path.join(folder, "no_torch", "torch.py"), "w") as f:
+                f.write("raise ImportError('PyTorch hidden by tests/mutations.py')\n")
+            paths.insert(0, os.path.join(folder, "no_torch"))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths), **m.env)
+        where = subprocess.run([sys.executable, "-c", "import gluon_resnet; "
+                                "print(gluon_resnet.__file__)"], cwd=folder, env=env,
+                               capture_output=True, text=True)
+        if not where.stdout.startswith(folder):
+            raise SystemExit("the copy in %s is not what Python imports: %s%s"
+                             % (folder, where.stdout, where.stderr))
+        before = _goldens(folder)
+        start = time.monotonic()
+        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                               *m.tests], cwd=folder, env=env, capture_output=True, text=True)
+        seconds = time.monotonic() - start
+        output = done.stdout + done.stderr
+        if _goldens(folder) != before:
+            return "golden files rewritten", seconds, output
+        summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+        if done.returncode == 0:
+            verdict = "passed"
+        elif done.returncode == 1 and " failed" in summary:
+            verdict = "failed"
+        else:  # errors only (a fixture, an import): the mutation broke more than it should
+            verdict = "error (exit %d): %s" % (done.returncode, summary)
+        return verdict, seconds, output
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="mutations to run (default: all)")
+    parser.add_argument("--list", action="store_true", help="list the mutations and stop")
+    parser.add_argument("--baseline", action="store_true",
+                        help="also run each selection on an unmutated copy (it must pass)")
+    parser.add_argument("--verbose", action="store_true", help="print pytest's output")
+    args = parser.parse_args(argv)
+    known = {m.name: m for m in MUTATIONS}
+    unknown = [n for n in args.names if n not in known]
+    if unknown:
+        parser.error("no mutation %s; there are: %s" % (", ".join(unknown), ", ".join(known)))
+    chosen = [known[n] for n in args.names] or MUTATIONS
+    if args.list:
+        for m in chosen:
+            print("%-32s %s\n%-32s tests: %s" % (m.name, m.what, "", " ".join(m.tests)))
+        return 0
+    missed = 0
+    for m in chosen:
+        if args.baseline and m.baseline:
+            verdict, seconds, output = _run(m, mutate=False)
+            print("%-32s unmutated: %s (%.0f s)" % (m.name, verdict, seconds), flush=True)
+            if verdict != "passed":
+                print(output[-3000:])
+                missed += 1
+                continue
+        verdict, seconds, output = _run(m, mutate=True)
+        caught = verdict == "failed"
+        missed += not caught
+        print("%-32s %s (%.0f s): %s" % (m.name, "caught" if caught else "NOT CAUGHT", seconds,
+                                         verdict), flush=True)
+        if args.verbose or not caught:
+            print(output[-3000:])
+    print("%d of %d mutations caught" % (len(chosen) - missed, len(chosen)))
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
