@@ -232,6 +232,24 @@ def test_without_bf16_the_workers_and_the_report_say_so(monkeypatch):
     assert report.count("unavailable: bf16 unavailable") == 2
 
 
+def test_comparisons_divide_the_right_rows():
+    rates = {name: [10.0] for name in VARIANT_NAMES}
+    rates.update(train_ref=[20.0], train_fp32=[50.0], train_torch_bf16=[40.0],
+                 train_torch_fp32=[25.0], infer_ref=[100.0], infer_fused=[300.0],
+                 infer_bf16=[450.0])
+    runs = _fake_runs(rates, loader=(4000.0,))
+    runs["train_bf16"] = [{"images_per_s": 80.0, "max_rss_mib": 120.0, "kernels": "AMX"}]
+    summary = bench.collect(runs, SETTINGS, {}, [])
+    assert summary["default_training"] == "train_bf16"  # bf16 ran on AMX
+    comparisons = {c["name"]: c["value"] for c in summary["comparisons"]}
+    assert comparisons == {
+        "default training vs book": 4.0, "default training vs PyTorch bf16": 2.0,
+        "default training vs PyTorch fp32": 3.2, "bf16 training vs ours fp32": 1.6,
+        "bf16 inference vs ours fp32 fused": 1.5,
+        "inference vs book (best of bf16, fused fp32)": 4.5,
+        "loader vs ours training (fastest)": 50.0, "peak RSS of ours training": 150.0}
+
+
 def test_size_scales_the_flop_count():
     runs = _fake_runs({name: [10.0] for name in VARIANT_NAMES})
     summary = bench.collect(runs, dict(SETTINGS, size=192), {}, [])
