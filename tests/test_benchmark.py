@@ -1,7 +1,7 @@
 """The research scripts in benchmarks/: what they print and write, on tiny inputs.
 
-``bench.py --tiny`` runs once end to end as a subprocess (every worker, about
-15 s on two idle cores); its arithmetic, the bf16-unavailable path and the
+``bench.py --tiny`` runs once end to end as a subprocess (every worker, each in a
+fresh process: the file's slowest part); its arithmetic, the bf16-unavailable path and the
 profile tools' parsers are checked in-process on small made-up or real inputs.
 """
 
