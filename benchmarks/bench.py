@@ -513,27 +513,26 @@ def collect(runs, settings, meta, errors):
     on_amx = [r.get("kernels") == "AMX" for r in runs["train_bf16"] if "images_per_s" in r]
     default = ("train_bf16" if variants["train_bf16"]["available"] and all(on_amx)
                else "train_fp32")
-    targets = [
-        ("default training vs book", variants[default]["ratio"], ">=", 3.0, "x"),
+    # Figures between rows, reported without goals: benchmarks/RESULTS.md compares them.
+    comparisons = [
+        ("default training vs book", variants[default]["ratio"], "x"),
         ("default training vs PyTorch bf16", _ratio(rate(default), rate("train_torch_bf16")),
-         ">=", 1.0, "x"),
+         "x"),
         ("default training vs PyTorch fp32", _ratio(rate(default), rate("train_torch_fp32")),
-         ">=", 1.5, "x"),
-        ("fp32 training vs book", variants["train_fp32"]["ratio"], ">=", 1.8, "x"),
-        ("bf16 training vs ours fp32", _ratio(rate("train_bf16"), rate("train_fp32")),
-         ">=", 1.5, "x"),
+         "x"),
+        ("bf16 training vs ours fp32", _ratio(rate("train_bf16"), rate("train_fp32")), "x"),
         ("bf16 inference vs ours fp32 fused", _ratio(rate("infer_bf16"), rate("infer_fused")),
-         ">=", 2.0, "x"),
+         "x"),
         ("inference vs book (best of bf16, fused fp32)", best(["infer_bf16", "infer_fused"]),
-         ">=", 3.0, "x"),
-        ("loader vs ours training (fastest)", loader["ratio_to_training"], ">=", 50.0, "x"),
-        ("peak RSS of ours training", max(rss) if rss else None, "<", 4096.0, " MiB"),
+         "x"),
+        ("loader vs ours training (fastest)", loader["ratio_to_training"], "x"),
+        ("peak RSS of ours training", max(rss) if rss else None, " MiB"),
     ]
-    targets = [{"name": name, "value": value, "op": op, "target": goal, "unit": unit,
-                "met": None if value is None else (value >= goal if op == ">=" else value < goal)}
-               for name, value, op, goal, unit in targets]
+    comparisons = [{"name": name, "value": value, "unit": unit}
+                   for name, value, unit in comparisons]
     return {"meta": meta, "settings": settings, "gflop_per_image": gflop, "peak": peak,
-            "default_training": default, "variants": variants, "loader": loader, "targets": targets, "errors": errors}
+            "default_training": default, "variants": variants, "loader": loader,
+            "comparisons": comparisons, "errors": errors}
 
 
 def _fmt(value, spec, none="-"):
@@ -598,14 +597,13 @@ def format_report(summary):
                         _fmt(loader["ratio_to_training"], ".1f")))
     else:
         lines.append("loader: not measured: %s" % loader["unavailable"])
-    lines += ["", "targets (printed, not enforced)"]
-    for t in summary["targets"]:
-        verdict = {True: "met", False: "NOT met", None: "n/a"}[t["met"]]
-        spec = ".0f" if t["unit"] == " MiB" else ".2f"
-        value = "n/a" if t["value"] is None else format(t["value"], spec) + t["unit"]
-        lines.append("  %-46s %10s   target %s %s%s   %s"
-                     % (t["name"], value, t["op"], format(t["target"], spec.replace("2", "1")),
-                        t["unit"], verdict))
+    lines.append("default training (gluon-resnet train's precision here): %s"
+                 % VARIANT_BY_NAME[summary["default_training"]].label)
+    lines += ["", "comparisons"]
+    for c in summary["comparisons"]:
+        spec = ".0f" if c["unit"] == " MiB" else ".2f"
+        value = "n/a" if c["value"] is None else format(c["value"], spec) + c["unit"]
+        lines.append("  %-46s %10s" % (c["name"], value))
     if summary["errors"]:
         lines += ["", "ERRORS"] + ["  " + e.replace("\n", "\n    ") for e in summary["errors"]]
     return "\n".join(lines)

@@ -18,7 +18,7 @@ process only as ``trial_net``.  ``--set`` changes any ``TrainConfig`` field,
 parsed as ``gluon-resnet train`` parses its option (``--set epochs=28 --set
 precision=bf16``).
 
-This is how the README's "Toward 0.95" candidates were measured.  Run one
+This is how the "Toward 0.95" candidates in benchmarks/RESULTS.md were measured.  Run one
 trial at a time on an idle machine.
 """
 
