@@ -44,10 +44,10 @@ from .summary import count_parameters
 
 __all__ = ["chapter_resnet18", "resnet18", "register_model", "list_models",
            "get_model", "model_description", "model_input_channels", "count_model_parameters",
-           "ResNet", "ResNetArch", "RESNET_SPEC", "CIFAR_DEPTHS", "BLOCKS", "cifar_spec", "get_resnet",
-           "cifar_resnet", "cifar_plain", "CIFAR_PLAIN_DEPTHS", "plain_resnet", "compact_resnet8",
-           "compact_resnet8_w32", "compact_resnet9", "RESNET_VARIANTS", "resnet_variant",
-           "WRN_CONFIGS", "wrn_spec", "wrn"]
+           "ResNet", "ResNetArch", "RESNET_SPEC", "CIFAR_DEPTHS", "BLOCKS", "cifar_spec",
+           "get_resnet", "cifar_resnet", "cifar_plain", "CIFAR_PLAIN_DEPTHS", "plain_resnet",
+           "compact_resnet8", "compact_resnet8_w32", "compact_resnet9", "RESNET_VARIANTS",
+           "resnet_variant", "WRN_CONFIGS", "wrn_spec", "wrn"]
 
 #: Python's messages for arguments that do not fit a function's signature.
 _ARGUMENT_ERROR = re.compile(r"unexpected keyword argument|missing \d+ required|takes \d+ "

@@ -33,7 +33,7 @@ def decode(buffer, dtype_name, count, byteorder="little"):
 
 
 def as_int_tuple(value, what):
-    """``value`` if it is a tuple of non-negative ints; else a ``WeightFileError`` naming ``what``."""
+    """``value`` if it is a tuple of non-negative ints, else a ``WeightFileError`` on ``what``."""
     if not isinstance(value, tuple) or not all(
             isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
         raise WeightFileError("%s must be a tuple of non-negative integers, got %r."
