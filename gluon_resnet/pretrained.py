@@ -39,7 +39,7 @@ from ._mxnet import mx
 from .arrays import in_caller_mode
 from .blocks import BasicBlockV1, BottleneckV1
 from .models import RESNET_SPEC, RESNET_VARIANTS, ResNet, get_model as build_model
-from .weights import WeightFileError, read_state_dict
+from .weights import WeightFileError, read_state_dict  # also importable from here, as before
 
 __all__ = ["SUPPORTED_MODELS", "WeightFileError", "WeightMismatchError", "LoadReport",
            "read_state_dict", "torchvision_names", "torchvision_key_map",
@@ -440,7 +440,13 @@ def load_pretrained(name, path, *, skip_classifier=None, ctx=None, init=None, **
     WeightMismatchError, WeightFileError, ValueError
         See ``load_torchvision_weights``; ``ValueError`` also for a ``name``
         outside ``SUPPORTED_MODELS``, before the file is read.
+    TypeError
+        ``name`` is a network, not a name (``load_torchvision_weights`` takes one).
     """
+    if not isinstance(name, str):
+        raise TypeError("load_pretrained builds the network from its registered name, got a %s; "
+                        "for a network already built, use load_torchvision_weights(net, path)."
+                        % type(name).__name__)
     if name not in SUPPORTED_MODELS:
         raise ValueError("pretrained weights in torchvision's layout fit only %s; got %r."
                          % (", ".join(SUPPORTED_MODELS), name))

@@ -543,6 +543,8 @@ def test_build_options_that_change_the_layout_are_refused_before_the_file_is_rea
         load_pretrained("resnet50_v1", tmp_path / "never-read.pth", stride_in_1x1=True)
     with pytest.raises(ValueError, match="gluon_resnet.get_model"):
         models.get_model("resnet18_v1", pretrained=tmp_path / "never-read.pth")
+    with pytest.raises(TypeError, match=r"load_torchvision_weights\(net, path\)"):
+        load_pretrained(get_model("resnet18_v1"), tmp_path / "never-read.pth")
 
 
 def test_the_weight_readers_import_numpy_and_the_standard_library_only():
