@@ -14,7 +14,8 @@ folder) > ``config`` (``TrainConfig``,
 recipes), ``training`` (the loop, ``train_ch5``, ``train_ch6``), ``callbacks``,
 ``distributed`` (worker, peers, launcher, hosts), ``data`` (files, IDX reading, loader, image
 folders) >
-``models`` (spec table and registry) > ``pretrained`` (torchvision weights),
+``pretrained`` (torchvision weights into the registered networks, ``get_model``) >
+``models`` (spec table and registry), ``weights`` (weight files, numpy only) >
 ``blocks``, ``summary``, ``checkpoint``, ``plotting``, ``precision`` (bf16),
 ``signals`` (stop signals), ``events`` (``Callback``, the training
 exceptions), ``devices`` (``try_gpu``), ``validate`` (argument checks),
@@ -31,8 +32,9 @@ from .devices import try_all_gpus, try_gpu
 from .events import Callback, TrainingDiverged, TrainingInterrupted
 from .experiment import run_training
 from .meters import Accumulator, Timer
-from .models import chapter_resnet18, get_model, list_models, resnet18
+from .models import chapter_resnet18, list_models, resnet18
 from .plotting import show_fashion_mnist
+from .pretrained import get_model
 from .summary import format_summary, summarize
 from .training import Learner, evaluate_accuracy, evaluate_accuracy_gpu, train_ch5, train_ch6
 

@@ -42,6 +42,7 @@ from .devices import available_memory, parse_ctx
 from .distributed import (AverageRunningStats, DistributedTrainer, WatchSteps,
                           final_parameters_callback, join_job)
 from .models import get_model
+from .pretrained import load_pretrained
 from .precision import describe_precision, enable_bf16, resolve_precision
 from .runlock import RunLock
 from .summary import activation_bytes
@@ -326,7 +327,7 @@ def build_network(config, ctx, in_channels=1, load_weights=True, out=None):
 
     Xavier initialisation.  With ``config.pretrained`` (fine-tuning, as in the
     book's fine-tuning section) the network is built from the file by
-    ``get_model(..., pretrained=)``; when the file's classifier has other
+    ``load_pretrained``; when the file's classifier has other
     classes than ``config.num_classes`` the output layer is new (Xavier), and
     either way the output layer's parameters learn at ``HEAD_LR_MULT`` (10)
     times the body's learning rate (``lr_mult``).
@@ -358,12 +359,12 @@ def build_network(config, ctx, in_channels=1, load_weights=True, out=None):
             with warnings.catch_warnings():
                 if out is not None:  # printed below, not twice
                     warnings.simplefilter("ignore", UserWarning)
-                net = get_model(config.model, pretrained=config.pretrained, **kwargs)
+                net, report = load_pretrained(config.model, config.pretrained, **kwargs)
             net.collect_params().reset_ctx(ctx)
-            if net.pretrained_report.skipped:
+            if report.skipped:
                 net.output.initialize(init.Xavier(), ctx=ctx, force_reinit=True)
             if out is not None:
-                out(str(net.pretrained_report))
+                out(str(report))
         else:
             net = get_model(config.model, **kwargs)
             net.initialize(init.Xavier(), ctx=ctx)

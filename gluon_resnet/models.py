@@ -22,7 +22,9 @@ that says which one it is:
   (``wrn(depth, k)``, pre-activation basic blocks of 16k/32k/64k channels).
 
 Every network is reachable through ``get_model(name, **kwargs)``;
-``list_models()`` lists the names.  Like their blocks, the networks work on
+``list_models()`` lists the names.  Pretrained weights are loaded above this
+module, by ``gluon_resnet.pretrained`` (``gluon_resnet.get_model(name,
+pretrained=FILE)``).  Like their blocks, the networks work on
 legacy ``nd`` arrays and, after ``npx.set_np()``, on ``mxnet.np`` arrays.
 """
 
@@ -38,15 +40,14 @@ from .arrays import in_caller_mode
 from .blocks import (resnet_block, check_positive_int, check_shortcut, conv3x3, batch_norm,
                      make_stage, _Block, _ResidualUnit, BasicBlockV1, BottleneckV1, BasicBlockV2,
                      BottleneckV2, HybridSequential)
-from .pretrained import SUPPORTED_MODELS, load_pretrained
 from .summary import count_parameters
 
 __all__ = ["chapter_resnet18", "resnet18", "register_model", "list_models",
            "get_model", "model_description", "model_input_channels", "count_model_parameters",
-           "ResNet", "RESNET_SPEC", "CIFAR_DEPTHS", "BLOCKS", "cifar_spec", "get_resnet",
-           "cifar_resnet", "cifar_plain", "CIFAR_PLAIN_DEPTHS", "plain_resnet", "compact_resnet8",
-           "compact_resnet8_w32", "compact_resnet9", "RESNET_VARIANTS", "resnet_variant",
-           "WRN_CONFIGS", "wrn_spec", "wrn"]
+           "ResNet", "ResNetArch", "RESNET_SPEC", "CIFAR_DEPTHS", "BLOCKS", "cifar_spec",
+           "get_resnet", "cifar_resnet", "cifar_plain", "CIFAR_PLAIN_DEPTHS", "plain_resnet",
+           "compact_resnet8", "compact_resnet8_w32", "compact_resnet9", "RESNET_VARIANTS",
+           "resnet_variant", "WRN_CONFIGS", "wrn_spec", "wrn"]
 
 #: Python's messages for arguments that do not fit a function's signature.
 _ARGUMENT_ERROR = re.compile(r"unexpected keyword argument|missing \d+ required|takes \d+ "
@@ -98,39 +99,27 @@ def _lookup(name):
         ) from None
 
 
-def get_model(name, pretrained=None, **kwargs):
+def get_model(name, **kwargs):
     """Build the registered model ``name``.
 
     Parameters
     ----------
     name : str
         One of ``list_models()``.
-    pretrained : str or os.PathLike, optional
-        A weight file of torchvision's ResNet of the same depth: a
-        ``torch.save``-d state_dict (``.pth``, PyTorch >= 1.6) or a
-        ``.safetensors`` file; only ``pretrained.SUPPORTED_MODELS`` accept
-        it (``resnet18_v1`` ... ``resnet152_v1`` and torchvision's ResNeXt and
-        wide ResNets, under torchvision's names).  It is read without
-        PyTorch and without running pickle code
-        (``pretrained.read_state_dict``); the network comes back
-        initialised with its weights.  With ``num_classes`` other than the
-        file's the classifier is left out and freshly initialised
-        (fine-tuning); with ``in_channels=1`` the stem's RGB filters are
-        summed.  Keys or shapes that do not fit raise ``WeightMismatchError``
-        naming them.
     **kwargs
         Passed to the model's factory (for example ``num_classes=10``).
 
     Returns
     -------
     mxnet.gluon.HybridBlock
-        An uninitialised network, or with ``pretrained`` one initialised
-        from the file (its ``pretrained_report`` says what was loaded).
+        An uninitialised network.  ``gluon_resnet.get_model`` (in
+        ``gluon_resnet.pretrained``) also takes ``pretrained=FILE``.
     """
     factory = _lookup(name).factory
-    if pretrained is not None and name not in SUPPORTED_MODELS:
-        raise ValueError("pretrained weights in torchvision's layout fit only %s; got %r."
-                         % (", ".join(SUPPORTED_MODELS), name))
+    if "pretrained" in kwargs:
+        raise ValueError("gluon_resnet.models.get_model builds networks without weights; for "
+                         "pretrained=, use gluon_resnet.get_model or "
+                         "gluon_resnet.pretrained.load_pretrained.")
     try:
         inspect.signature(factory).bind(**kwargs)
         net = factory(**kwargs)
@@ -140,7 +129,7 @@ def get_model(name, pretrained=None, **kwargs):
         if not _ARGUMENT_ERROR.search(str(exc)):
             raise
         raise ValueError("model %r does not accept these arguments: %s" % (name, exc)) from None
-    return net if pretrained is None else load_pretrained(net, pretrained)
+    return net
 
 
 def _chapter_head(net, num_classes):
@@ -380,6 +369,16 @@ def _stem(kind, width, in_channels):
     return layers
 
 
+ResNetArch = collections.namedtuple(
+    "ResNetArch", "block layers channels stem shortcut stride_in_1x1 groups base_width "
+    "se_reduction avg_down")
+"""The arguments of ``ResNet`` that decide its layers and how they connect (``ResNet.arch``).
+
+What is left out (``num_classes``, ``in_channels``, ``zero_init_last_bn``,
+``dropout``) changes sizes, initial values or training only.
+"""
+
+
 class ResNet(_Block):
     """A ResNet of the papers: stem, stages of residual blocks, pool, classifier.
 
@@ -442,6 +441,9 @@ class ResNet(_Block):
         conv, bn, relu, [pool], stage1 ... stageK, [post_bn, post_relu], gap.
     output : mxnet.gluon.nn.Dense
         The classifier.
+    arch : ResNetArch
+        The architecture it was built with, as data (``gluon_resnet.pretrained``
+        derives torchvision's key names from it).
 
     Shapes
     ------
@@ -470,6 +472,8 @@ class ResNet(_Block):
             raise ValueError("ResNet: in_channels must be a positive integer, or 0 to infer it "
                              "at the first call; got %r." % (in_channels,))
         check_shortcut(shortcut, "ResNet")
+        self.arch = ResNetArch(block, tuple(layers), tuple(channels), stem, shortcut,
+                               stride_in_1x1, groups, base_width, se_reduction, avg_down)
         with self.name_scope():
             self.features = nn.HybridSequential(prefix="")
             self.features.add(*_stem(stem, channels[0], in_channels))

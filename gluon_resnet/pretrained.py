@@ -1,109 +1,58 @@
-"""Pretrained weights in torchvision's layout, read without PyTorch and without running pickle code.
+"""torchvision's ResNet weights into the registered networks: build, then load.
 
 ``resnet18_v1`` ... ``resnet152_v1``, ``resnext50_32x4d``, ``resnext101_32x8d``,
 ``wide_resnet50_2`` and ``wide_resnet101_2`` have torchvision's layout
 (bias-free convolutions, BN after each, stride on the 3x3 convolution,
 projection shortcuts only where the shape changes), so torchvision's
-ImageNet weights fit them tensor for tensor.  This module reads such weight files and loads
-them; it never imports torch.
+ImageNet weights fit them tensor for tensor::
 
-File formats
-------------
-``.pth`` (``torch.save(model.state_dict(), path)``, PyTorch >= 1.6)
-    A zip archive whose members sit under one folder (the file's stem, or
-    ``archive``): ``data.pkl``, a pickle of the ``OrderedDict`` of tensors;
-    ``data/<key>``, one raw storage (a flat little-endian array) per key;
-    ``byteorder`` (``little`` or ``big``) and ``version``.  In the pickle
-    each tensor is a call ``torch._utils._rebuild_tensor_v2(storage,
-    storage_offset, size, stride, requires_grad, backward_hooks)`` and each
-    storage a *persistent id* ``('storage', torch.FloatStorage, key,
-    location, numel)``.
-``.safetensors``
-    An 8-byte little-endian header length ``n``, ``n`` bytes of JSON mapping
-    each name to ``{"dtype", "shape", "data_offsets": [begin, end]}`` (offsets
-    into the data that follows; an optional ``__metadata__`` entry holds
-    strings), then the raw little-endian data in C order.
+    net, report = load_pretrained("resnet18_v1", "resnet18.pth", num_classes=10)
+    print(report)                        # what was loaded, left out and converted
+    net = get_model("resnet18_v1", pretrained="resnet18.pth")   # the same, without the report
 
-Why no pickle code runs
------------------------
-Unpickling calls whatever global the pickle names, so ``torch.load`` on an
-untrusted file can run any code.  ``_StateDictUnpickler`` resolves globals
-itself: ``collections.OrderedDict`` and our own stand-ins for
-``torch._utils._rebuild_tensor_v2``, ``torch._utils._rebuild_parameter`` and
-the storage classes (``torch.FloatStorage``, ``HalfStorage``,
-``BFloat16Storage``, ``DoubleStorage``, ``LongStorage``, ``IntStorage``),
-which only build numpy arrays.  Any other global (``os.system``, a model
-class of a file saved with ``torch.save(model)``, ...) raises
-``WeightFileError`` naming it, before anything is called.  Storages are read
-from the zip by name, and every tensor's offset, size and strides are checked
-against its storage before numpy views it.
-
-Where it sits
--------------
-Below ``models``: this module knows networks only by their structure (a
-``features`` sequence with a 7x7 stem and stages of ``BasicBlockV1`` or
-``BottleneckV1`` blocks, an ``output`` dense layer), so that
-``models.get_model(name, pretrained=PATH)`` can call ``load_pretrained``.
+The files are read by ``gluon_resnet.weights`` (numpy only, no pickle code
+run).  This module sits above ``models``: it takes the architecture from the
+spec table (``SUPPORTED_MODELS``) and from the network's ``arch`` (the
+``ResNet`` arguments it was built with), never from its layers.
 
 Key names
 ---------
 torchvision's ``conv1``, ``bn1``, ``layer<k>.<i>.conv<j>`` / ``bn<j>``,
-``layer<k>.<i>.downsample.0`` (convolution) / ``.1`` (BN) and ``fc`` map onto
-our stem convolution and BN, block ``i`` of stage ``k``'s ``conv<j>`` /
-``bn<j>``, its projection shortcut and the ``output`` layer; BN's ``weight``
-and ``bias`` are our ``gamma`` and ``beta``.  ``num_batches_tracked`` (int64
-counters used only in training) is ignored.
+``layer<k>.<i>.downsample.0`` (convolution) / ``.1`` (BN) and ``fc`` are our
+``features.0``, ``features.1``, ``features.<3+k>.<i>.conv<j>`` / ``bn<j>``,
+``...shortcut.0`` / ``.1`` and ``output`` (the names ``save_parameters``
+writes); BN's ``weight`` and ``bias`` are our ``gamma`` and ``beta``.
+``num_batches_tracked`` (int64 counters used only in training) is ignored.
 """
 
 import collections
 import collections.abc
 import dataclasses
-import json
 import os
-import pickle
 import re
 import warnings
-import zipfile
 
 import numpy as np
 
 from ._mxnet import mx
-from mxnet.gluon import nn
 
 from .arrays import in_caller_mode
 from .blocks import BasicBlockV1, BottleneckV1
+from .models import RESNET_SPEC, RESNET_VARIANTS, ResNet, get_model as build_model
+from .weights import WeightFileError, read_state_dict  # also importable from here, as before
 
-__all__ = ["SUPPORTED_MODELS", "TORCHVISION_RESNETS", "TORCHVISION_VARIANTS", "WeightFileError",
-           "WeightMismatchError",
-           "LoadReport", "read_state_dict", "read_torch_zip", "read_safetensors",
-           "torchvision_key_map", "load_torchvision_weights", "load_pretrained"]
+__all__ = ["SUPPORTED_MODELS", "WeightFileError", "WeightMismatchError", "LoadReport",
+           "read_state_dict", "torchvision_names", "torchvision_key_map",
+           "load_torchvision_weights", "load_pretrained", "get_model"]
 
-TORCHVISION_RESNETS = {
-    18: ("basic", (2, 2, 2, 2)),
-    34: ("basic", (3, 4, 6, 3)),
-    50: ("bottleneck", (3, 4, 6, 3)),
-    101: ("bottleneck", (3, 4, 23, 3)),
-    152: ("bottleneck", (3, 8, 36, 3)),
-}
-"""torchvision's ``resnet<depth>``: depth -> (block kind, blocks per stage).
+#: Options of ``RESNET_VARIANTS`` that keep torchvision's layout: grouped or wider 3x3
+#: convolutions in the bottleneck (torchvision's ResNeXt and wide ResNets, by its names).
+_LAYOUT_OPTIONS = {"groups", "base_width"}
 
-The networks whose weight files this module reads; ``models.RESNET_SPEC`` has
-the same kinds and counts (a test checks), but this module sits below
-``models`` and does not import it.
-"""
-
-#: torchvision's ResNeXt and wide ResNets: the same layout, with grouped or wider 3x3
-#: convolutions in the bottleneck (registered under torchvision's names).
-TORCHVISION_VARIANTS = ("resnext50_32x4d", "resnext101_32x8d", "wide_resnet50_2",
-                        "wide_resnet101_2")
-
-SUPPORTED_MODELS = tuple("resnet%d_v1" % depth for depth in sorted(TORCHVISION_RESNETS)) \
-    + TORCHVISION_VARIANTS
+SUPPORTED_MODELS = tuple(["resnet%d_v1" % depth for depth in sorted(RESNET_SPEC)]
+                         + [name for name, (_, options, _) in RESNET_VARIANTS.items()
+                            if set(options) <= _LAYOUT_OPTIONS])
 """The registered networks whose parameters have torchvision's layout."""
-
-
-class WeightFileError(ValueError):
-    """The file is not a weight file this module reads, or asks for code to run."""
 
 
 class WeightMismatchError(ValueError):
@@ -111,436 +60,101 @@ class WeightMismatchError(ValueError):
 
 
 # ---------------------------------------------------------------------------
-# Raw arrays: numpy has no bfloat16, so it is widened to float32 (exactly).
+# torchvision's names -> our parameters, from the network's architecture.
 # ---------------------------------------------------------------------------
 
-def _bfloat16_to_float32(raw):
-    """``uint16`` bit patterns of bfloat16 values -> the same values as ``float32``."""
-    return (raw.astype(np.uint32) << 16).view(np.float32)
-
-
-def _decode(buffer, dtype_name, count, byteorder="little"):
-    """``count`` elements of ``dtype_name`` from the start of ``buffer``, as a 1-D array."""
-    raw_dtype = np.dtype(np.uint16 if dtype_name == "bfloat16" else dtype_name)
-    raw_dtype = raw_dtype.newbyteorder("<" if byteorder == "little" else ">")
-    flat = np.frombuffer(buffer, dtype=raw_dtype, count=count)
-    flat = flat.astype(raw_dtype.newbyteorder("="), copy=False)
-    return _bfloat16_to_float32(flat) if dtype_name == "bfloat16" else flat
-
-
-# ---------------------------------------------------------------------------
-# torch.save's zip format, through a restricted unpickler.
-# ---------------------------------------------------------------------------
-
-_TORCH_STORAGES = {"FloatStorage": "float32", "HalfStorage": "float16",
-                   "BFloat16Storage": "bfloat16", "DoubleStorage": "float64",
-                   "LongStorage": "int64", "IntStorage": "int32"}
-
-
-class _Frozen:
-    """Base of the objects the pickle can reach: no ``__dict__``, no attribute assignment.
-
-    A pickle's BUILD opcode sets attributes on any object it holds; on a
-    function it could replace ``__defaults__`` for every later load.  What
-    ``find_class`` and ``persistent_load`` hand out therefore derives from
-    this class, which refuses that (the load then fails with a
-    ``WeightFileError``).
-    """
-
-    __slots__ = ()
-
-    def __init__(self, **fields):
-        for name, value in fields.items():
-            object.__setattr__(self, name, value)
-
-    def __setattr__(self, name, value):
-        raise AttributeError("%s is read-only" % type(self).__name__)
-
-
-class _StorageType(_Frozen):
-    """Stand-in for a ``torch.<Type>Storage`` class named in the pickle."""
-
-    __slots__ = ("name", "dtype")
-
-    def __init__(self, name):
-        super().__init__(name=name, dtype=_TORCH_STORAGES[name])
-
-
-class _Storage(_Frozen):
-    """A storage read from the zip: a flat numpy array (bfloat16 already widened)."""
-
-    __slots__ = ("key", "array")
-
-    def __init__(self, key, array):
-        super().__init__(key=key, array=array)
-
-
-class _Function(_Frozen):
-    """One of our functions, callable from the pickle but not modifiable by it."""
-
-    __slots__ = ("function",)
-
-    def __init__(self, function):
-        super().__init__(function=function)
-
-    def __call__(self, *args):
-        return self.function(*args)
-
-
-def _as_int_tuple(value, what):
-    if not isinstance(value, tuple) or not all(
-            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
-        raise WeightFileError("%s must be a tuple of non-negative integers, got %r."
-                              % (what, value))
-    return value
-
-
-def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False,
-                    backward_hooks=None, metadata=None):
-    """Our ``torch._utils._rebuild_tensor_v2``: a copy of the tensor's elements as an array.
-
-    Element ``(i0, i1, ...)`` of the tensor is ``storage[storage_offset +
-    i0 * stride[0] + i1 * stride[1] + ...]``.  The last element's index is
-    checked against the storage's length before numpy views it.
-    """
-    if not isinstance(storage, _Storage):
-        raise WeightFileError("a tensor's storage is %r, not a storage record of the file."
-                              % (type(storage).__name__,))
-    size = _as_int_tuple(size, "a tensor's size")
-    stride = _as_int_tuple(stride, "a tensor's stride")
-    (offset,) = _as_int_tuple((storage_offset,), "a tensor's storage offset")
-    if len(size) != len(stride):
-        raise WeightFileError("storage %s: size %s and stride %s differ in length."
-                              % (storage.key, size, stride))
-    flat = storage.array
-    count = int(np.prod(size, dtype=np.int64))
-    if count == 0:
-        return np.zeros(size, dtype=flat.dtype)
-    if count > flat.size:
-        raise WeightFileError(
-            "storage %s holds %d elements, but a tensor of size %s views it with stride %s "
-            "(an expanded or overlapping view); re-save the tensor with .contiguous()."
-            % (storage.key, flat.size, size, stride))
-    last = offset + sum((n - 1) * s for n, s in zip(size, stride))
-    if last >= flat.size:
-        raise WeightFileError(
-            "storage %s holds %d elements, but a tensor of size %s, stride %s and offset %d "
-            "reaches element %d." % (storage.key, flat.size, size, stride, offset, last))
-    view = np.lib.stride_tricks.as_strided(
-        flat[offset:], shape=size, strides=[s * flat.itemsize for s in stride], writeable=False)
-    return np.array(view, order="C")  # a contiguous copy that owns its memory
-
-
-def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, *state):
-    """Our ``torch._utils._rebuild_parameter``: a ``Parameter`` is its data here."""
-    return data
-
-
-_ALLOWED_GLOBALS = {
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("torch._utils", "_rebuild_tensor_v2"): _Function(_rebuild_tensor),
-    ("torch._utils", "_rebuild_parameter"): _Function(_rebuild_parameter),
-}
-_ALLOWED_GLOBALS.update({("torch", name): _StorageType(name) for name in _TORCH_STORAGES})
-
-
-class _StateDictUnpickler(pickle.Unpickler):
-    """Unpickles a state_dict's ``data.pkl``; every other global is refused.
-
-    ``find_class`` returns only the stand-ins of ``_ALLOWED_GLOBALS``; storages
-    arrive as persistent ids and are read from ``archive`` (a ``ZipFile``)
-    under ``prefix + "data/<key>"``, once each.
-    """
-
-    def __init__(self, file, archive, prefix, byteorder, source):
-        super().__init__(file)
-        self._archive, self._prefix, self._byteorder = archive, prefix, byteorder
-        self._source = source
-        self._storages = {}
-
-    def find_class(self, module, name):
-        try:
-            return _ALLOWED_GLOBALS[module, name]
-        except KeyError:
-            pass
-        allowed = sorted("%s.%s" % key for key in _ALLOWED_GLOBALS)
-        raise WeightFileError(
-            "%s: the pickle asks for the global %s.%s, which a state_dict never needs; it was "
-            "not loaded, and no code of the file ran.  Allowed globals: %s.  If the file holds "
-            "a whole model (torch.save(model)), re-save its weights with "
-            "torch.save(model.state_dict(), path)." % (self._source, module, name,
-                                                       ", ".join(allowed)))
-
-    def persistent_load(self, pid):
-        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"
-                and isinstance(pid[1], _StorageType) and isinstance(pid[2], str)
-                and isinstance(pid[4], int) and pid[4] >= 0):
-            raise WeightFileError("%s: unexpected persistent id %r in the pickle; expected "
-                                  "('storage', <storage type>, key, location, numel)."
-                                  % (self._source, pid))
-        _, storage_type, key, _location, numel = pid
-        if key not in self._storages:
-            member = "%sdata/%s" % (self._prefix, key)
-            try:
-                buffer = self._archive.read(member)
-            except KeyError:
-                raise WeightFileError("%s: the pickle names storage %r, but the archive has no "
-                                      "member %s." % (self._source, key, member)) from None
-            itemsize = 2 if storage_type.dtype == "bfloat16" else np.dtype(
-                storage_type.dtype).itemsize
-            if len(buffer) < numel * itemsize:
-                raise WeightFileError("%s: storage %s should hold %d %s values (%d bytes) but "
-                                      "has %d bytes." % (self._source, key, numel,
-                                                         storage_type.dtype, numel * itemsize,
-                                                         len(buffer)))
-            self._storages[key] = _Storage(
-                key, _decode(buffer, storage_type.dtype, numel, self._byteorder))
-        return self._storages[key]
-
-
-def _check_state_dict(obj, source):
-    """``obj`` if it maps names to arrays; else a ``WeightFileError`` saying what it holds."""
-    if isinstance(obj, dict) and all(isinstance(k, str) and isinstance(v, np.ndarray)
-                                     for k, v in obj.items()):
-        return collections.OrderedDict(obj)
-    if isinstance(obj, dict):
-        nested = [k for k, v in obj.items() if isinstance(v, dict)]
-        raise WeightFileError(
-            "%s holds a dict with keys %s, not a state_dict (a dict of tensors)%s."
-            % (source, ", ".join(map(repr, list(obj)[:8])),
-               "; if it is a training checkpoint, save its model part, e.g. "
-               "torch.save(checkpoint[%r], path)" % nested[0] if nested else ""))
-    raise WeightFileError("%s holds a %s, not a state_dict (a dict of tensors)."
-                          % (source, type(obj).__name__))
-
-
-def read_torch_zip(path):
-    """Read a ``torch.save``-d state_dict (zip format) without torch and without pickle code.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        A ``.pth`` / ``.pt`` file written by ``torch.save(state_dict, path)``.
-
-    Returns
-    -------
-    collections.OrderedDict of str -> numpy.ndarray
-        Each tensor with its shape (``size``) and dtype: float32, float16,
-        float64, int64, int32; bfloat16 becomes float32 (exactly).  The
-        arrays are contiguous copies, whatever the tensor's strides were.
-
-    Raises
-    ------
-    WeightFileError
-        Not a zip, no ``data.pkl``, a global other than the allowed ones, a
-        storage missing or too short, a tensor reaching outside its storage.
-    """
-    source = os.fspath(path)
-    try:
-        archive = zipfile.ZipFile(source)
-    except zipfile.BadZipFile as exc:
-        with open(source, "rb") as f:
-            damaged = f.read(4) == b"PK\x03\x04"
-        if damaged:
-            raise WeightFileError("%s is damaged or truncated: it starts as a zip archive (a "
-                                  "torch.save file) but cannot be read as one (%s); download or "
-                                  "save it again." % (source, exc)) from None
-        raise WeightFileError("%s is not a zip archive, so not a torch.save file of "
-                              "PyTorch >= 1.6." % source) from None
-    with archive:
-        pickles = [n for n in archive.namelist() if n == "data.pkl" or n.endswith("/data.pkl")]
-        if len(pickles) != 1:
-            raise WeightFileError("%s is a zip archive but not a torch.save file: expected one "
-                                  "<folder>/data.pkl member, found %d." % (source, len(pickles)))
-        prefix = pickles[0][:-len("data.pkl")]
-        byteorder = "little"
-        if prefix + "byteorder" in archive.namelist():
-            byteorder = archive.read(prefix + "byteorder").decode("ascii", "replace").strip()
-            if byteorder not in ("little", "big"):
-                raise WeightFileError("%s: unknown byte order %r." % (source, byteorder))
-        with archive.open(pickles[0]) as file:
-            unpickler = _StateDictUnpickler(file, archive, prefix, byteorder, source)
-            try:
-                obj = unpickler.load()
-            except WeightFileError:
-                raise
-            except Exception as exc:  # a malformed pickle: name the file, keep the cause
-                raise WeightFileError("%s: cannot read %s: %s: %s"
-                                      % (source, pickles[0], type(exc).__name__, exc)) from exc
-    return _check_state_dict(obj, source)
-
-
-# ---------------------------------------------------------------------------
-# safetensors.
-# ---------------------------------------------------------------------------
-
-_SAFETENSORS_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64",
-                       "I64": "int64", "I32": "int32"}
-_MAX_HEADER = 100 * 2 ** 20  # the reference implementation's limit
-
-
-def _safetensors_header_length(head, file_size):
-    """The JSON header's length if ``head`` (the first 9 bytes) starts a safetensors file."""
-    if len(head) < 9:
-        return None
-    n = int.from_bytes(head[:8], "little")
-    if n < 2 or n > min(_MAX_HEADER, file_size - 8) or head[8:9] != b"{":
-        return None
-    return n
-
-
-def read_safetensors(path):
-    """Read a ``.safetensors`` file with numpy.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The file.
-
-    Returns
-    -------
-    collections.OrderedDict of str -> numpy.ndarray
-        Each tensor in the header's order, with its ``shape``; F32, F16, F64,
-        I64 and I32 keep their dtype, BF16 becomes float32 (exactly).
-
-    Raises
-    ------
-    WeightFileError
-        A bad header, an unsupported dtype, or data offsets that do not match
-        the shape or leave the file.
-    """
-    source = os.fspath(path)
-    with open(source, "rb") as f:
-        blob = f.read()
-    n = _safetensors_header_length(blob[:9], len(blob))
-    if n is None:
-        raise WeightFileError("%s is not a safetensors file (its first 8 bytes are not the "
-                              "length of a JSON header that follows)." % source)
-    try:
-        header = json.loads(blob[8:8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise WeightFileError("%s: the safetensors header is not JSON: %s"
-                              % (source, exc)) from None
-    if not isinstance(header, dict):
-        raise WeightFileError("%s: the safetensors header is not a JSON object." % source)
-    data = memoryview(blob)[8 + n:]
-    state = collections.OrderedDict()
-    for name, entry in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            dtype_code, shape, (begin, end) = entry["dtype"], entry["shape"], entry["data_offsets"]
-        except (TypeError, KeyError, ValueError):
-            raise WeightFileError("%s: tensor %r: the header entry %r lacks dtype, shape or "
-                                  "data_offsets." % (source, name, entry)) from None
-        if dtype_code not in _SAFETENSORS_DTYPES:
-            raise WeightFileError("%s: tensor %r has dtype %r; readable: %s."
-                                  % (source, name, dtype_code, ", ".join(_SAFETENSORS_DTYPES)))
-        dtype = _SAFETENSORS_DTYPES[dtype_code]
-        shape = _as_int_tuple(tuple(shape) if isinstance(shape, list) else shape,
-                              "%s: tensor %r's shape" % (source, name))
-        count = int(np.prod(shape, dtype=np.int64))
-        itemsize = 2 if dtype == "bfloat16" else np.dtype(dtype).itemsize
-        if not (isinstance(begin, int) and isinstance(end, int)
-                and 0 <= begin <= end <= len(data) and end - begin == count * itemsize):
-            raise WeightFileError("%s: tensor %r of shape %s and dtype %s needs %d bytes, but its "
-                                  "data_offsets are [%r, %r] in %d bytes of data."
-                                  % (source, name, shape, dtype_code, count * itemsize, begin,
-                                     end, len(data)))
-        state[name] = _decode(data[begin:end], dtype, count).reshape(shape).copy()
-    return state
-
-
-def read_state_dict(path):
-    """Read a weight file, ``.pth`` (torch zip) or ``.safetensors``, into numpy arrays.
-
-    The format is recognised from the file's first bytes, not its name.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        A ``torch.save``-d state_dict (PyTorch >= 1.6) or a safetensors file.
-
-    Returns
-    -------
-    collections.OrderedDict of str -> numpy.ndarray
-        The tensors by name, each with its shape; bfloat16 becomes float32.
-
-    Raises
-    ------
-    WeightFileError
-        The file is neither, is a legacy (pre-1.6) torch file, or is unsafe
-        or damaged; the message says which and what to do.
-    """
-    source = os.fspath(path)
-    with open(source, "rb") as f:
-        head = f.read(9)
-        f.seek(0, os.SEEK_END)
-        size = f.tell()
-    if head.startswith(b"PK\x03\x04"):
-        return read_torch_zip(source)
-    if _safetensors_header_length(head, size) is not None:
-        return read_safetensors(source)
-    if head[:1] == b"\x80" or size > 262 and _is_tar(source):
-        raise WeightFileError(
-            "%s is in PyTorch's legacy (pre-1.6) format, which this reader refuses: re-save it "
-            "with a current PyTorch, e.g. torch.save(torch.load(old, weights_only=True), new)."
-            % source)
-    raise WeightFileError("%s is neither a PyTorch .pth file (a zip archive) nor a "
-                          ".safetensors file." % source)
-
-
-def _is_tar(source):
-    with open(source, "rb") as f:
-        f.seek(257)
-        return f.read(5) == b"ustar"
-
-
-# ---------------------------------------------------------------------------
-# torchvision's names -> our parameters.
-# ---------------------------------------------------------------------------
-
-_LAYER_PARAMS = {nn.Conv2D: (("weight", "weight"),),
-                 nn.BatchNorm: (("weight", "gamma"), ("bias", "beta"),
-                                ("running_mean", "running_mean"),
-                                ("running_var", "running_var")),
-                 nn.Dense: (("weight", "weight"), ("bias", "bias"))}
+_LAYER_PARAMS = {"conv": (("weight", "weight"),),
+                 "bn": (("weight", "gamma"), ("bias", "beta"),
+                        ("running_mean", "running_mean"),
+                        ("running_var", "running_var")),
+                 "dense": (("weight", "weight"), ("bias", "bias"))}
 _FAMILY_ERROR = ("torchvision's ResNet weights fit only the networks of its layout (%s: 7x7 stem, "
                  "post-activation blocks, shortcut 'B', stride on the 3x3 convolution); %s")
 
 
-def _family_layout(net):
-    """``(kind, blocks per stage, stem conv, stem BN, stages)`` of a torchvision-layout ``net``.
-
-    Read from the structure alone: ``net.features`` (stem conv, BN, ReLU,
-    max-pool, stages of blocks, ...) and ``net.output`` (a ``Dense``), as
-    ``models.ResNet`` builds them.
-    """
-    features, output = getattr(net, "features", None), getattr(net, "output", None)
-    if not (isinstance(features, nn.HybridSequential) and len(features) > 4
-            and isinstance(output, nn.Dense)):
-        raise ValueError(_FAMILY_ERROR % (", ".join(SUPPORTED_MODELS),
-                                          "got a %s." % type(net).__name__))
-    layers = list(features)
-    stages = [layer for layer in layers if isinstance(layer, nn.HybridSequential)]
-    blocks = [block for stage in stages for block in stage]
-    kinds = {type(block) for block in blocks}
-    stem = layers[0]
-    problem = None
-    if not (isinstance(stem, nn.Conv2D) and stem._kwargs["kernel"] == (7, 7)
-            and isinstance(layers[3], nn.MaxPool2D)):
-        problem = "this network has another stem."
-    elif not kinds <= {BasicBlockV1, BottleneckV1} or len(kinds) != 1:
-        problem = "this network's blocks are %s." % ", ".join(sorted(k.__name__ for k in kinds))
-    elif any(block.shortcut_kind != "B" for block in blocks):
-        problem = "this network has other shortcuts."
-    elif any(block.stride > 1 and block.convs[block.kernels.index(3)]._kwargs["stride"] == (1, 1)
-             for block in blocks):
+def _torchvision_arch(net):
+    """``net.arch`` if ``net`` has torchvision's layout; else a ``ValueError`` saying why not."""
+    arch = net.arch if isinstance(net, ResNet) else None
+    if arch is None:
+        problem = "got a %s." % type(net).__name__
+    elif arch.stem != "imagenet":
+        problem = "this network has another stem (%r)." % arch.stem
+    elif arch.block not in (BasicBlockV1, BottleneckV1):
+        problem = "this network's blocks are %s." % arch.block.__name__
+    elif arch.shortcut != "B":
+        problem = "this network has other shortcuts (%r)." % (arch.shortcut,)
+    elif arch.stride_in_1x1:
         problem = "this network strides on the 1x1 convolution (stride_in_1x1)."
-    if problem:
-        raise ValueError(_FAMILY_ERROR % (", ".join(SUPPORTED_MODELS), problem))
-    kind = "bottleneck" if kinds == {BottleneckV1} else "basic"
-    return kind, tuple(len(stage) for stage in stages), stem, layers[1], stages
+    elif arch.avg_down:
+        problem = "this network average-pools before its projections (avg_down)."
+    elif arch.se_reduction:
+        problem = "this network has squeeze-and-excitation (se_reduction)."
+    else:
+        return arch
+    raise ValueError(_FAMILY_ERROR % (", ".join(SUPPORTED_MODELS), problem))
+
+
+def torchvision_names(arch):
+    """torchvision's state_dict keys for ``arch``, each with our parameter's structural name.
+
+    Parameters
+    ----------
+    arch : models.ResNetArch
+        A torchvision-layout architecture (``net.arch``).
+
+    Returns
+    -------
+    collections.OrderedDict of str -> str
+        In torchvision's order, e.g. ``'layer2.0.downsample.1.weight'`` ->
+        ``'features.5.0.shortcut.1.gamma'``: stage ``k`` is ``features[3 + k]``
+        after the stem's convolution, BN, ReLU and max-pool; a stage's first
+        block has a ``downsample`` when its stride or width changes, as in
+        torchvision's ``_make_layer``.
+    """
+    convs = 3 if arch.block is BottleneckV1 else 2
+    layers = [("conv1", "features.0", "conv"), ("bn1", "features.1", "bn")]
+    width = arch.channels[0]
+    for k, (count, channels) in enumerate(zip(arch.layers, arch.channels[1:]), 1):
+        out = channels * arch.block.expansion
+        for i in range(count):
+            theirs, ours = "layer%d.%d" % (k, i), "features.%d.%d" % (3 + k, i)
+            for j in range(1, convs + 1):
+                layers += [("%s.conv%d" % (theirs, j), "%s.conv%d" % (ours, j), "conv"),
+                           ("%s.bn%d" % (theirs, j), "%s.bn%d" % (ours, j), "bn")]
+            if i == 0 and (k > 1 or out != width):
+                layers += [(theirs + ".downsample.0", ours + ".shortcut.0", "conv"),
+                           (theirs + ".downsample.1", ours + ".shortcut.1", "bn")]
+        width = out
+    layers.append(("fc", "output", "dense"))
+    return collections.OrderedDict(
+        ("%s.%s" % (theirs, their_param), "%s.%s" % (ours, our_param))
+        for theirs, ours, kind in layers for their_param, our_param in _LAYER_PARAMS[kind])
+
+
+def torchvision_key_map(net):
+    """torchvision's state_dict keys of ``net``, each with the parameter it fills.
+
+    Parameters
+    ----------
+    net : ResNet
+        A network of ``SUPPORTED_MODELS`` (any ``num_classes`` and input channels).
+
+    Returns
+    -------
+    collections.OrderedDict of str -> mxnet.gluon.Parameter
+        In torchvision's order, for example ``'conv1.weight'`` -> the stem
+        convolution's ``(64, C, 7, 7)`` weight, ``'layer2.0.downsample.1.weight'``
+        -> the gamma of stage 2's first shortcut BN, ``'fc.bias'`` -> the
+        ``(num_classes,)`` bias of ``net.output``.
+
+    Raises
+    ------
+    ValueError
+        ``net`` does not have torchvision's layout.
+    """
+    params = net._collect_params_with_prefix()  # the names save_parameters writes
+    return collections.OrderedDict((theirs, params[ours]) for theirs, ours
+                                   in torchvision_names(_torchvision_arch(net)).items())
 
 
 def _arch_name(kind, counts, groups=1, base_width=64):
@@ -550,7 +164,7 @@ def _arch_name(kind, counts, groups=1, base_width=64):
     torchvision's other names: ``resnext50_32x4d`` (32 groups of width 4),
     ``wide_resnet50_2`` (base width 128).
     """
-    for depth, (spec_kind, spec_counts) in TORCHVISION_RESNETS.items():
+    for depth, (spec_kind, spec_counts, _) in RESNET_SPEC.items():
         if (spec_kind, tuple(spec_counts)) == (kind, tuple(counts)):
             if groups > 1:
                 return "resnext%d_%dx%dd" % (depth, groups, base_width)
@@ -589,45 +203,6 @@ def _file_arch(state):
         groups = max(1, width // np.shape(conv2)[1])
         base_width = max(1, width // groups)
     return _arch_name("bottleneck" if bottleneck else "basic", counts, groups, base_width)
-
-
-def torchvision_key_map(net):
-    """torchvision's state_dict keys of ``net``, each with the parameter it fills.
-
-    Parameters
-    ----------
-    net : ResNet
-        ``resnet18_v1`` ... ``resnet152_v1`` (any ``num_classes`` and input channels).
-
-    Returns
-    -------
-    collections.OrderedDict of str -> mxnet.gluon.Parameter
-        In torchvision's order, for example ``'conv1.weight'`` -> the stem
-        convolution's ``(64, C, 7, 7)`` weight, ``'layer2.0.downsample.1.weight'``
-        -> the gamma of stage 2's first shortcut BN, ``'fc.bias'`` -> the
-        ``(num_classes,)`` bias of ``net.output``.
-
-    Raises
-    ------
-    ValueError
-        ``net`` is not one of the torchvision-layout networks.
-    """
-    _, _, stem_conv, stem_bn, stages = _family_layout(net)
-    layers = [("conv1", stem_conv), ("bn1", stem_bn)]
-    for k, stage in enumerate(stages, 1):
-        for i, block in enumerate(stage):
-            for j, (conv, bn) in enumerate(zip(block.convs, block.bns), 1):
-                layers += [("layer%d.%d.conv%d" % (k, i, j), conv),
-                           ("layer%d.%d.bn%d" % (k, i, j), bn)]
-            if block.shortcut is not None:
-                layers += [("layer%d.%d.downsample.%d" % (k, i, n), layer)
-                           for n, layer in enumerate(block.shortcut)]
-    layers.append(("fc", net.output))
-    key_map = collections.OrderedDict()
-    for prefix, layer in layers:
-        for theirs, ours in _LAYER_PARAMS[type(layer)]:
-            key_map["%s.%s" % (prefix, theirs)] = getattr(layer, ours)
-    return key_map
 
 
 # ---------------------------------------------------------------------------
@@ -707,8 +282,8 @@ def load_torchvision_weights(net, path, *, skip_classifier=False, in_channels=No
     Parameters
     ----------
     net : ResNet
-        ``resnet18_v1`` ... ``resnet152_v1`` from ``get_model``; the depth
-        must match the file's.
+        A network of ``SUPPORTED_MODELS`` from ``get_model``; the depth must
+        match the file's.
     path : str, os.PathLike or mapping
         A weight file for ``read_state_dict``, or its result.
     skip_classifier : bool, default False
@@ -734,8 +309,9 @@ def load_torchvision_weights(net, path, *, skip_classifier=False, in_channels=No
     WeightFileError
         The file cannot be read safely (see ``read_state_dict``).
     ValueError
-        ``net`` is not a torchvision-layout ResNet.
+        ``net`` is not a torchvision-layout ResNet (checked before the file is read).
     """
+    _torchvision_arch(net)
     if isinstance(path, collections.abc.Mapping):
         state, source = collections.OrderedDict(path), "<state_dict>"
     else:
@@ -748,9 +324,9 @@ def load_torchvision_weights(net, path, *, skip_classifier=False, in_channels=No
 
 def _load(net, state, source, skip_classifier, in_channels):
     """``load_torchvision_weights`` on a state_dict already read; issues no warnings."""
-    kind, counts, _, _, stages = _family_layout(net)
-    first = stages[0][0]
-    network = _arch_name(kind, counts, first.groups, first.base_width)
+    arch = _torchvision_arch(net)
+    kind = "bottleneck" if arch.block is BottleneckV1 else "basic"
+    network = _arch_name(kind, arch.layers, arch.groups, arch.base_width)
     key_map = torchvision_key_map(net)
     classifier = {"fc.weight", "fc.bias"}
     skipped = tuple(k for k in key_map if k in classifier) if skip_classifier else ()
@@ -824,45 +400,58 @@ def _shape_text(shape):
     return "(%s)" % (dims[0] + "," if len(dims) == 1 else ", ".join(dims))
 
 
-def load_pretrained(net, path, *, skip_classifier=None, ctx=None, init=None):
-    """Initialise ``net`` and load torchvision weights: what ``get_model(..., pretrained=)`` does.
 
-    The network is initialised first (so a skipped classifier gets fresh
-    values), then loaded with ``load_torchvision_weights``; if any shape is
-    still deferred afterwards, one forward pass on zeros settles it.
+def load_pretrained(name, path, *, skip_classifier=None, ctx=None, init=None, **kwargs):
+    """Build the registered network ``name`` and load torchvision weights into it.
+
+    As torchvision's ``_resnet(...)``: build, then load.  The network is
+    initialised first (so a skipped classifier gets fresh values), then
+    loaded with ``load_torchvision_weights``; if any shape is still deferred
+    afterwards, one forward pass on zeros settles it.
 
     Parameters
     ----------
-    net : ResNet
-        An uninitialised ``resnet18_v1`` ... ``resnet152_v1`` of the file's
-        depth (any ``num_classes``; ``in_channels=1`` sums the stem's RGB
-        filters, with a notice).
+    name : str
+        One of ``SUPPORTED_MODELS``, of the file's depth.
     path : str or os.PathLike
-        A ``.pth`` or ``.safetensors`` file of torchvision's
-        ``resnet<depth>`` of the same depth.
+        A ``.pth`` or ``.safetensors`` file of torchvision's network of that name.
     skip_classifier : bool, optional
         Leave out ``fc``.  By default it is left out exactly when the file's
-        classifier has another number of classes than ``net.output``
+        classifier has another number of classes than the network
         (fine-tuning), with a notice.
     ctx : mxnet.Context or list, optional
         Where to initialise; default the CPU.
     init : mxnet.init.Initializer, optional
         For what the file does not fill (a skipped classifier); default
         MXNet's (uniform in [-0.07, 0.07]).
+    **kwargs
+        Passed to the model's factory: ``num_classes``, and ``in_channels=1``
+        to sum the stem's RGB filters (with a notice).
 
     Returns
     -------
-    ResNet
-        ``net``, initialised with the file's weights; ``(N, C, H, W) -> (N,
-        num_classes)``.  Its ``pretrained_report`` attribute holds the
-        ``LoadReport``; its notices are also issued as ``UserWarning``.
+    (ResNet, LoadReport)
+        The network, initialised with the file's weights (``(N, C, H, W) ->
+        (N, num_classes)``), and what was loaded; the report's notices are
+        also issued as ``UserWarning``.
 
     Raises
     ------
     WeightMismatchError, WeightFileError, ValueError
-        See ``load_torchvision_weights``.
+        See ``load_torchvision_weights``; ``ValueError`` also for a ``name``
+        outside ``SUPPORTED_MODELS``, before the file is read.
+    TypeError
+        ``name`` is a network, not a name (``load_torchvision_weights`` takes one).
     """
-    _family_layout(net)  # another network: refused before anything is read
+    if not isinstance(name, str):
+        raise TypeError("load_pretrained builds the network from its registered name, got a %s; "
+                        "for a network already built, use load_torchvision_weights(net, path)."
+                        % type(name).__name__)
+    if name not in SUPPORTED_MODELS:
+        raise ValueError("pretrained weights in torchvision's layout fit only %s; got %r."
+                         % (", ".join(SUPPORTED_MODELS), name))
+    net = build_model(name, **kwargs)
+    _torchvision_arch(net)  # options such as stride_in_1x1=True: refused before reading
     net.initialize(init or mx.init.Uniform(), ctx=ctx)
     state = read_state_dict(path)
     notices = []
@@ -882,5 +471,35 @@ def load_pretrained(net, path, *, skip_classifier=None, ctx=None, init=None):
         channels = _shape(net.features[0].weight)[1] or 3
         net(in_caller_mode(mx.nd.zeros((1, channels, 32, 32),
                                        ctx=net.output.weight.list_ctx()[0])))
-    net.pretrained_report = report
-    return net
+    return net, report
+
+
+def get_model(name, pretrained=None, **kwargs):
+    """Build the registered model ``name``, with torchvision's weights if ``pretrained`` is given.
+
+    Parameters
+    ----------
+    name : str
+        One of ``models.list_models()``.
+    pretrained : str or os.PathLike, optional
+        A weight file of torchvision's network of the same name: a
+        ``torch.save``-d state_dict (``.pth``, PyTorch >= 1.6) or a
+        ``.safetensors`` file; only ``SUPPORTED_MODELS`` accept it.  It is
+        read without PyTorch and without running pickle code.  With
+        ``num_classes`` other than the file's the classifier is left out and
+        freshly initialised (fine-tuning); with ``in_channels=1`` the stem's
+        RGB filters are summed.  Keys or shapes that do not fit raise
+        ``WeightMismatchError`` naming them.  ``load_pretrained`` does the
+        same and also returns the ``LoadReport``.
+    **kwargs
+        Passed to the model's factory (for example ``num_classes=10``).
+
+    Returns
+    -------
+    mxnet.gluon.HybridBlock
+        An uninitialised network (``models.get_model``), or with
+        ``pretrained`` one initialised from the file.
+    """
+    if pretrained is None:
+        return build_model(name, **kwargs)
+    return load_pretrained(name, pretrained, **kwargs)[0]

@@ -36,7 +36,7 @@ def mutation(name, what, file, old, new, tests, env=None, hide_torch=False, base
 MUTATIONS = [
     mutation("permissive-unpickler",
              "the .pth unpickler hands out any global a pickle names (PyTorch hidden)",
-             "gluon_resnet/pretrained.py",
+             "gluon_resnet/weights/pth.py",
              "        except KeyError:\n            pass\n        allowed = sorted(",
              "        except KeyError:\n"
              "            return pickle.Unpickler.find_class(self, module, name)\n"
@@ -46,9 +46,9 @@ MUTATIONS = [
              "weight loading puts a BN's running mean in its variance and back (PyTorch hidden)",
              "gluon_resnet/pretrained.py",
              '("running_mean", "running_mean"),\n'
-             '                                ("running_var", "running_var")',
+             '                        ("running_var", "running_var")',
              '("running_mean", "running_var"),\n'
-             '                                ("running_var", "running_mean")',
+             '                        ("running_var", "running_mean")',
              ["tests/test_pretrained.py", "-m", "not slow"], hide_torch=True),
     mutation("bf16-eval-shifted",
              "gluon-resnet eval in bf16 reports the next class for every image",

@@ -11,12 +11,14 @@ written by ``torch.save``.  Where PyTorch is missing, its tests skip with one re
 the others run.
 """
 
+import ast
 import collections
 import io
 import json
 import os
 import pickle
 import struct
+import sys
 import warnings
 import zipfile
 
@@ -30,10 +32,11 @@ from gluon_resnet.cli import build_parser
 from gluon_resnet.config import RunError, TrainConfig
 from gluon_resnet.events import Callback
 from gluon_resnet.experiment import HEAD_LR_MULT, run_training
-from gluon_resnet.models import RESNET_SPEC, get_model
-from gluon_resnet.pretrained import (SUPPORTED_MODELS, TORCHVISION_RESNETS, WeightFileError,
-                                     WeightMismatchError, load_torchvision_weights,
-                                     read_state_dict, torchvision_key_map)
+from gluon_resnet import models
+from gluon_resnet.pretrained import (SUPPORTED_MODELS, WeightMismatchError, get_model,
+                                     load_pretrained, load_torchvision_weights,
+                                     torchvision_key_map)
+from gluon_resnet.weights import WeightFileError, read_state_dict
 
 from helpers import needs_data
 
@@ -358,17 +361,18 @@ def test_half_precision_file_loads_into_float32(torch, torch18, tmp_path):
     np.testing.assert_array_equal(stem, torch18.conv1.weight.detach().half().float().numpy())
 
 
-def test_get_model_pretrained_builds_initialises_and_loads(ref, torch18, file18):
-    net = get_model("resnet18_v1", pretrained=file18)
+def test_load_pretrained_builds_initialises_and_loads(ref, torch18, file18):
+    # get_model(name, pretrained=) is load_pretrained without the report.
+    net, report = load_pretrained("resnet18_v1", file18)
     x = image(seed=3)
     assert relative_error(mx_logits(net, x), ref.torch_logits(torch18, x)) < RTOL
-    assert net.pretrained_report.loaded == 102
+    assert report.loaded == 102
 
 
 def test_get_model_pretrained_for_fine_tuning_leaves_the_classifier_out(torch18, file18):
     with pytest.warns(UserWarning, match="fc left out.*1000 classes, the network 10"):
-        net = get_model("resnet18_v1", pretrained=file18, num_classes=10)
-    assert net.pretrained_report.skipped == ("fc.weight", "fc.bias")
+        net, report = load_pretrained("resnet18_v1", file18, num_classes=10)
+    assert report.skipped == ("fc.weight", "fc.bias")
     assert mx_logits(net, image()).shape == (2, 10)
     np.testing.assert_array_equal(net.features[1].running_var.data().asnumpy(),
                                   torch18.bn1.running_var.numpy())
@@ -416,10 +420,15 @@ def test_get_model_pretrained_refuses_other_networks(st18):
                                 "wide_resnet50_2", "wide_resnet101_2")
 
 
-def test_torchvision_table_agrees_with_the_spec_table():
-    # pretrained sits below models, so it keeps torchvision's own table; it must be ours.
-    assert {d: (kind, tuple(counts)) for d, (kind, counts, _) in RESNET_SPEC.items()} \
-        == TORCHVISION_RESNETS
+@pytest.mark.parametrize("depth", [18, 34, 50])
+def test_key_names_and_shapes_follow_from_the_spec_table(depth):
+    # No table of torchvision's own: the names come from the network's arch (RESNET_SPEC's
+    # block kind and blocks per stage), and must be torchvision's, in its order and shapes.
+    net = get_model("resnet%d_v1" % depth)
+    net.infer_shape(mx.nd.zeros((1, 3, 32, 32)))
+    expected = [(k, s) for k, s in torchvision_shapes(depth).items()
+                if not k.endswith("num_batches_tracked")]
+    assert [(k, p.shape) for k, p in torchvision_key_map(net).items()] == expected
 
 
 def test_get_model_pretrained_with_a_missing_file_says_so(tmp_path):
@@ -517,6 +526,46 @@ def test_networks_of_another_layout_are_refused(st18):
         with pytest.raises(ValueError, match="fit only the networks of its layout"):
             load_torchvision_weights(net, st18)
 
+
+@pytest.mark.parametrize("name, kwargs", [("seresnet50", {}),
+                                          ("resnet50_v1", {"avg_down": True})])
+def test_networks_with_extra_or_moved_layers_are_refused_before_loading(name, kwargs, tmp_path):
+    # Their stem, blocks and shortcut option are torchvision's, but squeeze-excite adds
+    # parameters torchvision has none for and avg_down moves the projection: no partial load.
+    net = get_model(name, **kwargs)
+    with pytest.raises(ValueError, match="fit only the networks of its layout.*(se_reduction|"
+                                         "avg_down)"):
+        load_torchvision_weights(net, tmp_path / "never-read.pth")
+
+
+def test_build_options_that_change_the_layout_are_refused_before_the_file_is_read(tmp_path):
+    with pytest.raises(ValueError, match="stride_in_1x1"):
+        load_pretrained("resnet50_v1", tmp_path / "never-read.pth", stride_in_1x1=True)
+    with pytest.raises(ValueError, match="gluon_resnet.get_model"):
+        models.get_model("resnet18_v1", pretrained=tmp_path / "never-read.pth")
+    with pytest.raises(TypeError, match=r"load_torchvision_weights\(net, path\)"):
+        load_pretrained(get_model("resnet18_v1"), tmp_path / "never-read.pth")
+
+
+def test_the_weight_readers_import_numpy_and_the_standard_library_only():
+    # The readers must work (and be read) without MXNet: gluon_resnet/weights/ imports only
+    # numpy, the standard library and its own modules.
+    folder = os.path.dirname(read_state_dict.__globals__["__file__"])
+    found = {}
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".py"):
+            with open(os.path.join(folder, name)) as f:
+                tree = ast.parse(f.read())
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Import):
+                    found.update((a.name.split(".")[0], name) for a in node.names)
+                elif isinstance(node, ast.ImportFrom):
+                    found[node.module.split(".")[0] if node.level == 0 else
+                          "." * node.level] = name
+    assert len(found) > 5 and "." in found  # the walk saw the imports
+    outside = {module: name for module, name in found.items()
+               if module not in sys.stdlib_module_names and module not in ("numpy", ".")}
+    assert outside == {}
 
 def _crafted_pth(path, payload):
     with zipfile.ZipFile(path, "w") as archive:
