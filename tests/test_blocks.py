@@ -252,14 +252,11 @@ def _write_saved_units(path=SAVED_UNITS):
              structural_names=list(net._collect_params_with_prefix().keys()))
 
 
-@pytest.mark.parametrize("hybridize", [False, True])
-def test_parameters_saved_by_the_earlier_units_load_and_compute_the_same(hybridize):
+def test_parameters_saved_by_the_earlier_units_load_and_compute_the_same():
     saved = np.load(SAVED_UNITS + ".npz")
     net = _units_of_every_kind()
     assert list(net._collect_params_with_prefix().keys()) == list(saved["structural_names"])
     assert list(net.collect_params().keys()) == list(saved["gluon_names"])
     net.load_parameters(SAVED_UNITS + ".params")  # raises on a missing or an extra name
-    if hybridize:
-        net.hybridize()
     np.testing.assert_allclose(net(_saved_units_input()).asnumpy(), saved["output"],
                                rtol=1e-5, atol=1e-6)
