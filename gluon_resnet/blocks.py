@@ -1,19 +1,21 @@
-"""Residual blocks.
+"""Residual blocks: the chapter's ``Residual`` and the units of the ResNet family.
 
-This module holds the block of d2l-zh chapter 5.11 (``Residual``) and its
-stage builder (``resnet_block``), with the book's names, arguments and math,
-written as ``HybridBlock``s so that they run imperatively and hybridized.
+First the block of d2l-zh chapter 5.11 (``Residual``) and its stage builder
+(``resnet_block``), with the book's names, arguments and math, written as
+``HybridBlock``s so that they run imperatively and hybridized.
 
-Below them come the blocks of the ResNet family of the papers, in
-torchvision's style (convolutions without bias, BN after each, stride on the
-3x3 convolution): ``BasicBlockV1`` and ``BottleneckV1`` (post-activation),
-``BasicBlockV2`` and ``BottleneckV2`` (pre-activation), the shortcut options
-A, B and C, and ``make_stage``, which builds one stage of any of them.  The
-later members of the family are options of the same four blocks, not new
-blocks: ``groups`` and ``base_width`` (ResNeXt, wide bottlenecks),
-``se_reduction`` (``SqueezeExcite`` before the addition), ``dropout`` (before
-the last convolution, as in Wide ResNets) and ``avg_down`` (ResNet-D's
-average pooling before the projection shortcut).
+Then the units of the papers, in torchvision's style (convolutions without
+bias, BN after each, stride on the 3x3 convolution), each with its forward
+pass written out: ``BasicBlockV1`` (conv-BN-ReLU-conv-BN, add, ReLU) and
+``BottleneckV1`` (1x1, 3x3, 1x1), post-activation; ``BasicBlockV2`` and
+``BottleneckV2``, pre-activation (BN-ReLU-conv, ..., add).  With
+``shortcut=None`` a unit is the plain unit of the same layers.  The later
+members of the family are options of the same four units: ``groups`` and
+``base_width`` (ResNeXt, wide bottlenecks), ``se_reduction``
+(squeeze-and-excite before the addition), ``dropout`` (before the last
+convolution, as in Wide ResNets) and ``avg_down`` (ResNet-D's average pooling
+before the projection shortcut).  ``make_stage`` builds one stage of any of
+them; the parts (shortcuts, SE, convolutions) are in ``gluon_resnet.layers``.
 
 Every block works in both of MXNet's array modes, imperative and hybridized,
 with the same numbers: on legacy ``nd`` arrays (the first edition of the
@@ -26,8 +28,8 @@ what to do.
 References
 ----------
 He, Zhang, Ren, Sun. "Deep Residual Learning for Image Recognition", CVPR 2016,
-section 3.2 (identity mapping by shortcuts), section 3.3 (options A and B),
-section 4.1 (option C, bottleneck architectures) and figures 2 and 5.
+section 3.2 (identity mapping by shortcuts), section 4.1 (bottleneck
+architectures) and figures 2 and 5.
 
 He, Zhang, Ren, Sun. "Identity Mappings in Deep Residual Networks", ECCV 2016,
 section 4 and figure 4(e) (full pre-activation).
@@ -41,20 +43,15 @@ convolution).
 
 Zagoruyko, Komodakis. "Wide Residual Networks", BMVC 2016, section 2
 (widened blocks, dropout between the convolutions).
-
-Hu, Shen, Sun. "Squeeze-and-Excitation Networks", CVPR 2018, section 3 and
-figure 3 (SE-ResNet module).
-
-He, Zhang, Zhang, Zhang, Xie, Li. "Bag of Tricks for Image Classification with
-Convolutional Neural Networks", CVPR 2019, section 4.1 and figure 2(c)
-(ResNet-D: average pooling before the 1x1 projection).
 """
 
 from ._mxnet import mx
 from mxnet.gluon import nn
 
-from .arrays import array_ops, check_array_mode, numpy_mode
-from .validate import non_negative_int, positive_int
+from .arrays import array_ops
+from .layers import (SHORTCUTS, HybridSequential, SqueezeExcite, ZeroPadShortcut, _Block,
+                     batch_norm, check_shortcut, conv1x1, conv3x3, make_shortcut)
+from .validate import positive_int
 
 __all__ = ["Residual", "resnet_block", "check_positive_int", "SHORTCUTS", "check_shortcut",
            "conv3x3", "conv1x1", "batch_norm", "ZeroPadShortcut", "SqueezeExcite",
@@ -70,31 +67,6 @@ check_positive_int = positive_int
 def _relu(F, x):
     """ReLU through oneDNN's activation operator, in either array mode (see ``arrays``)."""
     return array_ops(F).activation(x, "relu")
-
-
-class _ArrayModeCheck:
-    """Refuse an input, or a call, of the array mode the block was not built in.
-
-    Without it MXNet says only that a legacy operator received a numpy array
-    (or the reverse), or that a layer has no such operator, deep inside the
-    network.
-    """
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._built_in_numpy_mode = numpy_mode()
-
-    def forward(self, x, *args):
-        check_array_mode(x, self.name, self._built_in_numpy_mode)
-        return super().forward(x, *args)
-
-
-class _Block(_ArrayModeCheck, nn.HybridBlock):
-    """The blocks' base: a ``HybridBlock`` that works in both array modes."""
-
-
-class HybridSequential(_ArrayModeCheck, nn.HybridSequential):
-    """Gluon's ``HybridSequential``, bound like the blocks to the array mode it was built in."""
 
 
 def _shortcut_error(block, in_shape, out_shape):
@@ -208,183 +180,22 @@ def resnet_block(num_channels, num_residuals, first_block=False, prefix=None):
 
 
 # ---------------------------------------------------------------------------
-# The ResNet family of the papers: helpers, shortcuts, blocks, stage builder.
+# The ResNet family of the papers: the four units and the stage builder.
 # ---------------------------------------------------------------------------
 
-SHORTCUTS = ("A", "B", "C")
-"""Shortcut options of He et al. 2016 (sections 3.3 and 4.1); ``None`` means none."""
-
-
-def check_shortcut(shortcut, owner):
-    """Return ``shortcut`` if it is ``'A'``, ``'B'``, ``'C'`` or ``None``; else raise ``ValueError``."""
-    if shortcut is not None and shortcut not in SHORTCUTS:
-        raise ValueError(
-            "%s: shortcut must be 'A' (identity, zero-padded where the shape changes), "
-            "'B' (1x1 projection where the shape changes), 'C' (1x1 projection in every "
-            "block) or None (plain network, no shortcut); got %r." % (owner, shortcut)
-        )
-    return shortcut
-
-
-def conv3x3(channels, stride=1, in_channels=0, **kwargs):
-    """3x3 convolution without bias, padding 1: ``(N, C, H, W) -> (N, channels, ceil(H/stride), ceil(W/stride))``."""
-    return nn.Conv2D(channels, kernel_size=3, strides=stride, padding=1, use_bias=False,
-                     in_channels=in_channels, **kwargs)
-
-
-def conv1x1(channels, stride=1, in_channels=0, **kwargs):
-    """1x1 convolution without bias: ``(N, C, H, W) -> (N, channels, ceil(H/stride), ceil(W/stride))``."""
-    return nn.Conv2D(channels, kernel_size=1, strides=stride, use_bias=False,
-                     in_channels=in_channels, **kwargs)
-
-
-def batch_norm(channels, zero_init=False, **kwargs):
-    """``BatchNorm`` over ``channels`` channels; ``zero_init`` makes its gamma start at 0.
-
-    The zero comes from the parameter's own initializer (``mx.init.Zero``),
-    which wins over the one passed to ``net.initialize``.
-    """
-    gamma_init = mx.init.Zero() if zero_init else "ones"
-    return nn.BatchNorm(in_channels=channels, gamma_initializer=gamma_init, **kwargs)
-
-
-def _shape_changes(in_channels, out_channels, stride):
-    """torchvision's rule: a block changes the shape iff it strides or changes channels."""
-    return stride != 1 or in_channels != out_channels
-
-
-class ZeroPadShortcut(_Block):
-    """Shortcut option A (He et al. 2016, section 3.3): identity with zero padding.
-
-    Keeps every ``stride``-th row and column, then appends ``extra_channels``
-    channels of zeros.  It has no parameters.
-
-    Parameters
-    ----------
-    extra_channels : int
-        Zero channels appended after the input's channels (0 or more).
-    stride : int, default 1
-        Subsampling step along height and width.
-
-    Shapes
-    ------
-    Input ``(N, C, H, W)``; output ``(N, C + extra_channels, ceil(H / stride),
-    ceil(W / stride))``, the same as a 3x3 convolution with padding 1.
-    """
-
-    def __init__(self, extra_channels, stride=1, **kwargs):
-        super().__init__(**kwargs)
-        # Option A pads channels with zeros; it cannot drop any.
-        self.extra_channels = non_negative_int(extra_channels, "extra_channels", "ZeroPadShortcut")
-        self.stride = check_positive_int(stride, "stride", "ZeroPadShortcut")
-
-    def hybrid_forward(self, F, x):
-        ops = array_ops(F)
-        if self.stride > 1:
-            x = ops.subsample(x, self.stride)
-        if self.extra_channels:
-            x = ops.append_zero_channels(x, self.extra_channels)
-        return x
-
-
-class SqueezeExcite(_Block):
-    """Squeeze-and-Excitation (Hu et al. 2018, section 3 and figure 3).
-
-    Squeeze: global average pool to one value per channel.  Excite: a 1x1
-    convolution (with bias) to ``channels // reduction`` channels, ReLU, a 1x1
-    convolution back to ``channels``, sigmoid.  The input is multiplied by the
-    result, channel by channel.  timm's ``SEModule`` rounds the squeezed width
-    to the nearest multiple of 8 (at least 8); for the widths of the ImageNet
-    ResNets (256 to 2048 channels, reduction 16) both give the same width.
-
-    Parameters
-    ----------
-    channels : int
-        Channels of the input (and of the output).
-    reduction : int, default 16
-        Ratio of ``channels`` to the squeezed width (the paper's r; at least 1
-        squeezed channel).
-
-    Shapes
-    ------
-    Input ``(N, channels, H, W)``; output the same shape.
-    """
-
-    def __init__(self, channels, reduction=16, **kwargs):
-        super().__init__(**kwargs)
-        self.channels = check_positive_int(channels, "channels", "SqueezeExcite")
-        self.reduction = check_positive_int(reduction, "reduction", "SqueezeExcite")
-        self.squeezed = max(1, channels // reduction)
-        with self.name_scope():
-            self.pool = nn.GlobalAvgPool2D()
-            self.fc1 = nn.Conv2D(self.squeezed, kernel_size=1, in_channels=channels)
-            self.fc2 = nn.Conv2D(channels, kernel_size=1, in_channels=self.squeezed)
-
-    def hybrid_forward(self, F, x):
-        ops = array_ops(F)
-        scale = self.fc2(ops.activation(self.fc1(self.pool(x)), "relu"))  # (N, C, 1, 1)
-        return ops.scale_channels(x, ops.activation(scale, "sigmoid"))
-
-
-def make_shortcut(kind, in_channels, out_channels, stride, normalize=True, avg_down=False):
-    """The shortcut branch of a block, or ``None`` when it is the identity (or absent).
-
-    Parameters
-    ----------
-    kind : {'A', 'B', 'C', None}
-        'A': ``ZeroPadShortcut`` where the shape changes, identity elsewhere.
-        'B': 1x1 projection where the shape changes, identity elsewhere.
-        'C': 1x1 projection in every block.  ``None``: no shortcut at all.
-    in_channels, out_channels : int
-        Channels entering and leaving the block.
-    stride : int
-        The block's stride.
-    normalize : bool, default True
-        Follow the projection with BN (post-activation blocks); pre-activation
-        blocks project an already normalised input and leave it out.
-    avg_down : bool, default False
-        Projections only: where ``stride > 1``, subsample with a
-        ``stride x stride`` average pool (ceil mode, padding not counted) and
-        let the 1x1 convolution keep stride 1, so that it sees every input
-        position (ResNet-D, He et al. 2019, figure 2(c)).  No parameters.
-
-    Returns
-    -------
-    mxnet.gluon.HybridBlock or None
-        ``(N, in_channels, H, W) -> (N, out_channels, ceil(H/stride), ceil(W/stride))``.
-    """
-    check_shortcut(kind, "make_shortcut")
-    if avg_down and kind not in ("B", "C"):
-        raise ValueError("make_shortcut: avg_down pools before a 1x1 projection; it needs "
-                         "shortcut 'B' or 'C', got %r." % (kind,))
-    if kind is None or (kind in "AB" and not _shape_changes(in_channels, out_channels, stride)):
-        return None
-    if kind == "A":
-        return ZeroPadShortcut(out_channels - in_channels, stride, prefix="shortcut_")
-    proj = HybridSequential(prefix="shortcut_")
-    with proj.name_scope():
-        if avg_down and stride > 1:
-            proj.add(nn.AvgPool2D(pool_size=stride, strides=stride, ceil_mode=True,
-                                  count_include_pad=False))
-            stride = 1
-        proj.add(conv1x1(out_channels, stride, in_channels))
-        if normalize:
-            proj.add(batch_norm(out_channels))
-    return proj
-
-
 class _ResidualUnit(_Block):
-    """Convolutions, BNs and shortcut shared by the four blocks of the family.
+    """What the family's units share: the arguments, dropout, squeeze-excite and shortcut.
 
-    Subclasses set ``kernels`` (the convolutions' kernel sizes), ``expansion``
-    (output channels / ``channels``) and ``version`` (1: post-activation,
-    2: pre-activation), and write ``hybrid_forward``.  See ``BasicBlockV1``
-    for the constructor's arguments.
+    A unit makes its convolutions and BNs in ``_make_branch`` and computes in
+    its own ``hybrid_forward``.  Every unit makes them in the order conv1, bn1,
+    conv2, bn2, ... (pre-activation units too): Gluon names and initialises the
+    parameters in that order, and checkpoints and golden outputs rely on it.
+    See ``BasicBlockV1`` for the constructor's arguments.
     """
 
-    kernels = ()
-    expansion = 1
-    version = 1
+    kernels = ()   # kernel sizes of the residual branch's convolutions, in forward order
+    expansion = 1  # output channels / channels
+    version = 1    # 1: post-activation, 2: pre-activation
 
     def __init__(self, in_channels, channels, stride=1, shortcut="B", stride_in_1x1=False,
                  zero_init_last_bn=False, groups=1, base_width=64, se_reduction=None,
@@ -421,147 +232,49 @@ class _ResidualUnit(_Block):
         if avg_down and shortcut not in ("B", "C"):
             raise ValueError("%s: avg_down pools before a 1x1 projection shortcut; it needs "
                              "shortcut 'B' or 'C', got %r." % (owner, shortcut))
-        preact = self.version == 2
-        strided = 0 if stride_in_1x1 else self.kernels.index(3)
-        widths = [self.width] * (len(self.kernels) - 1) + [self.out_channels]
-        convs, bns = [], []
         with self.name_scope():
-            c_in = in_channels
-            for i, (kernel, c_out) in enumerate(zip(self.kernels, widths)):
-                conv_stride = stride if i == strided else 1
-                if kernel == 3:
-                    conv = conv3x3(c_out, conv_stride, c_in, groups=groups)
-                else:
-                    conv = conv1x1(c_out, conv_stride, c_in)
-                # v1: BN after the convolution; v2: BN (and ReLU) before it.
-                bn = batch_norm(c_in if preact else c_out,
-                                zero_init=zero_init_last_bn and i == len(widths) - 1)
-                setattr(self, "conv%d" % (i + 1), conv)
-                setattr(self, "bn%d" % (i + 1), bn)
-                convs.append(conv)
-                bns.append(bn)
-                c_in = c_out
-            # Wide ResNets: dropout on the input of the last convolution.
+            self._make_branch(stride_in_1x1, zero_init_last_bn)
             self.dropout = nn.Dropout(dropout) if dropout else None
             self.se = (SqueezeExcite(self.out_channels, se_reduction, prefix="se_")
                        if se_reduction is not None else None)
+            # Pre-activation units project an input their first BN has already normalised.
             self.shortcut = make_shortcut(shortcut, in_channels, self.out_channels, stride,
-                                          normalize=not preact, avg_down=avg_down)
-        self.convs, self.bns = tuple(convs), tuple(bns)
+                                          normalize=self.version == 1, avg_down=avg_down)
         self.projects = self.shortcut is not None and not isinstance(self.shortcut,
                                                                      ZeroPadShortcut)
 
-    def layer_sequence(self):
-        """The block's operations in forward order, as short labels.
-
-        For diagrams and teaching (``plotting.plot_blocks`` draws them).
-
-        Returns
-        -------
-        main : list of str
-            The residual branch, then ``"add"`` where the shortcut joins and,
-            for post-activation blocks, the final ``"ReLU"``.
-        shortcut : list of str or None
-            The shortcut branch: ``[]`` for the identity, ``None`` for a plain
-            block without shortcut.
-        """
-        def conv_label(conv):
-            k, stride = conv._kwargs["kernel"][0], conv._kwargs["stride"][0]
-            groups = conv._kwargs["num_group"]
-            return "conv %dx%d, %d%s%s" % (k, k, conv._channels,
-                                           ", g%d" % groups if groups > 1 else "",
-                                           ", /%d" % stride if stride > 1 else "")
-
-        def shortcut_label(layer):
-            if isinstance(layer, nn.Conv2D):
-                return conv_label(layer)
-            if isinstance(layer, nn.AvgPool2D):
-                k = layer._kwargs["kernel"][0]
-                return "avg-pool %dx%d, /%d" % (k, k, layer._kwargs["stride"][0])
-            return "BN"
-
-        main = []
-        last = len(self.convs) - 1
-        for i, conv in enumerate(self.convs):
-            drop = ["dropout"] if i == last and self.dropout is not None else []
-            if self.version == 2:
-                main += ["BN", "ReLU"] + drop + [conv_label(conv)]
-            else:
-                main += (["ReLU"] if i else []) + drop + [conv_label(conv), "BN"]
-        if self.se is not None:
-            main.append("SE, %d -> %d -> %d" % (self.se.channels, self.se.squeezed,
-                                                 self.se.channels))
-        if self.shortcut_kind is None:
-            return main + (["ReLU"] if self.version == 1 else []), None
-        main.append("add")
-        if self.version == 1:
-            main.append("ReLU")
-        if self.shortcut is None:
-            shortcut = []
-        elif isinstance(self.shortcut, ZeroPadShortcut):
-            shortcut = ["zero-pad +%d%s" % (self.shortcut.extra_channels,
-                                             ", /%d" % self.stride if self.stride > 1 else "")]
-        else:
-            shortcut = [shortcut_label(layer) for layer in self.shortcut]
-        return main, shortcut
+    def _make_branch(self, stride_in_1x1, zero_init_last_bn):
+        """Make ``conv1``, ``bn1``, ... and set ``convs`` and ``bns`` (tuples, forward order)."""
+        raise NotImplementedError
 
     @property
     def last_bn(self):
         """The BN whose gamma ``zero_init_last_bn`` sets to zero."""
         return self.bns[-1]
 
-    def _last_conv_input(self, out):
-        """Dropout, where the block has it, on the input of its last convolution."""
-        return out if self.dropout is None else self.dropout(out)
+    def _drop(self, x):
+        """Dropout (Wide ResNets) where the unit has it, else ``x``."""
+        return x if self.dropout is None else self.dropout(x)
+
+    def _excite(self, x):
+        """Squeeze-and-excitation where the unit has it, else ``x``."""
+        return x if self.se is None else self.se(x)
 
     def _add_shortcut(self, F, out, x):
-        """Squeeze-excite the residual branch (if set), then add the shortcut."""
-        if self.se is not None:
-            out = self.se(out)
+        """``out`` plus the shortcut of ``x``; a plain unit (``shortcut=None``) returns ``out``."""
         if self.shortcut_kind is None:
             return out
         # add_n, not +, in both modes: arrays._LegacyOps.add says why, tests/test_blocks.py checks.
         return array_ops(F).add(out, x if self.shortcut is None else self.shortcut(x))
 
 
-class _PostActivationUnit(_ResidualUnit):
-    version = 1
-
-    def hybrid_forward(self, F, x):
-        out = x
-        last = len(self.convs) - 1
-        for i, (conv, bn) in enumerate(zip(self.convs, self.bns)):
-            if i:
-                out = _relu(F, out)
-            if i == last:
-                out = self._last_conv_input(out)
-            out = bn(conv(out))
-        return _relu(F, self._add_shortcut(F, out, x))
-
-
-class _PreActivationUnit(_ResidualUnit):
-    version = 2
-
-    def hybrid_forward(self, F, x):
-        act = _relu(F, self.bns[0](x))
-        out = self.convs[0](act)
-        last = len(self.convs) - 1
-        for i, (conv, bn) in enumerate(zip(self.convs[1:], self.bns[1:]), 1):
-            out = _relu(F, bn(out))
-            if i == last:
-                out = self._last_conv_input(out)
-            out = conv(out)
-        # A projection reads the pre-activated input (as GluonCV does); a
-        # parameter-free shortcut keeps the clean identity path of the paper.
-        return self._add_shortcut(F, out, act if self.projects else x)
-
-
-class BasicBlockV1(_PostActivationUnit):
+class BasicBlockV1(_ResidualUnit):
     """Basic block of ResNet-18/34 (He et al. 2016, figure 5 left; section 3.3).
 
     ``relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))`` with two 3x3
     convolutions without bias.  All four blocks of the family share this
-    constructor.
+    constructor; with ``shortcut=None`` each is the plain unit of the same
+    layers, without the addition.
 
     Parameters
     ----------
@@ -610,6 +323,9 @@ class BasicBlockV1(_PostActivationUnit):
     width : int
         Channels of the inner convolutions (``channels`` unless ``groups`` or
         ``base_width`` change it).
+    convs, bns : tuple
+        The residual branch's convolutions and BNs, in forward order
+        (``conv1``, ``conv2``, ... and ``bn1``, ``bn2``, ...).
 
     Shapes
     ------
@@ -619,9 +335,23 @@ class BasicBlockV1(_PostActivationUnit):
 
     kernels = (3, 3)
     expansion = 1
+    version = 1
+
+    def _make_branch(self, stride_in_1x1, zero_init_last_bn):
+        self.conv1 = conv3x3(self.width, self.stride, self.in_channels)
+        self.bn1 = batch_norm(self.width)
+        self.conv2 = conv3x3(self.out_channels, 1, self.width)
+        self.bn2 = batch_norm(self.out_channels, zero_init=zero_init_last_bn)
+        self.convs, self.bns = (self.conv1, self.conv2), (self.bn1, self.bn2)
+
+    def hybrid_forward(self, F, x):
+        out = _relu(F, self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(self._drop(out)))
+        out = self._excite(out)
+        return _relu(F, self._add_shortcut(F, out, x))
 
 
-class BottleneckV1(_PostActivationUnit):
+class BottleneckV1(_ResidualUnit):
     """Bottleneck block of ResNet-50/101/152 (He et al. 2016, figure 5 right; section 4.1).
 
     1x1 convolution reducing to ``channels``, 3x3 convolution, 1x1 convolution
@@ -640,9 +370,29 @@ class BottleneckV1(_PostActivationUnit):
 
     kernels = (1, 3, 1)
     expansion = 4
+    version = 1
+
+    def _make_branch(self, stride_in_1x1, zero_init_last_bn):
+        w = self.width
+        stride1, stride3 = (self.stride, 1) if stride_in_1x1 else (1, self.stride)
+        self.conv1 = conv1x1(w, stride1, self.in_channels)
+        self.bn1 = batch_norm(w)
+        self.conv2 = conv3x3(w, stride3, w, groups=self.groups)
+        self.bn2 = batch_norm(w)
+        self.conv3 = conv1x1(self.out_channels, 1, w)
+        self.bn3 = batch_norm(self.out_channels, zero_init=zero_init_last_bn)
+        self.convs = (self.conv1, self.conv2, self.conv3)
+        self.bns = (self.bn1, self.bn2, self.bn3)
+
+    def hybrid_forward(self, F, x):
+        out = _relu(F, self.bn1(self.conv1(x)))
+        out = _relu(F, self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(self._drop(out)))
+        out = self._excite(out)
+        return _relu(F, self._add_shortcut(F, out, x))
 
 
-class BasicBlockV2(_PreActivationUnit):
+class BasicBlockV2(_ResidualUnit):
     """Pre-activation basic block (He et al. 2016b, "Identity Mappings", figure 4(e)).
 
     ``conv2(relu(bn2(conv1(relu(bn1(x)))))) + shortcut(x)``: BN and ReLU come
@@ -653,9 +403,26 @@ class BasicBlockV2(_PreActivationUnit):
 
     kernels = (3, 3)
     expansion = 1
+    version = 2
+
+    def _make_branch(self, stride_in_1x1, zero_init_last_bn):
+        self.conv1 = conv3x3(self.width, self.stride, self.in_channels)
+        self.bn1 = batch_norm(self.in_channels)
+        self.conv2 = conv3x3(self.out_channels, 1, self.width)
+        self.bn2 = batch_norm(self.width, zero_init=zero_init_last_bn)
+        self.convs, self.bns = (self.conv1, self.conv2), (self.bn1, self.bn2)
+
+    def hybrid_forward(self, F, x):
+        act = _relu(F, self.bn1(x))
+        out = self.conv1(act)
+        out = self.conv2(self._drop(_relu(F, self.bn2(out))))
+        out = self._excite(out)
+        # A projection reads the pre-activated input (as GluonCV does); a
+        # parameter-free shortcut keeps the clean identity path of the paper.
+        return self._add_shortcut(F, out, act if self.projects else x)
 
 
-class BottleneckV2(_PreActivationUnit):
+class BottleneckV2(_ResidualUnit):
     """Pre-activation bottleneck block (He et al. 2016b, figure 4(e); section 4).
 
     BN, ReLU, 1x1 convolution to ``channels``; BN, ReLU, 3x3 convolution; BN,
@@ -666,6 +433,28 @@ class BottleneckV2(_PreActivationUnit):
 
     kernels = (1, 3, 1)
     expansion = 4
+    version = 2
+
+    def _make_branch(self, stride_in_1x1, zero_init_last_bn):
+        w = self.width
+        stride1, stride3 = (self.stride, 1) if stride_in_1x1 else (1, self.stride)
+        self.conv1 = conv1x1(w, stride1, self.in_channels)
+        self.bn1 = batch_norm(self.in_channels)
+        self.conv2 = conv3x3(w, stride3, w, groups=self.groups)
+        self.bn2 = batch_norm(w)
+        self.conv3 = conv1x1(self.out_channels, 1, w)
+        self.bn3 = batch_norm(w, zero_init=zero_init_last_bn)
+        self.convs = (self.conv1, self.conv2, self.conv3)
+        self.bns = (self.bn1, self.bn2, self.bn3)
+
+    def hybrid_forward(self, F, x):
+        act = _relu(F, self.bn1(x))
+        out = self.conv1(act)
+        out = self.conv2(_relu(F, self.bn2(out)))
+        out = self.conv3(self._drop(_relu(F, self.bn3(out))))
+        out = self._excite(out)
+        # As in BasicBlockV2: only a projection reads the pre-activated input.
+        return self._add_shortcut(F, out, act if self.projects else x)
 
 
 def make_stage(block, in_channels, channels, num_blocks, stride=1, prefix=None, **block_kwargs):

@@ -6,12 +6,14 @@ saving from the command line.
 """
 
 import numpy as np
+from mxnet.gluon import nn
 
+from .blocks import ZeroPadShortcut
 from .data.idx import get_fashion_mnist_labels
 
 __all__ = ["plot_history", "plot_curves", "plot_error_comparison", "plot_layer_responses",
-           "plot_blocks", "plot_confusion_matrix", "plot_predictions", "confusion_matrix",
-           "show_fashion_mnist", "in_notebook"]
+           "layer_sequence", "plot_blocks", "plot_confusion_matrix", "plot_predictions",
+           "confusion_matrix", "show_fashion_mnist", "in_notebook"]
 
 
 def _plt():
@@ -100,7 +102,7 @@ def plot_curves(series, fig=None, path=None, title=None, xlim=None):
         ax.set_xlim(*xlim)
     lines = ax.get_lines() + ax2.get_lines()
     if lines:
-        ax.legend(lines, [l.get_label() for l in lines], loc="center right")
+        ax.legend(lines, [line.get_label() for line in lines], loc="center right")
     ax.grid(alpha=0.3)
     if title:
         ax.set_title(title)
@@ -177,6 +179,60 @@ def plot_layer_responses(responses, path=None, title=None):
     return _finish(fig, path)
 
 
+def _stride_label(stride):
+    return ", /%d" % stride if stride > 1 else ""
+
+
+def _layer_label(layer):
+    """A short label of a convolution, BN or average pool, such as ``"conv 3x3, 256, g32, /2"``."""
+    if isinstance(layer, nn.BatchNorm):
+        return "BN"
+    settings = layer._kwargs  # Gluon keeps kernel, stride and groups in no public attribute
+    k, stride = settings["kernel"][0], settings["stride"][0]
+    if isinstance(layer, nn.AvgPool2D):
+        return "avg-pool %dx%d, /%d" % (k, k, stride)
+    groups = settings["num_group"]
+    return "conv %dx%d, %d%s%s" % (k, k, settings["num_filter"],
+                                   ", g%d" % groups if groups > 1 else "", _stride_label(stride))
+
+
+def layer_sequence(block):
+    """The operations of a family unit (``blocks.BasicBlockV1`` ...) in forward order, as labels.
+
+    Returns
+    -------
+    main : list of str
+        The residual branch, for example ``["conv 3x3, 64", "BN", "ReLU",
+        "conv 3x3, 64", "BN", "add", "ReLU"]``: ``"add"`` where the shortcut
+        joins and, for post-activation units, the final ``"ReLU"``.
+    shortcut : list of str or None
+        The shortcut branch: ``[]`` for the identity, ``None`` for a plain
+        unit without shortcut.
+    """
+    main = []
+    last = len(block.convs) - 1
+    for i, conv in enumerate(block.convs):
+        drop = ["dropout"] if i == last and block.dropout is not None else []
+        if block.version == 2:
+            main += ["BN", "ReLU"] + drop + [_layer_label(conv)]
+        else:
+            main += (["ReLU"] if i else []) + drop + [_layer_label(conv), "BN"]
+    if block.se is not None:
+        se = block.se
+        main.append("SE, %d -> %d -> %d" % (se.channels, se.squeezed, se.channels))
+    relu = ["ReLU"] if block.version == 1 else []
+    if block.shortcut_kind is None:
+        return main + relu, None
+    if block.shortcut is None:
+        shortcut = []
+    elif isinstance(block.shortcut, ZeroPadShortcut):
+        shortcut = ["zero-pad +%d%s" % (block.shortcut.extra_channels,
+                                        _stride_label(block.stride))]
+    else:
+        shortcut = [_layer_label(layer) for layer in block.shortcut]
+    return main + ["add"] + relu, shortcut
+
+
 def plot_blocks(blocks, titles=None, path=None):
     """Residual blocks side by side as flow diagrams, input at the top.
 
@@ -186,7 +242,7 @@ def plot_blocks(blocks, titles=None, path=None):
 
     Parameters
     ----------
-    blocks : list of blocks with ``layer_sequence()``
+    blocks : list of units of the family (see ``layer_sequence``)
         For example ``BasicBlockV1(64, 64)`` and ``BottleneckV1(256, 64)``.
     titles : list of str, optional
         One per block; the class names by default.
@@ -197,7 +253,7 @@ def plot_blocks(blocks, titles=None, path=None):
     from matplotlib.patches import FancyBboxPatch
 
     titles = titles or [type(b).__name__ for b in blocks]
-    sequences = [b.layer_sequence() for b in blocks]
+    sequences = [layer_sequence(b) for b in blocks]
     rows = max(len(main) for main, _ in sequences) + 2
     fig, axes = plt.subplots(1, len(blocks), figsize=(3.8 * len(blocks), 0.55 * rows + 1.2),
                              squeeze=False)
@@ -237,7 +293,8 @@ def plot_blocks(blocks, titles=None, path=None):
 def confusion_matrix(labels, predictions, num_classes=10):
     """``counts[i, j]``: how many examples of class ``i`` were predicted as ``j``."""
     counts = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(counts, (np.asarray(labels, dtype=np.int64), np.asarray(predictions, dtype=np.int64)), 1)
+    np.add.at(counts, (np.asarray(labels, dtype=np.int64),
+                       np.asarray(predictions, dtype=np.int64)), 1)
     return counts
 
 

@@ -1,4 +1,4 @@
-"""The chapter's Residual block and resnet_block: shapes, d2lzh parity, errors."""
+"""The chapter's Residual and resnet_block: shapes, d2lzh parity, errors; the units' saved files."""
 
 import collections
 import os
@@ -212,3 +212,51 @@ def test_numpy_mode_trains_on_the_same_onednn_kernels_as_legacy_mode(cifar_legac
     # and the zero-padding's concats leave oneDNN and 32 more reorders appear.
     numpy = _primitives("cifar_resnet20_v1", "numpy")
     assert collections.Counter(numpy) == collections.Counter(cifar_legacy_primitives)
+
+
+# Parameters and output of every kind of family unit, saved by the units of commit 186705e
+# (before each unit wrote its forward pass out), with this module's _units_of_every_kind and
+# _write_saved_units: checkpoints (structural names), exported models (Gluon names) and
+# optimizer states (parameter order) made before must still fit.
+SAVED_UNITS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "saved", "units-186705e")
+
+
+def _units_of_every_kind():
+    from gluon_resnet.blocks import (BasicBlockV1, BasicBlockV2, BottleneckV1, BottleneckV2,
+                                     HybridSequential)
+
+    net = HybridSequential(prefix="units_")
+    with net.name_scope():
+        net.add(BasicBlockV1(4, 8, stride=2),
+                BasicBlockV1(8, 8, shortcut=None, zero_init_last_bn=True),
+                BottleneckV1(8, 4, stride=2, shortcut="C", groups=2, base_width=32,
+                             se_reduction=4, avg_down=True),
+                BasicBlockV2(16, 24, stride=2, shortcut="A", dropout=0.2),
+                BottleneckV2(24, 8, stride_in_1x1=True, stride=2))
+    return net
+
+
+def _saved_units_input():
+    return mx.nd.array(np.random.RandomState(5).normal(size=(2, 4, 9, 9)))
+
+
+def _write_saved_units(path=SAVED_UNITS):
+    """Write the files (run once, with the code the files are to record)."""
+    net = _units_of_every_kind()
+    net.initialize()
+    net(_saved_units_input())
+    randomize_params(net, seed=6)
+    net.save_parameters(path + ".params")
+    np.savez(path + ".npz", output=net(_saved_units_input()).asnumpy(),
+             gluon_names=list(net.collect_params().keys()),
+             structural_names=list(net._collect_params_with_prefix().keys()))
+
+
+def test_parameters_saved_by_the_earlier_units_load_and_compute_the_same():
+    saved = np.load(SAVED_UNITS + ".npz")
+    net = _units_of_every_kind()
+    assert list(net._collect_params_with_prefix().keys()) == list(saved["structural_names"])
+    assert list(net.collect_params().keys()) == list(saved["gluon_names"])
+    net.load_parameters(SAVED_UNITS + ".params")  # raises on a missing or an extra name
+    np.testing.assert_allclose(net(_saved_units_input()).asnumpy(), saved["output"],
+                               rtol=1e-5, atol=1e-6)

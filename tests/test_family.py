@@ -28,6 +28,7 @@ from gluon_resnet.models import (CIFAR_DEPTHS, CIFAR_PLAIN_DEPTHS, RESNET_SPEC, 
                                  WRN_CONFIGS, ResNet, cifar_resnet, get_model, get_resnet,
                                  list_models, model_input_channels, plain_resnet, resnet_variant,
                                  wrn)
+from gluon_resnet.plotting import layer_sequence
 from gluon_resnet.summary import count_parameters, top_level_layers
 
 from goldens import GOLDEN_MODELS, REGEN_COMMAND, REGEN_ENV, golden_output, read_golden
@@ -479,7 +480,7 @@ def test_resnext_groups_the_3x3_convolution_only():
             assert b.width == width and b.out_channels == width * 2
             # Each of the 32 groups sees width / 32 input channels of the 3x3 kernel.
             assert b.conv2.weight.shape == (width, width // 32, 3, 3)
-    assert "conv 3x3, 256, g32, /2" in blocks[1][0].layer_sequence()[0]
+    assert "conv 3x3, 256, g32, /2" in layer_sequence(blocks[1][0])[0]
 
 
 def test_grouped_convolution_keeps_the_groups_apart():
@@ -522,7 +523,7 @@ def test_squeeze_excite_scales_each_channel_by_a_gate_of_its_mean(hybridize):
 
 def test_se_sits_on_the_residual_branch_before_the_addition():
     blk = BottleneckV1(64, 16, se_reduction=16)
-    main, shortcut = blk.layer_sequence()
+    main, shortcut = layer_sequence(blk)
     assert main[-4:] == ["BN", "SE, 64 -> 4 -> 64", "add", "ReLU"] and shortcut == []
     # A zero last gamma zeroes the branch, and the SE module keeps it zero.
     blk = BottleneckV1(64, 16, se_reduction=16, zero_init_last_bn=True)
@@ -585,7 +586,7 @@ def test_wrn_stages_widths_and_stem_without_bn():
 def test_wrn_dropout_between_the_two_convolutions():
     net = wrn(10, 2, dropout=0.3, in_channels=3)
     blk = _stage_blocks(net)[1][0]
-    main, _ = blk.layer_sequence()
+    main, _ = layer_sequence(blk)
     assert main == ["BN", "ReLU", "conv 3x3, 64, /2", "BN", "ReLU", "dropout", "conv 3x3, 64",
                     "add"]
     net.initialize(mx.init.Xavier())
@@ -595,7 +596,7 @@ def test_wrn_dropout_between_the_two_convolutions():
         a, b = net(x).asnumpy(), net(x).asnumpy()
     assert not np.allclose(a, b)  # training: a fresh mask each call
     plain = wrn(10, 2, in_channels=3)
-    assert "dropout" not in _stage_blocks(plain)[1][0].layer_sequence()[0]
+    assert "dropout" not in layer_sequence(_stage_blocks(plain)[1][0])[0]
 
 
 def test_variant_options_can_be_overridden():

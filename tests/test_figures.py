@@ -15,8 +15,8 @@ from mxnet import gluon, init
 from gluon_resnet import chapter_resnet18, get_model, load_data_fashion_mnist, train_ch5
 from gluon_resnet.blocks import BasicBlockV1, BasicBlockV2, BottleneckV1, BottleneckV2
 from gluon_resnet.callbacks import LiveCurves
-from gluon_resnet.plotting import (plot_blocks, plot_curves, plot_error_comparison,
-                                   plot_layer_responses)
+from gluon_resnet.plotting import (layer_sequence, plot_blocks, plot_curves,
+                                   plot_error_comparison, plot_layer_responses)
 from gluon_resnet.summary import count_flops, layer_responses
 
 from helpers import DATA_DIR
@@ -66,24 +66,24 @@ def test_count_flops_scales_with_the_input_and_refuses_hybridized_nets():
 
 
 def test_layer_sequences_follow_the_forward_order():
-    main, shortcut = BasicBlockV1(64, 128, stride=2).layer_sequence()
+    main, shortcut = layer_sequence(BasicBlockV1(64, 128, stride=2))
     assert main == ["conv 3x3, 128, /2", "BN", "ReLU", "conv 3x3, 128", "BN", "add", "ReLU"]
     assert shortcut == ["conv 1x1, 128, /2", "BN"]
-    main, shortcut = BasicBlockV2(64, 64).layer_sequence()
+    main, shortcut = layer_sequence(BasicBlockV2(64, 64))
     assert main == ["BN", "ReLU", "conv 3x3, 64", "BN", "ReLU", "conv 3x3, 64", "add"]
     assert shortcut == []
-    main, shortcut = BottleneckV1(256, 64).layer_sequence()
+    main, shortcut = layer_sequence(BottleneckV1(256, 64))
     assert [m for m in main if m.startswith("conv")] == ["conv 1x1, 64", "conv 3x3, 64",
                                                          "conv 1x1, 256"]
-    assert BottleneckV2(64, 64, stride=2).layer_sequence()[1] == ["conv 1x1, 256, /2"]
-    assert BasicBlockV1(16, 32, stride=2, shortcut="A").layer_sequence()[1] == ["zero-pad +16, /2"]
-    main, shortcut = BasicBlockV1(16, 16, shortcut=None).layer_sequence()
+    assert layer_sequence(BottleneckV2(64, 64, stride=2))[1] == ["conv 1x1, 256, /2"]
+    assert layer_sequence(BasicBlockV1(16, 32, stride=2, shortcut="A"))[1] == ["zero-pad +16, /2"]
+    main, shortcut = layer_sequence(BasicBlockV1(16, 16, shortcut=None))
     assert shortcut is None and "add" not in main and main[-1] == "ReLU"
 
 
 def test_layer_sequence_counts_match_the_block():
     for block in (BasicBlockV1(64, 64), BottleneckV1(64, 32, stride=2), BottleneckV2(128, 32)):
-        main, shortcut = block.layer_sequence()
+        main, shortcut = layer_sequence(block)
         convs = [m for m in main if m.startswith("conv")]
         assert len(convs) == len(block.convs) and main.count("BN") == len(block.bns)
 
