@@ -203,8 +203,7 @@ class StreamedImages:
         self.closed = False
         if pool is None:
             pool = thread_pool("StreamedImages")
-            # Without close(), the threads still end when the source is collected; no waiting
-            # there, since the last reference may be dropped in one of the pool's own threads.
+            # No waiting when collected: the last reference may go in one of the pool's threads.
             self._shutdown = weakref.finalize(self, pool.shutdown, wait=False)
         else:
             self._shutdown = None
