@@ -12,6 +12,8 @@ setup(
         # mxnet 1.9.1 (the last release) uses np.bool, which numpy 1.24 removed.
         "numpy>=1.17,<1.24",
         "matplotlib",
+        # Image folders and gluon-resnet predict decode PNG, JPEG and BMP files with Pillow.
+        "Pillow",
         "tqdm",
     ],
     extras_require={

@@ -1,8 +1,10 @@
 """Image folders: Fashion-MNIST written out as PNG files reads back exactly, trains,
 resumes, shards; colour makes three channels; every bad input is named."""
 
+import gc
 import json
 import os
+import threading
 
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ from PIL import Image
 from gluon_resnet.checkpoint import read_checkpoint_meta
 from gluon_resnet.cli import build_parser, main
 from gluon_resnet.config import RunError, TrainConfig
-from gluon_resnet.data import (TEXT_LABELS, DatasetNotFoundError, FashionMNISTLoader,
+from gluon_resnet.data import (TEXT_LABELS, ArrayLoader, DatasetNotFoundError, FashionMNISTLoader,
                                ImageFolderError, StreamedImages, load_data_image_folder,
                                load_fashion_mnist_arrays)
 from gluon_resnet.experiment import run_training
@@ -328,3 +330,72 @@ def test_sixteen_bit_grayscale_keeps_its_top_bits(tmp_path):
     assert Image.open(os.path.join(root, "train", "cat", "deep.png")).mode.startswith("I")
     train_iter, _ = load_data_image_folder(root, 4, normalize=False, notice=_quiet([]))
     np.testing.assert_array_equal(train_iter.images[3], np.round(deep / 257.0).astype(np.uint8))
+
+
+# ---------------------------------------------------------------------------
+# Streamed images own their thread pool; folders are served by the generic loader
+# ---------------------------------------------------------------------------
+
+def _streamed(tmp_path):
+    root = _two_classes(str(tmp_path / "d"))
+    return load_data_image_folder(root, 4, memory_budget=1, normalize=False, notice=_quiet([]))
+
+
+def _threads_started_by(read):
+    """The threads whose names say they are a ``StreamedImages`` pool's, started by ``read()``."""
+    before = set(threading.enumerate())
+    read()
+    return [t for t in set(threading.enumerate()) - before
+            if t.name.startswith("StreamedImages")]
+
+
+def test_closing_a_streamed_loader_ends_its_pool_threads(tmp_path):
+    train_iter, test_iter = _streamed(tmp_path)
+    assert type(train_iter) is ArrayLoader and repr(train_iter).startswith("ArrayLoader(")
+    source = train_iter.images
+    with train_iter:
+        threads = _threads_started_by(lambda: next(iter(train_iter)))
+        assert threads and all(t.is_alive() for t in threads)
+    assert not any(t.is_alive() for t in threads)  # close() waits for them to end
+    with pytest.raises(RuntimeError, match="shutdown"):
+        source.pool.submit(int)
+    with pytest.raises(ValueError, match=r"StreamedImages\(6 files, size=\(8, 8\), channels=1\) "
+                       r"is closed: its images can no longer be read"):
+        next(iter(train_iter))
+    train_iter.close()  # twice: nothing more happens
+    test_threads = _threads_started_by(lambda: next(iter(test_iter)))
+    test_iter.close()
+    assert test_threads and not any(t.is_alive() for t in test_threads)
+
+
+def test_a_streamed_loader_that_is_dropped_shuts_its_pool_down(tmp_path):
+    train_iter, _ = _streamed(tmp_path)
+    next(iter(train_iter))
+    pool = train_iter.images.pool
+    pool.submit(int).result()  # open while the loader lives
+    del train_iter
+    gc.collect()
+    with pytest.raises(RuntimeError, match="shutdown"):
+        pool.submit(int)
+
+
+def test_loader_options_are_checked_before_any_file_is_decoded(tmp_path):
+    root = _two_classes(str(tmp_path / "d"))
+    with open(os.path.join(root, "train", "cat", "broken.png"), "wb") as f:
+        f.write(b"not a png")
+    for option, words in ((dict(erase=2), r"erase must be a number in \[0, 1\], got 2"),
+                          (dict(seed=-1), r"seed must be a non-negative integer, got -1"),
+                          (dict(max_shift=-1), r"max_shift must be a non-negative integer")):
+        with pytest.raises(ValueError, match=r"^load_data_image_folder: " + words):
+            load_data_image_folder(root, 4, notice=_quiet([]), **option)
+
+
+def test_the_generic_loader_names_classes_by_label_unless_told():
+    images, labels = np.zeros((4, 5, 5), np.uint8), np.array([0, 2, 1, 2])
+    assert ArrayLoader(images, labels, 2).classes == ["0", "1", "2"]
+    assert ArrayLoader(images, labels, 2, classes=["a", "b", "c"]).classes == ["a", "b", "c"]
+    fashion = FashionMNISTLoader(images, labels, 2)
+    assert isinstance(fashion, ArrayLoader) and fashion.classes == list(TEXT_LABELS)
+    assert repr(fashion).startswith("FashionMNISTLoader(")
+    with fashion:  # arrays in memory: nothing to close
+        next(iter(fashion))

@@ -20,10 +20,10 @@ the folder names, sorted; label ``i`` is the ``i``-th name.
   with the same MXNet operator.
 - Images are decoded once into memory as ``uint8`` when they fit in
   ``memory_budget`` (2 GiB by default), else read from disk per batch
-  (``StreamedImages``); either way every file is decoded once before training,
-  so a broken file stops the run before it starts.  Decoding runs in a
-  thread pool with one thread per core (Pillow releases the GIL while it
-  decodes).
+  (``StreamedImages``, whose thread pool the loader's ``close()`` shuts down);
+  either way every file is decoded once before training, so a broken file
+  stops the run before it starts.  Decoding runs in a thread pool with one
+  thread per core (Pillow releases the GIL while it decodes).
 - Per-channel mean and std of the training images (values in [0, 1]) are
   computed and applied in the loader (``normalize=True``), or given as
   ``normalize=(mean, std)``; ``train_iter.description()`` reports them with
@@ -32,17 +32,17 @@ the folder names, sorted; label ``i`` is the ``i``-th name.
 """
 
 import collections
-import concurrent.futures
 import os
 
 import numpy as np
-from PIL import Image
 
-from .._mxnet import mx
 from .. import validate
 from .files import DatasetNotFoundError
-from .idx import DatasetError, SUBSET_SEED, balanced_subset
-from .loader import FashionMNISTLoader
+from .idx import SUBSET_SEED, balanced_subset
+from .images import (BadImages, ImageFolderError, StreamedImages, check_decodable,
+                     decode_into_memory, image_header, probe_images, read_image, resize_image,
+                     thread_pool)
+from .loader import ArrayLoader
 
 __all__ = ["load_data_image_folder", "scan_image_folder", "read_image", "resize_image",
            "image_files", "image_header",
@@ -58,25 +58,11 @@ MEMORY_BUDGET = 2 * 1024 ** 3
 #: Seed of the ``val_fraction`` split: fixed, so every run splits a tree the same way.
 SPLIT_SEED = 0
 
-#: Pillow modes without colour; every other mode counts as colour.
-_GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
-
-
-class ImageFolderError(DatasetError):
-    """An image folder cannot be used as it is: the message names the folder or file."""
-
 
 #: What ``scan_image_folder`` found: files and labels of both splits, the class names,
 #: and how many files it ignored (no image extension).
 FolderSplit = collections.namedtuple(
     "FolderSplit", "classes train_files train_labels test_files test_labels ignored")
-
-
-def _workers():
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def image_files(folder):
@@ -210,157 +196,83 @@ def scan_image_folder(path, val_fraction=None):
     return FolderSplit(names, *flatten(train), *flatten(test), ignored)
 
 
-def _open(path, load=True):
-    """The Pillow image of ``path`` (decoded when ``load``); ``ImageFolderError`` naming it."""
-    try:
-        image = Image.open(path)
-        if load:
-            image.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise ImageFolderError("%s cannot be read as an image (%s)" % (path, exc)) from None
-    return image
+#: The files of a run: training files first, then test files; ``labels`` in the same order.
+_Files = collections.namedtuple("_Files", "paths labels n_train")
 
 
-def read_image(path, channels=None):
-    """Decode one image file to a ``uint8`` array: ``(H, W)`` for grayscale, ``(H, W, 3)``.
+def _notice_ignored(found, path, notice):
+    if found.ignored:
+        notice("ignored %d file%s without an image extension (%s) in %s"
+               % (found.ignored, "s" * (found.ignored > 1), ", ".join(IMAGE_EXTENSIONS), path))
 
-    ``channels`` 1 or 3 converts (Pillow's ``L`` and ``RGB`` conversions); None
-    keeps the file's kind (grayscale or colour).
+
+def _chosen(found, limit):
+    """The training files (a balanced subset of ``limit`` when given), then the test files."""
+    train_files, train_labels = found.train_files, found.train_labels
+    if limit is not None:
+        keep = balanced_subset(train_labels, limit, SUBSET_SEED, len(found.classes))
+        train_files, train_labels = [train_files[i] for i in keep], train_labels[keep]
+    return _Files(list(train_files) + list(found.test_files),
+                  np.concatenate([train_labels, found.test_labels]), len(train_files))
+
+
+def _kept(files, keep, path):
+    """The files ``keep`` (indices, in order) of ``files``; refused if a split is left empty."""
+    n_train = sum(1 for i in keep if i < files.n_train)
+    _check_left(path, n_train, len(keep))
+    return _Files([files.paths[i] for i in keep], files.labels[keep], n_train)
+
+
+def _check_left(path, n_train, total):
+    if n_train == 0 or total == n_train:
+        raise ImageFolderError("%s: none of its %s images could be decoded"
+                               % (path, "training" if n_train == 0 else "test"))
+
+
+def _probe(files, pool, bad, path):
+    """Read every header: ``(files whose header reads, their (H, W) sizes, channels)``.
+
+    One colour image makes three channels.
     """
-    image = _open(path)
-    colour = image.mode not in _GRAY_MODES
-    want = channels if channels is not None else (3 if colour else 1)
-    if want == 3:
-        return np.asarray(image.convert("RGB"), dtype=np.uint8)
-    if image.mode.startswith("I;16"):  # 16-bit grayscale: 0..65535 to 0..255
-        return np.round(np.asarray(image, dtype=np.float64) / 257.0).astype(np.uint8)
-    if image.mode in ("I", "F"):  # 32-bit grayscale: values above 255 are clipped
-        return np.clip(np.round(np.asarray(image, dtype=np.float64)), 0, 255).astype(np.uint8)
-    return np.asarray(image.convert("L"), dtype=np.uint8)
+    probed = probe_images(files.paths, pool, bad)
+    kept = _kept(files, [i for i, _, _ in probed], path)
+    channels = 3 if any(colour for _, _, colour in probed) else 1
+    return kept, [size for _, size, _ in probed], channels
 
 
-def image_header(path):
-    """``((H, W), colour)`` of an image file, read from its header only.
-
-    ``colour`` is True for anything but grayscale.  Raises ``ImageFolderError``
-    naming a file that is not an image.
-    """
-    image = _open(path, load=False)
-    return (image.height, image.width), image.mode not in _GRAY_MODES
-
-
-def _probe(path):
-    """``(path, (H, W), colour)`` from the file's header, or ``(path, None, message)``."""
-    try:
-        size, colour = image_header(path)
-    except ImageFolderError as exc:
-        return path, None, str(exc)
-    return path, size, colour
+def _input_size(paths, sizes, resize):
+    """``(size, uniform)``: the images' one size, else ``(resize, resize)``; else refused."""
+    uniform = all(s == sizes[0] for s in sizes)
+    if resize is None and not uniform:
+        first = next(i for i, s in enumerate(sizes) if s != sizes[0])
+        raise ImageFolderError(
+            "%s is %dx%d but %s is %dx%d: images of different sizes need resize "
+            "(--resize N) to bring them to one size"
+            % (paths[first], sizes[first][1], sizes[first][0], paths[0], sizes[0][1],
+               sizes[0][0]))
+    # A set of one size keeps it, and the loader resizes each batch (as for Fashion-MNIST).
+    return (sizes[0] if uniform else (resize, resize)), uniform
 
 
-def resize_image(image, size):
-    """``image`` (HW or HWC ``uint8``) resized to ``size = (H, W)`` with MXNet's bilinear operator.
-
-    The operator the loader resizes batches with, so one image resized here
-    has the values it has in a batch.
-    """
-    if image.shape[:2] == tuple(size):
-        return image
-    x = mx.nd.array(image if image.ndim == 3 else image[:, :, None], dtype=np.uint8)
-    out = mx.nd.image.resize(x, (size[1], size[0])).asnumpy()  # (width, height)
-    return out if image.ndim == 3 else out[:, :, 0]
+def _fits_in_memory(count, size, channels, memory_budget):
+    """Whether ``count`` decoded images of ``size`` and ``channels`` take at most the budget."""
+    return count * size[0] * size[1] * channels <= memory_budget
 
 
-class StreamedImages:
-    """Images read from disk per batch: what ``FashionMNISTLoader`` needs of an array.
-
-    ``source[idx]`` decodes the files ``idx`` (in a thread pool) to an
-    ``(n, H, W)`` or ``(n, H, W, C)`` ``uint8`` array, resized to ``size``
-    when ``resize_each`` is set.
-    """
-
-    streamed = True
-    dtype = np.dtype(np.uint8)
-
-    def __init__(self, files, size, channels, resize_each=False, pool=None):
-        self.files, self.size = list(files), tuple(size)
-        self.channels, self.resize_each = channels, resize_each
-        self.pool = pool
-        self.shape = (len(self.files),) + self.size + ((channels,) if channels == 3 else ())
-
-    def __len__(self):
-        return len(self.files)
-
-    def _read(self, path):
-        return read_image(path, self.channels)
-
-    def __getitem__(self, idx):
-        paths = [self.files[i] for i in np.asarray(idx).reshape(-1)]
-        images = list(self.pool.map(self._read, paths)) if self.pool else map(self._read, paths)
-        if self.resize_each:
-            images = [resize_image(image, self.size) for image in images]
-        return np.stack(list(images)).reshape((len(paths),) + self.shape[1:])
-
-    def __repr__(self):
-        return "StreamedImages(%d files, size=%s, channels=%d)" % (
-            len(self.files), self.size, self.channels)
+def _decode(paths, size, channels, resize_each, in_memory, pool, bad):
+    """Decode every file once: ``(the images in memory, or None, indices of good files)``."""
+    if in_memory:
+        return decode_into_memory(paths, size, channels, resize_each, pool, bad)
+    # Streamed: still decode every file once now, so a bad one stops us here.
+    return None, check_decodable(paths, channels, pool, bad)
 
 
-def _try_read(path, channels):
-    """``read_image(path, channels)``, or the error's message for a file that fails to decode."""
-    try:
-        return read_image(path, channels)
-    except ImageFolderError as exc:
-        return str(exc)
-
-
-class _BadImages:
-    """Files that fail to decode: refused at once, or skipped and counted in one notice."""
-
-    def __init__(self, skip):
-        self.skip, self.paths = skip, []
-
-    def add(self, path, message):
-        if not self.skip:
-            raise ImageFolderError(message + "; remove or replace it, or skip such files with "
-                                   "skip_bad_images (--skip-bad-images)")
-        self.paths.append(path)
-
-    def report(self, notice):
-        if self.paths:
-            notice("skipped %d image file%s that cannot be decoded (the first: %s)"
-                   % (len(self.paths), "s" * (len(self.paths) > 1), self.paths[0]))
-
-
-def _decoded(files, channels, pool, bad, chunk):
-    """``(index, image)`` of every file that decodes, ``chunk`` files at a time.
-
-    The others go to ``bad``.  At most ``chunk`` decoded images of their own
-    size wait to be used.
-    """
-    for start in range(0, len(files), chunk):
-        part = files[start:start + chunk]
-        for i, image in enumerate(pool.map(_try_read, part, [channels] * len(part)), start):
-            if isinstance(image, str):
-                bad.add(files[i], image)
-            else:
-                yield i, image
-
-
-def _decode_into_memory(files, size, channels, resize_each, pool, bad, chunk=256):
-    """Decode every file once into one ``uint8`` array; ``(array, indices of good files)``."""
-    shape = (len(files),) + tuple(size) + ((channels,) if channels == 3 else ())
-    images = np.empty(shape, dtype=np.uint8)
-    good = []
-    for i, image in _decoded(files, channels, pool, bad, chunk):
-        images[len(good)] = resize_image(image, size) if resize_each else image
-        good.append(i)
-    return images[:len(good)], good
-
-
-def _check_decodable(files, channels, pool, bad, chunk=512):
-    """Decode every file once (streamed sets); indices of the good ones."""
-    return [i for i, _ in _decoded(files, channels, pool, bad, chunk)]
+def _sources(images, files, size, channels, resize_each):
+    """Training and test images: parts of the decoded array, or two streamed sources."""
+    if images is not None:
+        return images[:files.n_train], images[files.n_train:]
+    return (StreamedImages(files.paths[:files.n_train], size, channels, resize_each),
+            StreamedImages(files.paths[files.n_train:], size, channels, resize_each))
 
 
 def _statistics_of(source, count, batch=512):
@@ -377,10 +289,20 @@ def _statistics_of(source, count, batch=512):
     return mean.tolist(), np.maximum(std, 1e-3).tolist()
 
 
-def _check_left(path, n_train, total):
-    if n_train == 0 or total == n_train:
-        raise ImageFolderError("%s: none of its %s images could be decoded"
-                               % (path, "training" if n_train == 0 else "test"))
+def _normalisation(normalize, train_images):
+    """``(mean, std)`` for the loaders: of the training images, as given, or ``(None, None)``."""
+    if normalize is True:
+        return _statistics_of(train_images, len(train_images))
+    if normalize is False or normalize is None:
+        return None, None
+    return normalize
+
+
+def _loaders(sources, files, batch_size, common, train_options):
+    """``(train_iter, test_iter)``: the training options apply to the training loader only."""
+    n = files.n_train
+    return (ArrayLoader(sources[0], files.labels[:n], batch_size, **train_options, **common),
+            ArrayLoader(sources[1], files.labels[n:], batch_size, **common))
 
 
 def load_data_image_folder(path, batch_size, resize=None, *, limit=None, seed=0, shuffle=True,
@@ -420,8 +342,9 @@ def load_data_image_folder(path, batch_size, resize=None, *, limit=None, seed=0,
 
     Returns
     -------
-    (FashionMNISTLoader, FashionMNISTLoader)
-        Both know ``classes`` and ``description()``.
+    (ArrayLoader, ArrayLoader)
+        Both know ``classes`` and ``description()``; streamed ones hold a
+        thread pool that ``close()`` (or a ``with`` block) shuts down.
 
     Raises
     ------
@@ -434,63 +357,24 @@ def load_data_image_folder(path, batch_size, resize=None, *, limit=None, seed=0,
     validate.optional_positive_int(limit, "limit", owner)
     validate.shard(num_parts, part_index, owner)
     validate.positive_int(memory_budget, "memory_budget", owner)
+    # The loaders check these too, but only after every file has been decoded.
+    validate.non_negative_int(seed, "seed", owner)
+    validate.non_negative_int(max_shift, "max_shift", owner)
+    validate.probability(erase, "erase", owner)
     found = scan_image_folder(path, val_fraction)
-    if found.ignored:
-        notice("ignored %d file%s without an image extension (%s) in %s"
-               % (found.ignored, "s" * (found.ignored > 1), ", ".join(IMAGE_EXTENSIONS), path))
-    train_files, train_labels = found.train_files, found.train_labels
-    if limit is not None:
-        keep = balanced_subset(train_labels, limit, SUBSET_SEED, len(found.classes))
-        train_files, train_labels = [train_files[i] for i in keep], train_labels[keep]
-    files = list(train_files) + list(found.test_files)
-    labels = np.concatenate([train_labels, found.test_labels])
-    n_train, bad = len(train_files), _BadImages(skip_bad_images)
-    with concurrent.futures.ThreadPoolExecutor(_workers()) as pool:
-        probed = list(pool.map(_probe, files))
-        for file, size, info in probed:
-            if size is None:
-                bad.add(file, info)
-        kept = [i for i, (_, size, _) in enumerate(probed) if size is not None]
-        files, labels = [files[i] for i in kept], labels[kept]
-        n_train = sum(1 for i in kept if i < n_train)
-        _check_left(path, n_train, len(files))
-        sizes = [probed[i][1] for i in kept]
-        channels = 3 if any(probed[i][2] for i in kept) else 1
-        uniform = all(s == sizes[0] for s in sizes)
-        if resize is None and not uniform:
-            first = next(i for i, s in enumerate(sizes) if s != sizes[0])
-            raise ImageFolderError(
-                "%s is %dx%d but %s is %dx%d: images of different sizes need resize "
-                "(--resize N) to bring them to one size"
-                % (files[first], sizes[first][1], sizes[first][0], files[0], sizes[0][1],
-                   sizes[0][0]))
-        # A set of one size keeps it, and the loader resizes each batch (as for Fashion-MNIST).
-        size = sizes[0] if uniform else (resize, resize)
-        nbytes = len(files) * size[0] * size[1] * channels
-        if nbytes <= memory_budget:
-            images, good = _decode_into_memory(files, size, channels, not uniform, pool, bad)
-        else:  # streamed: still decode every file once now, so a bad one stops us here
-            images, good = None, _check_decodable(files, channels, pool, bad)
+    _notice_ignored(found, path, notice)
+    files, bad = _chosen(found, limit), BadImages(skip_bad_images)
+    with thread_pool() as pool:
+        files, sizes, channels = _probe(files, pool, bad, path)
+        size, uniform = _input_size(files.paths, sizes, resize)
+        in_memory = _fits_in_memory(len(files.paths), size, channels, memory_budget)
+        images, good = _decode(files.paths, size, channels, not uniform, in_memory, pool, bad)
     bad.report(notice)
-    files, labels = [files[i] for i in good], labels[good]
-    n_train = sum(1 for i in good if i < n_train)
-    _check_left(path, n_train, len(files))
-    if images is not None:
-        train_images, test_images = images[:n_train], images[n_train:]
-    else:
-        pool = concurrent.futures.ThreadPoolExecutor(_workers())  # lives as long as the loaders
-        train_images = StreamedImages(files[:n_train], size, channels, not uniform, pool)
-        test_images = StreamedImages(files[n_train:], size, channels, not uniform, pool)
-    if normalize is True:
-        mean, std = _statistics_of(train_images, n_train)
-    elif normalize is False or normalize is None:
-        mean = std = None
-    else:
-        mean, std = normalize
+    files = _kept(files, good, path)
+    sources = _sources(images, files, size, channels, not uniform)
+    mean, std = _normalisation(normalize, sources[0])
     common = dict(resize=resize if uniform else None, mean=mean, std=std, classes=found.classes)
-    train_iter = FashionMNISTLoader(train_images, labels[:n_train], batch_size, shuffle=shuffle,
-                                    seed=seed, num_parts=num_parts, part_index=part_index,
-                                    augment=augment, max_shift=max_shift,
-                                    equal_parts=equal_parts, erase=erase, **common)
-    test_iter = FashionMNISTLoader(test_images, labels[n_train:], batch_size, **common)
-    return train_iter, test_iter
+    train_options = dict(shuffle=shuffle, seed=seed, num_parts=num_parts, part_index=part_index,
+                         augment=augment, max_shift=max_shift, equal_parts=equal_parts,
+                         erase=erase)
+    return _loaders(sources, files, batch_size, common, train_options)

@@ -1,8 +1,10 @@
-"""Batches from in-memory images, like d2lzh's ``DataLoader``, reproducible and shardable.
+"""Batches from ``uint8`` image arrays, like d2lzh's ``DataLoader``, reproducible and shardable.
 
-``FashionMNISTLoader`` serves Fashion-MNIST and image folders alike: ``(N, H, W)``
+``ArrayLoader`` serves Fashion-MNIST and image folders alike: ``(N, H, W)``
 (grayscale) or ``(N, H, W, C)`` ``uint8`` images, in memory or from a streamed
-source (see ``gluon_resnet.data.folders``).  It makes each batch with one resize
+source (see ``gluon_resnet.data.images.StreamedImages``); ``FashionMNISTLoader``,
+what ``load_data_fashion_mnist`` returns, is the same loader under the name
+d2l code knows, with Fashion-MNIST's class names.  It makes each batch with one resize
 operator, and normalises per channel when given ``mean`` and ``std``; its
 shuffling and augmentation draw from streams derived from ``(seed, epoch)``
 with numpy's ``SeedSequence``, so a resumed run sees the same batches and
@@ -18,8 +20,8 @@ from .. import validate
 from ..arrays import in_caller_mode
 from .idx import NUM_CLASSES, TEXT_LABELS, balanced_subset, load_fashion_mnist_arrays
 
-__all__ = ["FashionMNISTLoader", "load_data_fashion_mnist", "epoch_rng", "SHUFFLE", "AUGMENT",
-           "ERASE", "ERASE_AREA", "ERASE_RATIO"]
+__all__ = ["ArrayLoader", "FashionMNISTLoader", "load_data_fashion_mnist", "epoch_rng", "SHUFFLE",
+           "AUGMENT", "ERASE", "ERASE_AREA", "ERASE_RATIO"]
 
 #: The random streams of an epoch (``epoch_rng``'s ``stream``).
 SHUFFLE, AUGMENT, ERASE = 0, 1, 2
@@ -46,7 +48,8 @@ def epoch_rng(seed, epoch, stream):
     sequence = np.random.SeedSequence(int(seed), spawn_key=(int(epoch), int(stream)))
     return np.random.Generator(np.random.PCG64(sequence))
 
-class FashionMNISTLoader:
+
+class ArrayLoader:
     """Batches ``(X, y)`` from ``uint8`` images, like d2lzh's ``DataLoader``.
 
     ``X`` is a float32 ``NDArray`` of shape ``(batch, C, H, W)`` with values in
@@ -79,7 +82,8 @@ class FashionMNISTLoader:
         ``(N, H, W)`` or ``(N, H, W, C)`` ``uint8``; or an object with
         ``streamed = True``, ``shape``, ``dtype``, ``len()`` and
         ``source[indices]`` giving those images as a numpy array (read from
-        disk per batch, see ``folders.StreamedImages``).
+        disk per batch, see ``images.StreamedImages``); a source with a
+        ``close()`` is closed by the loader's ``close()``.
     labels : numpy.ndarray
         ``(N,)`` integers.
     batch_size : int
@@ -121,8 +125,12 @@ class FashionMNISTLoader:
         batch becomes ``(x / 255 - mean) / std`` (after augmentation, so the
         zeros a shift fills in are black pixels).
     classes : sequence of str, optional
-        Class names in label order (default: Fashion-MNIST's ten).
+        Class names in label order (default: ``"0"``, ``"1"``, ... up to the
+        largest label; Fashion-MNIST's ten for ``FashionMNISTLoader``).
     """
+
+    #: Class names when none are given (None: the labels as text).
+    default_classes = None
 
     def __init__(self, images, labels, batch_size, shuffle=False, seed=0, resize=None,
                  last_batch="keep", num_parts=1, part_index=0, ctx=None, augment=False,
@@ -157,7 +165,11 @@ class FashionMNISTLoader:
         # The same two (1, C, 1, 1) arrays normalise every batch.
         self._normalisation = None if self.mean is None else tuple(
             mx.nd.array(v).reshape((1, self.channels, 1, 1)) for v in (self.mean, self.std))
-        self.classes = list(TEXT_LABELS if classes is None else classes)
+        if classes is None:
+            classes = self.default_classes
+        if classes is None:
+            classes = [str(i) for i in range(int(labels.max()) + 1 if labels.size else 0)]
+        self.classes = list(classes)
         self.epoch = 0
         total = len(images)
         self.num_examples = total // num_parts + (
@@ -268,10 +280,32 @@ class FashionMNISTLoader:
                            None if boxes is None else boxes[i:i + step])
                 for i in range(0, len(self) * step, step))
 
+    def close(self):
+        """Close the image source if it has a ``close()`` (a streamed one's thread pool)."""
+        close = getattr(self.images, "close", None)
+        if close is not None:
+            close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
     def __repr__(self):
         return ("%s(num_examples=%d, batch_size=%d, batches=%d, shuffle=%s, resize=%s, epoch=%d)"
                 % (type(self).__name__, self.num_examples, self.batch_size, len(self),
                    self.shuffle, self.resize, self.epoch))
+
+
+class FashionMNISTLoader(ArrayLoader):
+    """``ArrayLoader`` under the name d2l code and notebooks know, with Fashion-MNIST's classes.
+
+    What ``load_data_fashion_mnist`` returns; its messages and ``repr`` name
+    ``FashionMNISTLoader``.
+    """
+
+    default_classes = TEXT_LABELS
 
 
 def _keep_mask(boxes, height, width):
