@@ -213,7 +213,8 @@ class Learner:
 
     def __init__(self, net, train_iter, test_iter, trainer, ctx=None, loss=None,
                  callbacks=(), handle_signals=True, eval_flip=False, seed=None):
-        self.net, self.train_iter, self.test_iter, self.trainer = net, train_iter, test_iter, trainer
+        self.net, self.trainer = net, trainer
+        self.train_iter, self.test_iter = train_iter, test_iter
         self.ctxs = as_ctx_list(ctx)
         self.loss = loss or gluon.loss.SoftmaxCrossEntropyLoss()
         self.eval_flip = eval_flip
@@ -368,7 +369,7 @@ class Learner:
         autograd.backward(losses)  # bf16 AMP needs no loss scaling
         self.trainer.step(self.batch_size)
         home = self.ctxs[0]
-        self.batch_loss = _add_up([l.as_in_context(home) for l in losses])
+        self.batch_loss = _add_up([part.as_in_context(home) for part in losses])
         self.batch_correct = _add_up([_correct(o, t).as_in_context(home)
                                       for o, t in zip(outs, ys)])
 

@@ -51,7 +51,7 @@ def test_train_ch5_prints_d2lzh_lines_and_learns(capsys):
     history = train_ch5(net, train_iter, test_iter, 100, trainer, mx.cpu(), 2)
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0] == "training on cpu(0)"
-    assert len(lines) == 3 and all(EPOCH_LINE.match(l) for l in lines[1:]), lines
+    assert len(lines) == 3 and all(EPOCH_LINE.match(line) for line in lines[1:]), lines
     assert [h["epoch"] for h in history] == [1, 2]
     assert history[-1]["loss"] < history[0]["loss"]
     # Ten classes: chance is 0.1.
