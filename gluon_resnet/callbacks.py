@@ -30,14 +30,16 @@ __all__ = ["Recorder", "DivergenceCheck", "PrintEpochs", "PrintSummary", "Progre
 class Recorder(Callback):
     """Running sums of the epoch, timing, and the history of finished epochs.
 
-    Sums stay on the device (one host sync per epoch).  A run resumed inside
-    an epoch continues the sums and the time of that epoch (``restore``).
+    Sums stay on the device (one host sync per epoch).  Its state in a
+    checkpoint is the history and, when saved inside an epoch, that epoch's
+    sums and time so far, which a resumed run continues.
 
     Attributes
     ----------
     history : list of dict
         One entry per finished epoch: ``epoch``, ``loss``, ``train_acc``,
-        ``test_acc``, ``time``, ``train_time``, ``lr``.
+        ``test_acc``, ``time``, ``train_time``, ``lr`` (loss and accuracy NaN
+        for an epoch cancelled before its first batch).
     loss_sum, correct : NDArray of shape (1,)
         Sums over the running epoch's batches so far (None before training).
     n : int
@@ -49,26 +51,38 @@ class Recorder(Callback):
     def __init__(self):
         self.history = []
         self.loss_sum = self.correct = None
-        self.n, self.seconds, self.train_time = 0, 0.0, 0.0
+        self.n, self.seconds, self.train_time = 0, 0.0, None
         self._carry = None  # [loss, correct, n, seconds] of an interrupted epoch
         self._start = None
+        self._in_epoch = False  # the sums belong to an epoch that has not ended
 
-    def restore(self, history, partial=None):
-        """Continue after a checkpoint: its ``history`` and ``partial`` sums."""
-        self.history = [dict(h) for h in history]
-        self._carry = list(partial) if partial else None
+    def state_dict(self):
+        """``history``, and ``partial``: the running epoch's sums (None between epochs)."""
+        return {"history": [dict(h) for h in self.history],
+                "partial": self.partial() if self._in_epoch else None}
+
+    def load_state_dict(self, state):
+        self.history = [dict(h) for h in state["history"]]
+        self._carry = list(state["partial"]) if state.get("partial") else None
 
     def partial(self):
         """``[loss sum, correct, examples, seconds]`` of the running epoch (host values)."""
-        return [scalar(self.loss_sum), scalar(self.correct), self.n,
-                self.seconds + time.time() - self._start]
+        return [scalar(self.loss_sum), scalar(self.correct), self.n, self._seconds()]
 
-    def before_train(self, learner):
+    def _seconds(self):
+        return self.seconds + time.time() - self._start
+
+    def before_fit(self, learner):
+        self._in_epoch = False  # whatever an earlier fit that failed left
+
+    def before_epoch(self, learner):
         loss, correct, self.n, self.seconds = self._carry or (0.0, 0.0, 0, 0.0)
         self._carry = None
         ctx = learner.ctxs[0]
         self.loss_sum = in_caller_mode(mx.nd.array([loss], ctx=ctx))
         self.correct = in_caller_mode(mx.nd.array([correct], ctx=ctx))
+        self.train_time = None
+        self._in_epoch = True
         self._start = time.time()
 
     def after_step(self, learner):
@@ -77,17 +91,18 @@ class Recorder(Callback):
         self.n += learner.batch_size
 
     def after_train(self, learner):
-        if self.n == 0:
-            raise ValueError("the training data yielded no examples")
         self.loss_sum.wait_to_read()  # the last batch's compute belongs to the training time
-        self.train_time = self.seconds + time.time() - self._start
+        self.train_time = self._seconds()
 
     def after_epoch(self, learner):
+        self._in_epoch = False
+        n = self.n or float("nan")  # nothing trained: an epoch cancelled before its first batch
+        seconds = self._seconds()
         self.history.append({
-            "epoch": learner.epoch, "loss": scalar(self.loss_sum) / self.n,
-            "train_acc": scalar(self.correct) / self.n,
-            "test_acc": float(learner.test_acc), "time": self.seconds + time.time() - self._start,
-            "train_time": self.train_time, "lr": learner.trainer.learning_rate})
+            "epoch": learner.epoch, "loss": scalar(self.loss_sum) / n,
+            "train_acc": scalar(self.correct) / n, "test_acc": float(learner.test_acc),
+            "time": seconds, "train_time": seconds if self.train_time is None else self.train_time,
+            "lr": learner.trainer.learning_rate})
 
 
 class DivergenceCheck(Callback):
@@ -103,6 +118,9 @@ class DivergenceCheck(Callback):
 
     def __init__(self):
         self.pending = None  # (batch number, summed loss NDArray, examples)
+
+    def before_fit(self, learner):
+        self.pending = None  # what an earlier fit that failed left
 
     def _check(self, learner):
         if self.pending is None:
@@ -125,7 +143,7 @@ class DivergenceCheck(Callback):
     def _check_last(self, learner):
         self._check(learner)
 
-    after_train = after_interrupt = _check_last
+    after_train = after_cancel_epoch = after_cancel_fit = _check_last
 
 
 class PrintEpochs(Callback):
@@ -157,8 +175,8 @@ class PrintSummary(Callback):
         self.seconds += learner.recorder.train_time
 
     def after_fit(self, learner):
-        if not learner.history:
-            return  # nothing trained (num_epochs 0, or resumed at the end)
+        if not learner.history or learner.epoch < learner.num_epochs:
+            return  # nothing trained (num_epochs 0), or training ended early
         h = learner.history[-1]
         print("loss %.3f, train acc %.3f, test acc %.3f" % (h["loss"], h["train_acc"],
                                                              h["test_acc"]), flush=True)
@@ -207,7 +225,7 @@ class ProgressBar(Callback):
             self.bar.close()
             self.bar = None
 
-    after_epoch = after_interrupt = _close
+    after_epoch = after_fit = _close
 
 
 class HistoryWriter(Callback):
@@ -408,7 +426,7 @@ class Checkpointer(Callback):
         self.last_time = self.clock()
         learner.last_checkpoint = self.path
 
-    after_epoch = after_interrupt = _save
+    after_epoch = after_cancel_fit = _save
 
     def after_batch(self, learner):
         if learner.batch == _length(learner.train_iter):

@@ -4,8 +4,10 @@ A checkpoint is a zip archive with three members:
 
 - ``model.params``: the network's parameters (``save_parameters``),
 - ``trainer.states``: the optimizer state (``Trainer.save_states``),
-- ``meta.json``: epoch, batch within the epoch, metric sums of a partial epoch,
-  history, configuration, parameter shapes and random states (numpy's and Python's;
+- ``meta.json``: epoch, batch within the epoch, history, the training callbacks'
+  own states under ``callbacks`` (the ``Recorder``'s holds the metric sums of a
+  partial epoch; checkpoints from before it kept them as ``partial``),
+  configuration, parameter shapes and random states (numpy's and Python's;
   MXNet's follows from the run's seed, see ``batch_seed``).
 
 It is written to a temporary file in the same folder, flushed to disk and

@@ -10,20 +10,78 @@
             step                 (forward, backward, optimizer update)
         validate                 (the test set, when there is one)
 
-plus ``after_interrupt`` when a stop signal ends training after a batch.  A
-``Callback`` overrides the hooks it needs; ``order`` sorts the callbacks
-(lower runs first).  Stop signals themselves are ``gluon_resnet.signals``.
+A ``Callback`` overrides the hooks it needs; ``order`` sorts the callbacks
+(lower runs first).
+
+Ending a phase early: a callback raises the phase's ``Cancel`` exception
+(``CancelBatch``, ``CancelTrain``, ``CancelValidate``, ``CancelEpoch``,
+``CancelFit``) in ``before_<phase>`` or while the phase runs (in an event of a
+phase inside it).  The rest of that phase is skipped, ``after_cancel_<phase>``
+fires, then ``after_<phase>`` as for a phase that ran to its end, and the loop
+goes on after it: a cancelled batch or epoch still counts, so a resumed run
+stays in step.  The step has no cancel of its own: cancel its batch.  A stop
+signal (``gluon_resnet.signals``) cancels the fit after the running batch:
+``after_cancel_fit`` is where the state is saved, and ``fit`` then raises
+``TrainingInterrupted``.
+
+Any other exception passes through the phases without their ``after_`` event,
+so a half-done epoch is neither recorded nor saved; only ``after_fit`` runs
+however training ends (in a ``finally``), for callbacks to let go of what
+they hold.
 """
 
 import signal
 
-__all__ = ["PHASES", "EVENTS", "Callback", "TrainingInterrupted", "TrainingDiverged"]
+__all__ = ["PHASES", "CANCELS", "EVENTS", "Callback", "CancelPhase", "CancelBatch", "CancelTrain",
+           "CancelValidate", "CancelEpoch", "CancelFit", "TrainingInterrupted",
+           "TrainingDiverged"]
 
 #: The phases of ``Learner.fit``, outermost first.
 PHASES = ("fit", "epoch", "train", "validate", "batch", "step")
+
+
+class CancelPhase(Exception):
+    """Raised by a callback to end the running phase ``phase`` early (see the module)."""
+
+    phase = None
+
+
+class CancelBatch(CancelPhase):
+    """Skip the rest of this batch (it still counts as done)."""
+
+    phase = "batch"
+
+
+class CancelTrain(CancelPhase):
+    """End this epoch's pass over the training data; validation still runs."""
+
+    phase = "train"
+
+
+class CancelValidate(CancelPhase):
+    """Skip the rest of this epoch's evaluation (``test_acc`` stays NaN)."""
+
+    phase = "validate"
+
+
+class CancelEpoch(CancelPhase):
+    """End this epoch now (it still counts as done) and go on with the next one."""
+
+    phase = "epoch"
+
+
+class CancelFit(CancelPhase):
+    """End training now; ``fit`` returns the history as it is."""
+
+    phase = "fit"
+
+
+#: The cancel exception of each phase that has one.
+CANCELS = {cancel.phase: cancel for cancel in (CancelFit, CancelEpoch, CancelTrain,
+                                               CancelValidate, CancelBatch)}
 #: Every hook a ``Callback`` may implement.
-EVENTS = tuple("%s_%s" % (when, phase) for phase in PHASES for when in ("before", "after")) + (
-    "after_interrupt",)
+EVENTS = tuple("%s_%s" % (when, phase) for phase in PHASES for when in ("before", "after")) + tuple(
+    "after_cancel_" + phase for phase in PHASES if phase in CANCELS)
 
 
 class Callback:
@@ -34,9 +92,26 @@ class Callback:
     ``test_acc``, ``recorder``, ``history``, ``net``, ``trainer``...) describe
     the current state.  See ``Learner`` for what each one means and when it
     is set.
+
+    A callback with state that a resumed run needs returns it from
+    ``state_dict`` (JSON-serialisable) and takes it back in
+    ``load_state_dict``; checkpoints keep it under ``meta["callbacks"]
+    [state_key]``.
     """
 
     order = 0
+
+    @property
+    def state_key(self):
+        """The name of this callback's state in a checkpoint: its class name by default."""
+        return type(self).__name__
+
+    def state_dict(self):
+        """What a resumed run needs to continue this callback, or None (nothing: the default)."""
+        return None
+
+    def load_state_dict(self, state):
+        """Continue from ``state``, what ``state_dict`` returned when the checkpoint was saved."""
 
 
 def _no_op(self, learner):

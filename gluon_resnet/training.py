@@ -1,7 +1,8 @@
 """Training on a small ``Learner``: ``train_ch5`` (d2lzh) and ``train_ch6`` (d2l 1.x).
 
 The loop runs the phases fit > epoch > train | validate, train > batch > step
-(see ``gluon_resnet.events``) and fires an event before and after each; it
+(see ``gluon_resnet.events``) and fires an event before and after each; a
+callback may cancel a phase, and ``after_fit`` runs however training ends.  It
 only trains and evaluates.  What it remembers (sums, timing, history) is the
 ``Recorder`` callback, the NaN check is ``DivergenceCheck``, and everything
 optional hangs on it as a ``Callback``: the book's epoch lines, a progress
@@ -12,9 +13,13 @@ waits for the *previous* batch's loss before queueing the next batch, so the
 engine always has work queued while memory stays bounded.
 
 Stopping: during ``fit`` the first SIGINT (Ctrl-C), SIGTERM or SIGHUP asks the
-loop to stop after the current batch (``gluon_resnet.signals``); the callbacks
-then save the state and ``fit`` raises ``TrainingInterrupted`` (a
-``KeyboardInterrupt``).  A second signal stops at once.
+loop to stop after the current batch (``gluon_resnet.signals``); the loop then
+cancels the fit, the callbacks save the state (``after_cancel_fit``) and ``fit``
+raises ``TrainingInterrupted`` (a ``KeyboardInterrupt``).  A second signal
+stops at once.
+
+State: a checkpoint holds where the loop is (``epoch``, ``batch``), the
+history, and each callback's own state (``Learner.state``).
 """
 
 from ._mxnet import mx
@@ -24,7 +29,8 @@ from .arrays import array_ops, in_caller_mode, scalar
 from .callbacks import (Checkpointer, DivergenceCheck, LiveCurves, PrintEpochs, PrintSummary,
                         ProgressBar, Recorder)
 from .checkpoint import batch_seed
-from .events import Callback, TrainingDiverged, TrainingInterrupted
+from .events import (CANCELS, Callback, CancelFit, CancelPhase, TrainingDiverged,
+                     TrainingInterrupted)
 from .signals import StopSignals, signal_name
 from .validate import non_negative_int, positive_number
 
@@ -136,6 +142,15 @@ class LabelSmoothingLoss(gluon.loss.Loss):
         return -F.sum(logp * target, axis=-1)
 
 
+def _check_state_keys(callbacks):
+    """Refuse two callbacks with state under one ``state_key`` (one would lose its state)."""
+    keys = [cb.state_key for cb in callbacks if type(cb).state_dict is not Callback.state_dict]
+    twice = sorted({k for k in keys if keys.count(k) > 1})
+    if twice:
+        raise ValueError("Learner: several callbacks keep their state under the name %s; give "
+                         "each its own state_key" % ", ".join(repr(k) for k in twice))
+
+
 class Learner:
     """Train ``net`` with ``trainer`` on ``train_iter``, evaluate on ``test_iter``.
 
@@ -177,7 +192,8 @@ class Learner:
     batch : int
         Batches completed within the running epoch.
     X, y : NDArray
-        The running batch, ``(N, C, H, W)`` and ``(N,)``; ``batch_size`` is ``N``.
+        The running batch, ``(N, C, H, W)`` and ``(N,)``, set before
+        ``before_batch``; ``batch_size`` is ``N``.
     batch_loss, batch_correct : NDArray of shape (1,), or a 0-d mxnet.np array
         Summed loss and correct predictions of the running batch (after the
         step; not yet computed by the engine).  Arrays are in the caller's
@@ -185,7 +201,8 @@ class Learner:
     last_loss : float or None
         Mean loss of the last batch the engine finished (``DivergenceCheck``).
     test_acc : float
-        Accuracy of the last validate phase (NaN before, or without test data).
+        Accuracy of the running epoch's validate phase (NaN before it ends,
+        or without test data).
     recorder : Recorder
         Running sums, timing and ``history`` (also ``learner.history``).
     stop : StopSignals
@@ -196,7 +213,8 @@ class Learner:
 
     def __init__(self, net, train_iter, test_iter, trainer, ctx=None, loss=None,
                  callbacks=(), handle_signals=True, eval_flip=False, seed=None):
-        self.net, self.train_iter, self.test_iter, self.trainer = net, train_iter, test_iter, trainer
+        self.net, self.trainer = net, trainer
+        self.train_iter, self.test_iter = train_iter, test_iter
         self.ctxs = as_ctx_list(ctx)
         self.loss = loss or gluon.loss.SoftmaxCrossEntropyLoss()
         self.eval_flip = eval_flip
@@ -204,6 +222,7 @@ class Learner:
         self.recorder = Recorder()
         self.callbacks = sorted([self.recorder, DivergenceCheck(), *callbacks],
                                 key=lambda cb: cb.order)
+        _check_state_keys(self.callbacks)
         self.stop = StopSignals(enabled=handle_signals)
         self.num_epochs, self.epoch, self.batch = 0, 0, 0
         self.X = self.y = self.batch_loss = self.batch_correct = None
@@ -219,63 +238,127 @@ class Learner:
 
     # -- state ---------------------------------------------------------------
     def state(self):
-        """What a checkpoint needs besides parameters and optimizer state."""
+        """What a checkpoint needs besides parameters and optimizer state.
+
+        ``epoch`` and ``batch`` (where the loop is), ``history`` (a copy for
+        readers of the checkpoint) and ``callbacks``: the ``state_dict()`` of
+        each callback that has one, by its ``state_key``.
+        """
+        saved = {}
+        for cb in self.callbacks:
+            state = cb.state_dict()
+            if state is not None:
+                saved[cb.state_key] = state
         return {"epoch": self.epoch, "batch": self.batch, "history": self.history,
-                "partial": self.recorder.partial() if self.batch else None}
+                "callbacks": saved}
 
     def restore(self, meta):
-        """Continue from a checkpoint's ``meta`` (see ``checkpoint.load_checkpoint``)."""
+        """Continue from a checkpoint's ``meta`` (see ``checkpoint.load_checkpoint``).
+
+        Each callback gets back the state saved under its ``state_key``; one
+        the checkpoint has nothing for starts afresh.
+        """
         self.epoch, self.batch = meta["epoch"], meta["batch"]
-        self.recorder.restore(meta["history"], meta.get("partial"))
+        saved = meta.get("callbacks")
+        if saved is None:  # saved before callbacks kept their own state: only the Recorder's
+            saved = {self.recorder.state_key: {"history": meta["history"],
+                                               "partial": meta.get("partial")}}
+        for cb in self.callbacks:
+            if cb.state_key in saved:
+                cb.load_state_dict(saved[cb.state_key])
 
     # -- phases --------------------------------------------------------------
-    def _phase(self, name, body, *args):
-        """Fire ``before_<name>``, run ``body``, fire ``after_<name>``."""
-        self._fire("before_" + name)
-        body(*args)
-        self._fire("after_" + name)
+    def _phase(self, name, body, *args, then=None):
+        """Fire ``before_<name>``, run ``body``, call ``then``, fire ``after_<name>``.
+
+        The phase's cancel exception, raised by a callback in ``before_<name>``
+        or while ``body`` runs, skips the rest of both and fires
+        ``after_cancel_<name>``; ``then`` (the counter moving on) and
+        ``after_<name>`` follow either way.  Other exceptions pass on at once.
+        """
+        try:
+            self._fire("before_" + name)
+            body(*args)
+        except CANCELS.get(name, ()):
+            self._fire("after_cancel_" + name)
+        if then is not None:
+            then()
+        self._after(name)
+
+    def _after(self, name):
+        """Fire ``after_<name>``; the phase has ended, so its own cancel comes too late."""
+        try:
+            self._fire("after_" + name)
+        except CANCELS.get(name, ()) as late:
+            raise RuntimeError("%s was raised in after_%s, when the %s had ended; raise it in "
+                               "before_%s or in an event of a phase inside it"
+                               % (type(late).__name__, name, name, name)) from None
 
     def _fire(self, event):
         for cb in self.callbacks:
             getattr(cb, event)(self)
 
     def fit(self, num_epochs):
-        """Train until ``num_epochs`` epochs are complete; return the history."""
+        """Train until ``num_epochs`` epochs are complete; return the history.
+
+        A callback's ``CancelFit`` ends training early (the history so far is
+        returned); a stop signal ends it the same way, then raises
+        ``TrainingInterrupted``.  ``after_fit`` runs however training ends.
+        """
         self.num_epochs = non_negative_int(num_epochs, "num_epochs", "Learner.fit")
         with self.stop:
-            self._phase("fit", self._fit)
+            try:
+                self._fire("before_fit")
+                self._fit()
+            except CancelFit:
+                self._fire("after_cancel_fit")
+            except CancelPhase as stray:
+                raise RuntimeError("%s was raised outside the %s phase it cancels"
+                                   % (type(stray).__name__, stray.phase)) from None
+            finally:  # callbacks let go of what they hold (a progress bar), however fit ends
+                self._after("fit")
+            if self._stopped_by_signal():
+                raise self._interrupted()
         return self.history
 
     def _fit(self):
         while self.epoch < self.num_epochs:
-            self._phase("epoch", self._epoch)
+            self._phase("epoch", self._epoch, then=self._next_epoch)
             self._stop_if_asked()
 
     def _epoch(self):
-        self._phase("train", self._train)
         self.test_acc = float("nan")
+        self._phase("train", self._train)
         if self.test_iter is not None:
             self._phase("validate", self._validate)
+
+    def _next_epoch(self):
         self.epoch, self.batch = self.epoch + 1, 0
 
     def _train(self):
         if hasattr(self.train_iter, "epoch"):
             self.train_iter.epoch = self.epoch
         done = self.batch  # resuming inside an epoch: these batches are done
+        empty = True
         for i, (X, y) in enumerate(self.train_iter):
+            empty = False
             if i >= done:
-                self._phase("batch", self._batch, X, y)
+                self.X, self.y, self.batch_size = X, y, y.shape[0]
+                self._phase("batch", self._batch, then=self._next_batch)
                 self._stop_if_asked()
+        if empty:
+            raise ValueError("the training data yielded no examples")
 
     def _validate(self):
         self.test_acc = evaluate_accuracy(self.test_iter, self.net, self.ctxs,
                                           flip=self.eval_flip)
 
-    def _batch(self, X, y):
-        self.X, self.y, self.batch_size = X, y, y.shape[0]
+    def _batch(self):
         if self.seed is not None:  # MXNet's draws (dropout) follow from (seed, epoch, batch)
             mx.random.seed(batch_seed(self.seed, self.epoch, self.batch))
         self._phase("step", self._step)
+
+    def _next_batch(self):
         self.batch += 1
 
     def _step(self):
@@ -286,16 +369,21 @@ class Learner:
         autograd.backward(losses)  # bf16 AMP needs no loss scaling
         self.trainer.step(self.batch_size)
         home = self.ctxs[0]
-        self.batch_loss = _add_up([l.as_in_context(home) for l in losses])
+        self.batch_loss = _add_up([part.as_in_context(home) for part in losses])
         self.batch_correct = _add_up([_correct(o, t).as_in_context(home)
                                       for o, t in zip(outs, ys)])
 
     # -- stopping ------------------------------------------------------------
+    def _stopped_by_signal(self):
+        return self.stop.requested and self.epoch < self.num_epochs
+
     def _stop_if_asked(self):
-        """The one way out on a stop signal: let the callbacks save, then raise."""
-        if not self.stop.requested or self.epoch >= self.num_epochs:
-            return
-        self._fire("after_interrupt")
+        """On a stop signal, cancel the fit (its callbacks save the state there)."""
+        if self._stopped_by_signal():
+            raise CancelFit()
+
+    def _interrupted(self):
+        """The ``TrainingInterrupted`` that says where a stop signal ended training."""
         if self.batch:
             where = "in epoch %d after batch %d" % (self.epoch + 1, self.batch)
         else:
@@ -304,8 +392,8 @@ class Learner:
         if self.last_checkpoint is None:
             message += ("; the network keeps the parameters trained so far (a Checkpointer "
                         "callback, as gluon-resnet train uses, would also save them)")
-        raise TrainingInterrupted(message, checkpoint=self.last_checkpoint,
-                                  signum=self.stop.signum)
+        return TrainingInterrupted(message, checkpoint=self.last_checkpoint,
+                                   signum=self.stop.signum)
 
 
 def train_ch5(net, train_iter, test_iter, batch_size, trainer, ctx, num_epochs, *,

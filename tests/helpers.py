@@ -96,3 +96,27 @@ def write_fashion_folder(root, train=300, test=100, layout="split"):
             os.makedirs(folder, exist_ok=True)
             Image.fromarray(x[i]).save(os.path.join(folder, "%05d.png" % i))
     return tuple(written)
+
+
+#: The name ``tiny_net`` is registered under while a test needs it (``registered_tiny_net``).
+TINY_MODEL = "test_tiny_conv"
+
+
+def tiny_net(num_classes=10):
+    """About 13,600 parameters for 28x28 images: conv 3x3/2 (8 channels), BN, ReLU, dense.
+
+    Small enough that a checkpoint of it (parameters and momentum) can be kept in the
+    repository (tests/data/); BN gives it running statistics to save and restore.
+    """
+    net = nn.HybridSequential(prefix="tiny_")
+    with net.name_scope():
+        net.add(nn.Conv2D(8, 3, strides=2), nn.BatchNorm(), nn.Activation("relu"),
+                nn.Dense(num_classes))
+    return net
+
+
+def register_tiny_net(registry):
+    """Register ``tiny_net`` as ``TINY_MODEL`` in ``registry`` (a copy of models._REGISTRY)."""
+    from gluon_resnet import models
+
+    registry[TINY_MODEL] = models._Entry(tiny_net, "a tiny test network", 1)

@@ -97,6 +97,13 @@ MUTATIONS = [
              "        done = self.batch  # resuming inside an epoch",
              "        done = self.batch + (self.batch > 0)  # resuming inside an epoch",
              ["tests/test_training.py", "-k", "stop_signal_saves and not SIGTERM"]),
+    mutation("old-checkpoint-sums-dropped",
+             "a checkpoint saved before callbacks kept their own state resumes without the "
+             "running epoch's sums",
+             "gluon_resnet/training.py",
+             '"partial": meta.get("partial")}}',
+             '"partial": None}}',
+             ["tests/test_training.py", "-k", "from_before_callbacks"]),
     mutation("dropout-rng-not-reseeded",
              "training no longer reseeds MXNet's generator before each batch",
              "gluon_resnet/training.py",

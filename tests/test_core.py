@@ -1,6 +1,6 @@
 """The training core's structure and its error paths.
 
-Imports run one way; the loop's phases and events; the state callbacks read;
+Imports run one way (the loop's phases and events: test_events.py);
 ``TrainConfig`` as the one source of the options; the argument checks'
 wording; checkpoint, configuration and evaluation errors a user can meet.
 """
@@ -11,11 +11,9 @@ import json
 import os
 import zipfile
 
-import numpy as np
 import pytest
 
 import mxnet as mx
-from mxnet import gluon
 from mxnet.gluon import nn
 
 import gluon_resnet
@@ -24,12 +22,9 @@ from gluon_resnet.checkpoint import (FORMAT, CheckpointError, load_checkpoint, r
                                      save_checkpoint)
 from gluon_resnet.cli import build_parser, main
 from gluon_resnet.config import RunError, TrainConfig
-from gluon_resnet.data import FashionMNISTLoader
 from gluon_resnet.distributed import Job
-from gluon_resnet.events import EVENTS, PHASES, Callback
 from gluon_resnet import models
 from gluon_resnet.models import get_model, register_model
-from gluon_resnet.training import Learner
 
 from helpers import DATA_DIR
 
@@ -107,83 +102,6 @@ def test_the_layers_import_downwards_only():
                                  "gluon_resnet.cli")) for m in below_training for d in deps[m])
     launcher = deps["gluon_resnet.distributed.launcher"]
     assert not any(d.startswith(("gluon_resnet.cli", "gluon_resnet._mxnet")) for d in launcher)
-
-
-# ---------------------------------------------------------------------------
-# The loop: phases, events, state
-# ---------------------------------------------------------------------------
-
-def _tiny_learner(callbacks=(), n=40, batch=16, test=True):
-    rng = np.random.RandomState(0)
-    images = rng.randint(0, 256, size=(n, 8, 8)).astype(np.uint8)
-    labels = rng.randint(0, 3, size=n)
-    net = nn.HybridSequential()
-    net.add(nn.Flatten(), nn.Dense(3))
-    net.initialize(mx.init.Xavier())
-    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1})
-    train = FashionMNISTLoader(images, labels, batch, shuffle=True)
-    return Learner(net, train, FashionMNISTLoader(images, labels, batch) if test else None,
-                   trainer, callbacks=callbacks, handle_signals=False)
-
-
-class Log(Callback):
-    def __init__(self):
-        self.events = []
-
-
-for _event in EVENTS:
-    setattr(Log, _event, lambda self, learner, _e=_event: self.events.append(_e))
-
-
-def test_every_phase_fires_before_and_after_in_order():
-    log = Log()
-    _tiny_learner([log]).fit(2)  # 3 batches per epoch (16, 16, 8)
-    batch = ["before_batch", "before_step", "after_step", "after_batch"]
-    epoch = (["before_epoch", "before_train"] + batch * 3
-             + ["after_train", "before_validate", "after_validate", "after_epoch"])
-    assert log.events == ["before_fit"] + epoch * 2 + ["after_fit"]
-    assert set(EVENTS) == {"%s_%s" % (w, p) for p in PHASES for w in ("before", "after")} | {
-        "after_interrupt"}
-    log = Log()
-    _tiny_learner([log], test=False).fit(1)  # no test data: no validate phase
-    assert "before_validate" not in log.events
-
-
-def test_callbacks_read_only_attributes_made_in_init():
-    seen = {}
-
-    class Snapshot(Callback):
-        def after_batch(self, learner):
-            seen.setdefault("batch", set(vars(learner)))
-
-        def after_epoch(self, learner):
-            seen.setdefault("epoch", set(vars(learner)))
-
-    learner = _tiny_learner([Snapshot()])
-    made = set(vars(learner))
-    for name in ("epoch", "batch", "num_epochs", "X", "y", "batch_size", "batch_loss",
-                 "batch_correct", "last_loss", "test_acc", "recorder", "stop", "last_checkpoint"):
-        assert name in made, name
-    history = learner.fit(1)
-    assert seen["batch"] == seen["epoch"] == set(vars(learner)) == made
-    assert learner.history is history and len(history) == 1
-    assert set(history[0]) == {"epoch", "loss", "train_acc", "test_acc", "time", "train_time",
-                               "lr"}
-    assert learner.recorder.n == 40 and learner.last_loss is not None
-
-
-def test_a_stop_request_from_a_callback_goes_the_one_way_out():
-    class Stop(Callback):
-        def after_batch(self, learner):
-            if learner.batch == 2:
-                learner.stop.request()
-
-    log = Log()
-    learner = _tiny_learner([Stop(), log])
-    with pytest.raises(gluon_resnet.TrainingInterrupted, match=r"in epoch 1 after batch 2"):
-        learner.fit(3)
-    assert log.events[-1] == "after_interrupt" and "after_fit" not in log.events
-    assert learner.state()["partial"][2] == 32
 
 
 # ---------------------------------------------------------------------------

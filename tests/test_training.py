@@ -1,8 +1,10 @@
 """Training on real Fashion-MNIST subsets: d2lzh's lines, resume, Ctrl-C, NaN, errors."""
 
+import importlib.util
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,7 +24,7 @@ from gluon_resnet.experiment import TrainConfig, run_training
 from gluon_resnet.models import get_model
 from gluon_resnet.training import evaluate_accuracy, train_ch5
 
-from helpers import needs_data
+from helpers import TINY_MODEL, needs_data, register_tiny_net
 
 pytestmark = needs_data
 
@@ -49,7 +51,7 @@ def test_train_ch5_prints_d2lzh_lines_and_learns(capsys):
     history = train_ch5(net, train_iter, test_iter, 100, trainer, mx.cpu(), 2)
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0] == "training on cpu(0)"
-    assert len(lines) == 3 and all(EPOCH_LINE.match(l) for l in lines[1:]), lines
+    assert len(lines) == 3 and all(EPOCH_LINE.match(line) for line in lines[1:]), lines
     assert [h["epoch"] for h in history] == [1, 2]
     assert history[-1]["loss"] < history[0]["loss"]
     # Ten classes: chance is 0.1.
@@ -77,14 +79,17 @@ def _params(folder):
 RESUMED = dict(epochs=2, limit=600, momentum=0.9)
 
 
+def _clockless(history):
+    return [{k: v for k, v in h.items() if k not in ("time", "train_time")} for h in history]
+
+
 def _same_run(a, b):
     """Assert that the runs in folders ``a`` and ``b`` ended identical."""
     (params_a, meta_a), (params_b, meta_b) = _params(a), _params(b)
     assert sorted(params_a) == sorted(params_b)
     for k in params_a:
         np.testing.assert_array_equal(params_a[k], params_b[k], err_msg=k)
-    clockless = [[{k: v for k, v in h.items() if k not in ("time", "train_time")}
-                  for h in meta["history"]] for meta in (meta_a, meta_b)]
+    clockless = [_clockless(meta["history"]) for meta in (meta_a, meta_b)]
     assert clockless[0] == clockless[1] and len(clockless[0]) == meta_a["epoch"]
 
 
@@ -137,11 +142,65 @@ def test_a_stop_signal_saves_the_batch_and_resume_finishes(tmp_path, signum, str
     assert "in epoch 2 after batch 3" in str(stop) and stop.checkpoint.endswith("checkpoint.ckpt")
     meta = read_checkpoint_meta(stop.checkpoint)
     assert (meta["epoch"], meta["batch"], len(meta["history"])) == (1, 3, 1)
-    assert meta["partial"][2] == 300  # examples of the three batches
+    assert meta["callbacks"]["Recorder"]["partial"][2] == 300  # examples of the three batches
     assert signal.getsignal(signum) in (signal.default_int_handler, signal.SIG_DFL)
     history, _ = run_training(resume=stop.checkpoint, quiet=True)
     assert [h["epoch"] for h in history] == [1, 2]
     _same_run(straight, out)  # the stop and resume changed nothing
+
+
+def _load_script(path):
+    spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+#: A checkpoint saved by the code of commit 186705e, before callbacks kept their own state
+#: (the Recorder's sums were meta["partial"]): tests/data/make_resume_checkpoint.py trained
+#: helpers.tiny_net with its RUN there and stopped it with SIGTERM inside epoch 2.
+OLD_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data",
+                              "resume_186705e.ckpt")
+
+
+@pytest.fixture
+def tiny_model():
+    """``TINY_MODEL`` registered for one test."""
+    from gluon_resnet import models
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(models, "_REGISTRY", dict(models._REGISTRY))
+        register_tiny_net(models._REGISTRY)
+        yield TINY_MODEL
+
+
+@pytest.mark.slow
+def test_a_checkpoint_from_before_callbacks_kept_their_state_resumes(tmp_path, tiny_model):
+    made = _load_script(os.path.join(os.path.dirname(OLD_CHECKPOINT), "make_resume_checkpoint.py"))
+    old = read_checkpoint_meta(OLD_CHECKPOINT)
+    assert "callbacks" not in old  # the old layout, with the Recorder's sums as "partial":
+    assert old["partial"][2] == made.STOP_BATCH * made.RUN["batch_size"]
+    assert (old["epoch"], old["batch"], len(old["history"])) == (1, made.STOP_BATCH, 1)
+    run = tmp_path / "old"
+    run.mkdir()
+    shutil.copy(OLD_CHECKPOINT, run / "checkpoint.ckpt")
+    history, _ = run_training(resume=str(run), quiet=True)
+    assert len(history) == 2 and history[0] == old["history"][0]
+    straight = str(tmp_path / "straight")
+    run_training(TrainConfig(**made.RUN), out=straight, quiet=True)
+    (ours, meta), (theirs, reference) = _params(str(run)), _params(straight)
+    assert (meta["epoch"], meta["batch"], meta["callbacks"]["Recorder"]["partial"]) == (2, 0, None)
+    # Another CPU or thread count sums float32 in another order, so this machine's run may
+    # differ from the one that saved the file: with 1 thread instead of 2, by 1e-4 of the
+    # parameters' norm and 1e-5 of the loss.  A skipped batch changes the parameters by 9e-2,
+    # and it or losing the saved sums the loss by 17 percent (tests/mutations.py).
+    flat = [np.concatenate([p[k].ravel() for k in sorted(p)]) for p in (ours, theirs)]
+    assert np.linalg.norm(flat[0] - flat[1]) <= 1e-2 * np.linalg.norm(flat[1])
+    for got, want in zip(meta["history"], reference["history"]):
+        assert got["loss"] == pytest.approx(want["loss"], rel=1e-3)
+        assert got["train_acc"] == pytest.approx(want["train_acc"], abs=0.011)  # 2 images
+    if _clockless(reference["history"][:1]) == _clockless(old["history"]):
+        _same_run(straight, str(run))  # this machine computes what the one that saved it did
 
 
 @pytest.fixture(scope="module")
@@ -328,7 +387,8 @@ def test_ctrl_c_inside_train_ch5_keeps_the_trained_network():
     with pytest.raises(TrainingInterrupted,
                        match=r"\(Ctrl-C\) in epoch 1 after batch 2.*keeps the parameters"):
         learner.fit(3)
-    assert learner.epoch == 0 and learner.batch == 2 and learner.state()["partial"][2] == 100
+    assert learner.epoch == 0 and learner.batch == 2
+    assert learner.state()["callbacks"]["Recorder"]["partial"][2] == 100
     assert not np.allclose(net[0].weight.data().asnumpy(), before)
     # The handler is gone again: SIGINT means KeyboardInterrupt as usual.
     assert sig.getsignal(sig.SIGINT) is sig.default_int_handler
