@@ -86,7 +86,7 @@ def evaluate_run(path, model=None, resize=None, data_root=None, confusion=None, 
     ctx = ctx or mx.cpu()
     _check_path(path, model)
     trained = load_trained(path, ctx, precision, model=model, notice=out)
-    config, net = trained.config, trained.net
+    config, net, precision = trained.config, trained.net, trained.precision
     if config.data is not None:
         size, test_iter, names = _folder_test_set(config, trained.data, resize, out)
     else:
@@ -100,7 +100,7 @@ def evaluate_run(path, model=None, resize=None, data_root=None, confusion=None, 
         net.hybridize(backend="MKLDNN", static_alloc=True)
     else:
         net.hybridize(static_alloc=True)
-    out(describe_precision(trained.precision) + ", oneDNN operator fusion"
+    out(describe_precision(precision) + ", oneDNN operator fusion"
         * (ctx.device_type == "cpu"))
     if limit:
         test_iter = _first_examples(test_iter, limit)
