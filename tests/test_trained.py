@@ -4,12 +4,16 @@ The checkpoints here are written from networks made in the test (no
 training): what comes back must compute what went in.
 """
 
+import ast
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
 
 import mxnet as mx
 
+import gluon_resnet
 from gluon_resnet.checkpoint import CheckpointError, save_checkpoint
 from gluon_resnet.config import TrainConfig
 from gluon_resnet.models import get_model
@@ -90,3 +94,17 @@ def test_a_checkpoint_of_another_network_or_without_a_config_is_refused(tmp_path
     save_checkpoint(bare, net, None, {"epoch": 1})
     with pytest.raises(CheckpointError, match=r"bare\.ckpt holds no training configuration"):
         load_trained(bare)
+
+
+def test_eval_predict_and_export_get_their_network_from_load_trained():
+    # What load_trained does, done again in one of them, would be a second way to load.
+    builders = {"get_model", "build_network", "read_checkpoint", "load_checkpoint",
+                "enable_bf16", "resolve_precision", "data_description"}
+    for module in ("evaluation", "predict", "export"):
+        path = os.path.join(os.path.dirname(gluon_resnet.__file__), module + ".py")
+        with open(path) as f:
+            tree = ast.parse(f.read())
+        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                    and node.level for alias in node.names}
+        reexported = {"data_description"} if module == "predict" else set()  # its __all__
+        assert "load_trained" in imported and not imported & builders - reexported, module
