@@ -19,7 +19,7 @@ from gluon_resnet.data import (TEXT_LABELS, FashionMNISTLoader, load_data_image_
 from gluon_resnet.evaluation import evaluate_run
 from gluon_resnet.experiment import run_training
 from gluon_resnet.models import get_model
-from gluon_resnet.predict import data_description, predict_files
+from gluon_resnet.predict import predict_files
 
 from helpers import DATA_DIR, needs_data, require_data, write_fashion_folder
 
@@ -132,13 +132,3 @@ def test_a_folder_run_predicts_with_its_classes_and_normalisation(tmp_path):
     assert [line.split()[0] for line in lines[2:5]] == ["ankle", "bag", "coat"]
     with open(os.path.join(out, "config.json")) as f:
         assert json.load(f)["num_classes"] == 3
-
-
-def test_checkpoints_without_data_are_fashion_mnist_runs():
-    assert data_description({"config": {"resize": 96}}) == {
-        "classes": list(TEXT_LABELS), "channels": 1, "size": [96, 96], "mean": None,
-        "std": None}
-    assert data_description({"config": {"resize": None}})["size"] == [28, 28]
-    given = {"classes": ["a", "b"], "channels": 3, "size": [8, 8], "mean": [0.5] * 3,
-             "std": [0.2] * 3}
-    assert data_description({"config": {}, "data": given}) == given

@@ -16,9 +16,10 @@ import mxnet as mx
 import gluon_resnet
 from gluon_resnet.checkpoint import CheckpointError, save_checkpoint
 from gluon_resnet.config import TrainConfig
+from gluon_resnet.data import TEXT_LABELS
 from gluon_resnet.models import get_model
 from gluon_resnet.predict import predict_files
-from gluon_resnet.trained import load_trained
+from gluon_resnet.trained import data_description, load_trained
 
 
 def _network(model, shape, classes=10, seed=0, statistics=True):
@@ -108,3 +109,28 @@ def test_eval_predict_and_export_get_their_network_from_load_trained():
                     and node.level for alias in node.names}
         reexported = {"data_description"} if module == "predict" else set()  # its __all__
         assert "load_trained" in imported and not imported & builders - reexported, module
+
+
+def test_a_checkpoint_without_a_data_description_is_fashion_mnist():
+    assert data_description({"config": {"resize": 96}}) == {
+        "classes": list(TEXT_LABELS), "channels": 1, "size": [96, 96], "mean": None, "std": None}
+    assert data_description({"config": {"resize": None}})["size"] == [28, 28]
+    given = {"classes": ["a", "b"], "channels": 3, "size": [8, 8], "mean": [0.5] * 3,
+             "std": [0.2] * 3}
+    assert data_description({"config": {}, "data": given}) == given
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"classes": ["a"], "channels": 1, "size": [28, 28], "mean": [0.5]}, "mean without std"),
+    ({"classes": ["a"], "channels": 3, "size": [28, 28], "mean": [0.5], "std": [0.2]},
+     "data mean must be 3 numbers"),
+    ({"classes": ["a"], "channels": 1, "size": [28], "mean": None, "std": None},
+     r"size must be \[height, width\]"),
+    ({"classes": [], "channels": 1, "size": [28, 28]}, "classes must be a non-empty list"),
+    ({"channels": 1, "size": [28, 28]}, "lacks classes, channels or size"),
+    ({"classes": ["a"], "channels": 1, "size": [28, 28], "mean": [0.5], "std": [0]},
+     "std must be positive"),
+])
+def test_a_bad_data_description_is_named(data, message):
+    with pytest.raises(CheckpointError, match=message):
+        data_description({"config": {}, "data": data})
