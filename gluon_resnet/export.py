@@ -131,9 +131,10 @@ def load_for_export(path):
         raise ExportError("bf16 AMP is on in this process, and it cannot be turned off: the "
                           "exported graph would compute in bf16.  Export in a new process "
                           "(gluon-resnet export), which builds the network in fp32.")
-    trained = load_trained(path, mx.cpu(), "fp32")
+    ctx = mx.cpu()
+    trained = load_trained(path, ctx, "fp32")
     net, description, config = trained.net, trained.data, trained.config
-    ctx, shape = mx.cpu(), (1, description["channels"]) + tuple(description["size"])
+    shape = (1, description["channels"]) + tuple(description["size"])
     wrapped = PixelInput(net, description["mean"], description["std"], prefix="export_")
     wrapped.params.initialize(ctx=ctx)  # its own constants; net's parameters are loaded
     wrapped.hybridize()
