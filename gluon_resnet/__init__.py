@@ -9,8 +9,8 @@ The book's names work unchanged, those of the first edition (``d2lzh``, legacy
 Modules, one concern each, each importing only the ones below it: ``cli`` (the
 ``gluon-resnet`` command) > ``export`` (ONNX, symbol files), ``predict`` (image
 files) > ``evaluation`` >
-``experiment`` (a run from a configuration) > ``runlock`` (one run per
-folder) > ``config`` (``TrainConfig``,
+``experiment`` (a run from a configuration) > ``trained`` (a trained network
+read back), ``runlock`` (one run per folder) > ``config`` (``TrainConfig``,
 recipes), ``training`` (the loop, ``train_ch5``, ``train_ch6``), ``callbacks``,
 ``distributed`` (worker, peers, launcher, hosts), ``data`` (files, IDX reading, loader, image
 folders) >

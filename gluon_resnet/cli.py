@@ -92,7 +92,7 @@ def _cmd_train(args):
     else:
         config = recipe_config(args.recipe or "chapter")
         if args.no_resize:
-            config.resize = None
+            config = dataclasses.replace(config, resize=None)
     try:
         history, out = run_training(config, out=args.out, resume=args.resume,
                                     overrides=_train_fields(args),
@@ -168,14 +168,16 @@ def _add_train_parsers(sub):
     add_train_options(p)
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("eval", help="test accuracy, per-class accuracy and figures of a trained model",
+    p = sub.add_parser("eval", help="test accuracy, per-class accuracy and figures of a trained "
+                       "model",
                        allow_abbrev=False)
     p.add_argument("--params", required=True, help="a checkpoint.ckpt (or a run folder), or a "
                    ".params file with --model")
     p.add_argument("--model", help="model of a .params file (a checkpoint knows its own)")
     p.add_argument("--resize", type=_POSITIVE_INT, help="input size (a checkpoint knows its own)")
     p.add_argument("--data-root", help="folder with the four Fashion-MNIST IDX files")
-    p.add_argument("--limit", type=_POSITIVE_INT, help="evaluate on a subset of this many test images")
+    p.add_argument("--limit", type=_POSITIVE_INT, help="evaluate on a subset of this many test "
+                   "images")
     p.add_argument("--confusion", metavar="PNG", help="save the confusion matrix figure here")
     p.add_argument("--samples", metavar="PNG", help="save a grid of sample predictions here")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",

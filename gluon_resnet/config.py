@@ -73,9 +73,13 @@ def _option(default, help, parse=str, choices=None, metavar=None):
         "help": help, "parse": parse, "choices": choices, "metavar": metavar})
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Everything that defines a training run (defaults: the chapter's recipe).
+
+    Frozen: a run that works out a value (the classes of an image folder, the
+    kvstore of a distributed job) makes a new configuration with
+    ``dataclasses.replace``, so no code sees a configuration change under it.
 
     Each field's metadata holds ``help``, ``parse`` (the command line's
     type: a function of the text; ``bool`` for on/off options) and

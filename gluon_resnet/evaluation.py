@@ -12,13 +12,11 @@ import numpy as np
 from ._mxnet import mx
 
 from .arrays import as_legacy, in_caller_mode
-from .checkpoint import CheckpointError, checkpoint_file, read_checkpoint
-from .config import TrainConfig
+from .checkpoint import checkpoint_file
 from .data import get_fashion_mnist_labels, load_data_fashion_mnist, load_data_image_folder
-from .experiment import build_network, data_description
-from .models import get_model
 from .plotting import confusion_matrix, plot_confusion_matrix, plot_predictions
-from .precision import describe_precision, enable_bf16, resolve_precision
+from .precision import describe_precision
+from .trained import load_trained
 
 __all__ = ["predict", "per_class_accuracy", "evaluate_run"]
 
@@ -51,24 +49,13 @@ def per_class_accuracy(labels, predictions, num_classes=10):
     return out
 
 
-def _load_config(path, model):
-    """The training configuration of the network stored at ``path``, and its checkpoint.
-
-    A ``.params`` file has no checkpoint (None) and needs ``model``; a run
-    folder means its ``checkpoint.ckpt``.
-    """
+def _check_path(path, model):
+    """Refuse a missing file, and a ``.params`` file (not a checkpoint) without ``model``."""
     path = checkpoint_file(path)
     if not os.path.isfile(path):
         raise ValueError("parameter file %s does not exist" % path)
-    if path.endswith(".ckpt"):
-        saved = read_checkpoint(path)
-        config = TrainConfig.from_dict(saved.meta["config"])
-        if model and model != config.model:
-            raise ValueError("%s is a checkpoint of %s, not of %s" % (path, config.model, model))
-        return config, saved
-    if not model:
+    if not path.endswith(".ckpt") and not model:
         raise ValueError("a .params file does not say which network it holds: add --model NAME")
-    return TrainConfig(model=model), None
 
 
 def evaluate_run(path, model=None, resize=None, data_root=None, confusion=None, samples=None,
@@ -97,33 +84,22 @@ def evaluate_run(path, model=None, resize=None, data_root=None, confusion=None, 
         ``accuracy`` and ``per_class`` (list of 10 floats).
     """
     ctx = ctx or mx.cpu()
-    config, saved = _load_config(path, model)
-    precision = resolve_precision(precision, [ctx], notice=out,
-                                  net=get_model(config.model, num_classes=config.num_classes))
-    if precision == "bf16":
-        enable_bf16()  # before the network is built
-    net = build_network(config, ctx, load_weights=False)  # the checkpoint has every weight
+    _check_path(path, model)
+    trained = load_trained(path, ctx, precision, model=model, notice=out)
+    config, net, precision = trained.config, trained.net, trained.precision
     if config.data is not None:
-        size, test_iter, names = _folder_test_set(config, saved.meta, resize, out)
+        size, test_iter, names = _folder_test_set(config, trained.data, resize, out)
     else:
         size = resize or config.resize
         _, test_iter = load_data_fashion_mnist(256, resize=size, root=data_root or config.data_root)
         names = get_fashion_mnist_labels(range(10))
-    X0, _ = next(iter(test_iter))
-    net(in_caller_mode(X0[:1]).as_in_context(ctx))  # finish deferred shape inference
-    if saved is not None:
-        saved.load_into(net, ctx=ctx, restore_random_state=False)
-    else:
-        try:
-            net.load_parameters(path, ctx=ctx)
-        except (AssertionError, mx.base.MXNetError) as exc:
-            raise CheckpointError("%s does not hold the parameters of %s (%s)"
-                                  % (path, config.model, str(exc).splitlines()[0])) from None
     if ctx.device_type == "cpu":
         # oneDNN fuses conv + BN + ReLU + add (about 1.3x faster in fp32, and what makes
         # bf16 inference fast).  static_shape must stay off: with it MXNet 1.9.1 fails on
         # the second call of some fused networks ("We can't generate TBlob for MKLDNN data").
         net.hybridize(backend="MKLDNN", static_alloc=True)
+    else:
+        net.hybridize(static_alloc=True)
     out(describe_precision(precision) + ", oneDNN operator fusion"
         * (ctx.device_type == "cpu"))
     if limit:
@@ -149,9 +125,8 @@ def evaluate_run(path, model=None, resize=None, data_root=None, confusion=None, 
     return {"accuracy": acc, "per_class": per_class.tolist()}
 
 
-def _folder_test_set(config, meta, resize, out):
-    """``(size, test_iter, class names)`` of a run trained on ``config.data``."""
-    data = data_description(meta)
+def _folder_test_set(config, data, resize, out):
+    """``(size, test_iter, class names)`` of a run on ``config.data``; ``data`` describes it."""
     if resize and resize != config.resize:
         raise ValueError("%s was trained on %s at its own size: leave out --resize"
                          % (config.model, config.data))

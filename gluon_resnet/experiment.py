@@ -4,22 +4,24 @@
 builder that the benchmark and the tests use too: ``resolve_config`` (the
 configuration, or a checkpoint's), ``start_job`` (this process's place in a
 distributed job), ``run_folder`` and its lock, ``prepare_folder`` (never
-another run's folder), ``build_data``, ``check_batch_size``,
-``choose_precision``, ``check_memory``, ``build_network``, ``build_trainer``,
-``build_loss``, ``build_callbacks`` (progress, history, figure, checkpoints)
-and ``restore``.  The checks refuse a run before it spends anything.
+another run's folder), ``build_data``, ``settle_config`` (what the job and
+the data decide), ``check_batch_size``, ``choose_precision``,
+``check_memory``, ``build_network``, ``build_trainer``, ``build_loss``,
+``write_config``, ``build_callbacks`` (progress, history, figure,
+checkpoints) and ``restore``.  The checks refuse a run before it spends
+anything.  No builder changes the (frozen) ``TrainConfig`` it is given:
+each gets what it needs as arguments, so the order of the calls is the
+order of what they need.
 
 What the network was trained on, ``train_iter.description()`` (class names,
 channels, input size, normalisation), goes into ``config.json`` as ``data``
-and into every checkpoint as ``meta["data"]``::
-
-    {"classes": [...], "channels": C, "size": [H, W], "mean": [...] or None,
-     "std": [...] or None}
-
-``gluon-resnet predict`` and the export read it from there.
+and into every checkpoint as ``meta["data"]`` (the format:
+``gluon_resnet.trained``); ``gluon-resnet eval``, ``predict`` and ``export``
+read it from there.
 """
 
 import contextlib
+import dataclasses
 import json
 import os
 import random
@@ -33,26 +35,28 @@ from mxnet import autograd, gluon, init
 
 from .callbacks import (Checkpointer, CurvePlotter, HistoryWriter, OneCycleSchedule, PrintEpochs,
                         ProgressBar)
-from .checkpoint import (CHECKPOINT_NAME, CheckpointError, atomic_write, checkpoint_file,
-                         read_checkpoint, remove_temporary_files)
+from .checkpoint import (CHECKPOINT_NAME, atomic_write, checkpoint_file, read_checkpoint,
+                         remove_temporary_files)
 from .config import (RECIPES, RESUME_CHANGES, KVSTORES, SCHEDULES, RunError, TrainConfig,
                      recipe_config)
-from .data import TEXT_LABELS, load_data_fashion_mnist, load_data_image_folder
+from .data import load_data_fashion_mnist, load_data_image_folder
 from .devices import available_memory, parse_ctx
-from .distributed import (AverageRunningStats, DistributedTrainer, WatchSteps,
+from .distributed import (AverageRunningStats, DistributedTrainer, Job, WatchSteps,
                           final_parameters_callback, join_job)
 from .models import get_model
 from .pretrained import load_pretrained
 from .precision import describe_precision, enable_bf16, resolve_precision
 from .runlock import RunLock
 from .summary import activation_bytes
+from .trained import data_description
 from .training import LabelSmoothingLoss, Learner
 
 __all__ = ["TrainConfig", "RunError", "RECIPES", "recipe_config", "RESUME_CHANGES", "KVSTORES",
            "SCHEDULES", "HEAD_LR_MULT", "run_training", "resolve_config", "prepare_folder",
-           "run_folder", "start_job", "seed_everything", "build_data", "check_batch_size",
-           "choose_precision", "check_memory", "build_network", "build_trainer", "build_loss",
-           "build_callbacks", "restore", "data_description"]
+           "run_folder", "start_job", "seed_everything", "build_data", "settle_config",
+           "check_batch_size", "choose_precision", "check_memory", "build_network",
+           "build_trainer", "build_loss", "write_config", "build_callbacks", "restore",
+           "data_description"]
 
 
 #: A fine-tuned network's output layer learns this many times faster than its body
@@ -131,6 +135,7 @@ def run_training(config=None, out=None, resume=None, overrides=None, progress=No
             remove_temporary_files(out)  # what a killed run was writing; the lock is ours
         seed_everything(config.seed)
         train_iter, test_iter = build_data(config, job, quiet=quiet or not job.lead)
+        config = settle_config(config, job, train_iter)
         check_batch_size(config, train_iter)
         data = train_iter.description()
         precision = choose_precision(config, ctxs)
@@ -138,6 +143,8 @@ def run_training(config=None, out=None, resume=None, overrides=None, progress=No
         net = build_network(config, ctxs, in_channels=data["channels"], load_weights=saved is None,
                             out=print if job.lead and not quiet else None)
         trainer = build_trainer(config, net, job.kv)
+        if job.lead:
+            write_config(out, config, precision, job, data)
         learner = Learner(net, train_iter, test_iter if job.lead else None, trainer, ctxs,
                           loss=build_loss(config), eval_flip=config.tta, handle_signals=job.lead,
                           seed=config.seed,
@@ -165,7 +172,8 @@ def resolve_config(config=None, resume=None, overrides=None):
         return TrainConfig.from_dict(fields).validate(), None
     saved = read_checkpoint(resume)
     stored = saved.meta["config"]
-    fixed = sorted(k for k, v in overrides.items() if k not in RESUME_CHANGES and v != stored.get(k))
+    fixed = sorted(k for k, v in overrides.items()
+                   if k not in RESUME_CHANGES and v != stored.get(k))
     if fixed:
         raise RunError("cannot change %s when resuming %s (it was trained with %s); only %s "
                        "may change" % (", ".join(fixed), resume,
@@ -219,17 +227,15 @@ def prepare_folder(out, resume, model):
 
 
 def start_job(config, explicit=True):
-    """This process's ``Job``; sets ``config.kvstore`` to the kvstore it trains with.
+    """This process's ``Job``: its ``kvstore`` is the one it trains with (``settle_config``).
 
     ``explicit`` is False when the kvstore comes from a resumed checkpoint: a
     distributed run's checkpoint then resumes in one process.
     """
     try:
-        job = join_job(config.kvstore, config.batch_size, explicit)
+        return join_job(config.kvstore, config.batch_size, explicit)
     except ValueError as exc:
         raise RunError(str(exc)) from None
-    config.kvstore = job.kvstore
-    return job
 
 
 def seed_everything(seed):
@@ -244,25 +250,37 @@ def build_data(config, job=None, quiet=False):
 
     With ``config.data`` the images come from that folder
     (``load_data_image_folder``, with its notices printed unless ``quiet``),
-    and ``config.num_classes`` becomes the number of its classes; otherwise
-    from Fashion-MNIST.
+    whose classes are ``train_iter.classes`` (``settle_config`` makes them
+    the run's); otherwise from Fashion-MNIST.  ``job`` None: a single process.
     """
-    job = job or start_job(config)
+    job = job or Job()
     if config.data is not None:
-        train_iter, test_iter = load_data_image_folder(
+        return load_data_image_folder(
             config.data, job.local_batch(config.batch_size), resize=config.resize,
             limit=config.limit, seed=config.seed, augment=config.augment,
             max_shift=config.max_shift, num_parts=job.num_workers, part_index=job.rank,
             equal_parts=job.num_workers > 1, erase=config.erase, val_fraction=config.val_fraction,
             skip_bad_images=config.skip_bad_images,
             notice=(lambda line: None) if quiet else print)
-        config.num_classes = len(train_iter.classes)
-        return train_iter, test_iter
     return load_data_fashion_mnist(
         job.local_batch(config.batch_size), resize=config.resize, root=config.data_root,
         limit=config.limit, seed=config.seed, augment=config.augment,
         max_shift=config.max_shift, num_parts=job.num_workers, part_index=job.rank,
         equal_parts=job.num_workers > 1, erase=config.erase)
+
+
+def settle_config(config, job, train_iter):
+    """``config`` as this process trains it: a new ``TrainConfig`` with what was worked out.
+
+    The kvstore is ``job``'s; with ``config.data``, ``num_classes`` is the
+    number of the folder's classes (``train_iter.classes``).  The builders
+    after it (network, loss, trainer, ``config.json``, checkpoints) take the
+    new configuration.
+    """
+    changes = {"kvstore": job.kvstore}
+    if config.data is not None:
+        changes["num_classes"] = len(train_iter.classes)
+    return dataclasses.replace(config, **changes)
 
 
 def check_batch_size(config, train_iter):
@@ -370,10 +388,7 @@ def build_network(config, ctx, in_channels=1, load_weights=True, out=None):
             net.initialize(init.Xavier(), ctx=ctx)
         for param in net.output.collect_params().values():
             param.lr_mult = HEAD_LR_MULT
-    # static_alloc plans memory once; static_shape=False lets the last, smaller
-    # batch and the evaluation batches reuse it instead of each keeping its own
-    # buffers: measured here, peak RSS 1.96 GiB instead of 3.49 GiB for the
-    # chapter's recipe, at the same speed.
+    # static_shape=False: the last, smaller batch and evaluation reuse static_alloc's memory.
     net.hybridize(static_alloc=True, static_shape=False)
     return net
 
@@ -383,8 +398,7 @@ def build_trainer(config, net, kv=None):
 
     bf16 runs need no AMP loss scaler (``amp.init_trainer``): bf16 has fp32's
     exponent range, so gradients do not underflow, and the scaler's overflow
-    check (``multi_all_finite`` over every gradient) cost 0.25 s of a 3.2 s
-    step of the chapter's network here.
+    check (``multi_all_finite`` over every gradient) costs time in every step.
     """
     params = {"learning_rate": config.lr, "wd": config.wd}
     if config.optimizer in ("sgd", "nag"):
@@ -402,17 +416,31 @@ def build_loss(config):
     return gluon.loss.SoftmaxCrossEntropyLoss()
 
 
+def write_config(out, config, precision, job, data=None):
+    """Write ``out/config.json``: ``config``, the precision used, the workers and ``data``.
+
+    ``data`` is the training data's ``description()``; the file is written
+    atomically (``checkpoint.atomic_write``).
+    """
+    def write(tmp):
+        with open(tmp, "w") as f:
+            json.dump(dict(config.to_dict(), precision_used=precision, workers=job.num_workers,
+                           data=data), f, indent=1)
+
+    atomic_write(os.path.join(out, "config.json"), write)
+
+
 def build_callbacks(config, job, out, precision, progress=None, quiet=False, data=None,
                     checkpoint_minutes=10, checkpoint_batches=None):
-    """The callbacks of a run; the lead also writes ``out`` and prints.
+    """The callbacks of a run; the lead's write into ``out``, and it prints.
 
-    The lead process (a single process, or worker 0) writes
-    ``out/config.json`` now (with ``data``, the training data's
-    ``description()``, when given), and gets the progress bar, history files,
-    learning-curve figure, checkpoints (at epoch ends, on stop signals, and
+    The lead process (a single process, or worker 0) gets the progress bar,
+    history files, learning-curve figure, checkpoints (with ``data``, the
+    training data's ``description()``; at epoch ends, on stop signals, and
     as ``checkpoint_minutes`` and ``checkpoint_batches`` say: see
-    ``Checkpointer``) and, unless ``quiet``, the printed lines.  Every
-    process gets the schedule and what its job needs.
+    ``Checkpointer``) and, unless ``quiet``, the printed lines (the
+    precision now, then the epochs).  Every process gets the schedule and
+    what its job needs.
     """
     callbacks = [OneCycleSchedule(config.lr)] if config.schedule == "onecycle" else []
     if job.num_workers > 1:
@@ -424,12 +452,6 @@ def build_callbacks(config, job, out, precision, progress=None, quiet=False, dat
         callbacks.append(dump)
     if not job.lead:
         return callbacks
-    def write_config(tmp):
-        with open(tmp, "w") as f:
-            json.dump(dict(config.to_dict(), precision_used=precision, workers=job.num_workers,
-                           data=data), f, indent=1)
-
-    atomic_write(os.path.join(out, "config.json"), write_config)
     callbacks += [ProgressBar(progress), HistoryWriter(out),
                   CurvePlotter(os.path.join(out, "learning_curve.png"), title=config.model),
                   Checkpointer(os.path.join(out, CHECKPOINT_NAME), config.to_dict(), data=data,
@@ -440,57 +462,6 @@ def build_callbacks(config, job, out, precision, progress=None, quiet=False, dat
             print(job.describe(config.batch_size), flush=True)
         callbacks.append(PrintEpochs())
     return callbacks
-
-
-def data_description(meta):
-    """The data description of a checkpoint's ``meta`` (see the module's docstring).
-
-    Returns
-    -------
-    dict
-        ``classes`` (list of str), ``channels`` (int), ``size`` ([H, W]),
-        ``mean`` and ``std`` (lists of ``channels`` floats, or None).
-
-    Raises
-    ------
-    CheckpointError
-        ``meta["data"]`` is there but malformed; the message names the field.
-    """
-    data = meta.get("data")
-    if data is None:  # a Fashion-MNIST run from before the data description was stored
-        size = (meta.get("config") or {}).get("resize") or 28
-        return {"classes": list(TEXT_LABELS), "channels": 1, "size": [size, size],
-                "mean": None, "std": None}
-    try:
-        classes, channels, size = data["classes"], data["channels"], data["size"]
-        mean, std = data.get("mean"), data.get("std")
-    except (KeyError, TypeError, AttributeError):
-        raise CheckpointError("the checkpoint's data description %r lacks classes, channels or "
-                          "size" % (data,)) from None
-    if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
-        raise CheckpointError("the checkpoint's data classes must be a non-empty list of names, "
-                          "got %r" % (classes,))
-    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
-        raise CheckpointError("the checkpoint's data channels must be a positive integer, got %r"
-                          % (channels,))
-    if not (isinstance(size, (list, tuple)) and len(size) == 2
-            and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)):
-        raise CheckpointError("the checkpoint's data size must be [height, width], got %r"
-                              % (size,))
-    if (mean is None) != (std is None):
-        raise CheckpointError("the checkpoint's data description has %s without %s"
-                          % (("mean", "std") if std is None else ("std", "mean")))
-    for name, values in (("mean", mean), ("std", std)):
-        if values is not None and not (
-                isinstance(values, (list, tuple)) and len(values) == channels
-                and all(isinstance(v, (int, float)) and np.isfinite(v) for v in values)):
-            raise CheckpointError("the checkpoint's data %s must be %d numbers (one per channel), "
-                              "got %r" % (name, channels, values))
-    if std is not None and not all(v > 0 for v in std):
-        raise CheckpointError("the checkpoint's data std must be positive, got %r" % (std,))
-    return {"classes": list(classes), "channels": channels, "size": list(size),
-            "mean": None if mean is None else [float(v) for v in mean],
-            "std": None if std is None else [float(v) for v in std]}
 
 
 def restore(learner, saved, config):

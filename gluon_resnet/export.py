@@ -64,10 +64,7 @@ from ._mxnet import mx
 from mxnet.contrib.amp import amp as _amp
 from mxnet.gluon import nn
 
-from .checkpoint import read_checkpoint
-from .config import TrainConfig
-from .experiment import data_description
-from .models import get_model
+from .trained import load_trained
 
 __all__ = ["ExportError", "ONNX_OPSET", "PixelInput", "load_for_export",
            "export_symbol", "export_onnx", "export_checkpoint"]
@@ -125,23 +122,19 @@ def load_for_export(path):
     Raises
     ------
     ExportError
-        bf16 AMP is on in this process, or the data description is bad.
+        bf16 AMP is on in this process.
     CheckpointError
-        The file is not a checkpoint, or not of the network its config names.
+        The file is not a checkpoint, its data description is bad, or it does
+        not hold the parameters of the network its config names.
     """
     if _amp._amp_initialized:
         raise ExportError("bf16 AMP is on in this process, and it cannot be turned off: the "
                           "exported graph would compute in bf16.  Export in a new process "
                           "(gluon-resnet export), which builds the network in fp32.")
-    saved = read_checkpoint(path)
-    config = TrainConfig.from_dict(saved.meta["config"])
-    description = data_description(saved.meta)
     ctx = mx.cpu()
-    net = get_model(config.model, num_classes=config.num_classes)  # no file: the checkpoint
-    net.initialize(ctx=ctx)                                        # holds every weight
+    trained = load_trained(path, ctx, "fp32")
+    net, description, config = trained.net, trained.data, trained.config
     shape = (1, description["channels"]) + tuple(description["size"])
-    net(mx.nd.zeros(shape, ctx=ctx))  # finish deferred shape inference
-    saved.load_into(net, ctx=ctx, restore_random_state=False)
     wrapped = PixelInput(net, description["mean"], description["std"], prefix="export_")
     wrapped.params.initialize(ctx=ctx)  # its own constants; net's parameters are loaded
     wrapped.hybridize()

@@ -17,11 +17,9 @@ import numpy as np
 
 from ._mxnet import mx
 
-from .checkpoint import CheckpointError, read_checkpoint
-from .config import TrainConfig
 from .data import (IMAGE_EXTENSIONS, FashionMNISTLoader, image_files, image_header, read_image,
                    resize_image)
-from .experiment import build_network, data_description
+from .trained import data_description, load_trained
 from . import validate
 
 __all__ = ["predict_files", "data_description", "collect_image_files", "format_predictions"]
@@ -43,7 +41,8 @@ def collect_image_files(paths):
             files += found
         elif os.path.isfile(path):
             if not path.lower().endswith(IMAGE_EXTENSIONS):
-                raise ValueError("%s is not an image file (%s)" % (path, ", ".join(IMAGE_EXTENSIONS)))
+                raise ValueError("%s is not an image file (%s)"
+                                 % (path, ", ".join(IMAGE_EXTENSIONS)))
             files.append(path)
         else:
             raise FileNotFoundError("%s does not exist" % path)
@@ -92,11 +91,8 @@ def predict_files(checkpoint, paths, top_k=1, ctx=None, batch_size=256, notice=N
     """
     validate.positive_int(top_k, "top_k", "predict_files")
     ctx = ctx or mx.cpu()
-    saved = read_checkpoint(checkpoint)
-    if "config" not in saved.meta:
-        raise CheckpointError("%s holds no training configuration" % checkpoint)
-    config = TrainConfig.from_dict(saved.meta["config"])
-    data = data_description(saved.meta)
+    trained = load_trained(checkpoint, ctx, "fp32")
+    data = trained.data
     classes, size = data["classes"], tuple(data["size"])
     files = collect_image_files(paths)
     line = _conversion_notice([image_header(f) for f in files], data["channels"], size)
@@ -108,10 +104,8 @@ def predict_files(checkpoint, paths, top_k=1, ctx=None, batch_size=256, notice=N
     images = np.stack([resize_image(read_image(f, data["channels"]), size) for f in files])
     loader = FashionMNISTLoader(images, np.zeros(len(files), np.int64), batch_size,
                                 mean=data["mean"], std=data["std"], classes=classes, ctx=ctx)
-    net = build_network(config, ctx, load_weights=False)  # the checkpoint has every weight
-    X0, _ = next(iter(loader))
-    net(X0[:1])  # finish deferred shape inference
-    saved.load_into(net, ctx=ctx, restore_random_state=False)
+    net = trained.net
+    net.hybridize(static_alloc=True)
     probs = np.concatenate([mx.nd.softmax(net(X), axis=1).asnumpy() for X, _ in loader])
     k = min(top_k, len(classes))
     return [{"path": path, "top": [{"class": classes[j], "probability": float(p[j])}

@@ -20,8 +20,6 @@ from gluon_resnet.config import TrainConfig
 from gluon_resnet.checkpoint import read_checkpoint
 from gluon_resnet.data import TEXT_LABELS, load_fashion_mnist_arrays
 from gluon_resnet.experiment import run_training
-from gluon_resnet.checkpoint import CheckpointError
-from gluon_resnet.experiment import data_description
 from gluon_resnet.export import ONNX_OPSET
 from gluon_resnet.models import get_model
 
@@ -140,28 +138,6 @@ def test_symbol_export_of_a_bf16_run_is_fp32(checkpoint, pixels, tmp_path, capsy
     theirs = net(mx.nd.array(pixels)).asnumpy()
     assert theirs.dtype == np.float32
     np.testing.assert_allclose(theirs, mxnet_logits(checkpoint, pixels), rtol=0, atol=ATOL)
-
-
-def test_a_checkpoint_without_a_data_description_is_fashion_mnist():
-    assert data_description({"config": {"resize": 96}}) == {
-        "classes": list(TEXT_LABELS), "channels": 1, "size": [96, 96], "mean": None, "std": None}
-    assert data_description({"config": {"resize": None}})["size"] == [28, 28]
-
-
-@pytest.mark.parametrize("data, message", [
-    ({"classes": ["a"], "channels": 1, "size": [28, 28], "mean": [0.5]}, "mean without std"),
-    ({"classes": ["a"], "channels": 3, "size": [28, 28], "mean": [0.5], "std": [0.2]},
-     "data mean must be 3 numbers"),
-    ({"classes": ["a"], "channels": 1, "size": [28], "mean": None, "std": None},
-     r"size must be \[height, width\]"),
-    ({"classes": [], "channels": 1, "size": [28, 28]}, "classes must be a non-empty list"),
-    ({"channels": 1, "size": [28, 28]}, "lacks classes, channels or size"),
-    ({"classes": ["a"], "channels": 1, "size": [28, 28], "mean": [0.5], "std": [0]},
-     "std must be positive"),
-])
-def test_a_bad_data_description_is_named(data, message):
-    with pytest.raises(CheckpointError, match=message):
-        data_description({"config": {}, "data": data})
 
 
 def test_export_errors_are_one_sentence(tmp_path, capsys):

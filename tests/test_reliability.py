@@ -6,6 +6,7 @@ made by ``_made_run``: a fresh network's checkpoint with the files training writ
 checks that refuse or read a run without training it.
 """
 
+import dataclasses
 import json
 import os
 import pickle
@@ -221,8 +222,8 @@ def test_a_batch_that_cannot_fit_in_memory_is_refused_before_the_first_step(tmp_
 
 
 def test_the_memory_estimate_is_a_lower_bound_of_what_training_took():
-    # Measured (build_network's comment): the chapter's recipe, batch 256 at 96x96 in fp32,
-    # peaked at 1.96 GiB of resident memory; so that much memory must pass the check.
+    # Measured (build_network's memory plan, benchmarks/RESULTS.md): the chapter's recipe, batch
+    # 256 at 96x96 in fp32, peaked at 1.96 GiB of resident memory; so that much must pass.
     config = TrainConfig(batch_size=256)
     data = dict(FASHION, size=[96, 96])
     measured = int(1.96 * 2 ** 30)
@@ -231,7 +232,7 @@ def test_the_memory_estimate_is_a_lower_bound_of_what_training_took():
     assert 64 * 48 * 48 * 4 < per_image < measured / 256
     experiment.check_memory(config, data, "fp32", [mx.cpu()], available=measured)
     # Sixteen times the batch cannot fit in what one batch took.
-    config.batch_size = 16 * 256
+    config = dataclasses.replace(config, batch_size=16 * 256)
     with pytest.raises(RunError, match=r"a batch of 4096 images of 96x96 needs at least \d+\.\d "
                                        r"GB .*; give a smaller --batch-size or --resize"):
         experiment.check_memory(config, data, "fp32", [mx.cpu()], available=measured)

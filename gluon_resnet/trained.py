@@ -1,0 +1,172 @@
+"""A trained network read back from its file: what ``eval``, ``predict`` and ``export`` share.
+
+``load_trained`` is the one way to get a trained network ready to compute:
+it reads the file once, works out the precision, builds the registered
+network (after AMP, when bf16), finishes its shapes with one pass over zeros
+and loads every weight.  How the network then runs (oneDNN fusion, a wrapper
+that normalises) is the caller's choice.
+
+What the network was trained on is the checkpoint's data description,
+``meta["data"]``, written by training (``gluon_resnet.experiment``)::
+
+    {"classes": [...], "channels": C, "size": [H, W], "mean": [...] or None,
+     "std": [...] or None}
+
+A checkpoint without it is a Fashion-MNIST run: the ten class names of
+``TEXT_LABELS``, one channel, ``resize`` (or 28) pixels square, no
+normalisation (``data_description``).
+"""
+
+import dataclasses
+
+import numpy as np
+
+from ._mxnet import mx
+
+from .checkpoint import Checkpoint, CheckpointError, checkpoint_file, read_checkpoint
+from .config import TrainConfig
+from .data import TEXT_LABELS
+from .models import get_model
+from .precision import enable_bf16, resolve_precision
+
+__all__ = ["Trained", "load_trained", "data_description"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Trained:
+    """A network from ``load_trained`` and what it was trained with.
+
+    Attributes
+    ----------
+    net : mxnet.gluon.HybridBlock
+        The network with every weight loaded, not hybridized.
+    config : TrainConfig
+        The run's configuration.
+    data : dict
+        The data description (see the module's docstring).
+    precision : str
+        ``"fp32"`` or ``"bf16"``: what the network computes in.
+    checkpoint : Checkpoint or None
+        The checkpoint read; None for a ``.params`` file.
+    """
+
+    net: object
+    config: TrainConfig
+    data: dict
+    precision: str
+    checkpoint: Checkpoint = None
+
+
+def load_trained(path, ctx=None, precision="fp32", model=None, notice=None):
+    """The trained network stored at ``path``, on ``ctx``, as a ``Trained``.
+
+    Parameters
+    ----------
+    path : str
+        A ``checkpoint.ckpt`` written by training (or its run folder).  With
+        ``model``, a file whose name does not end in ``.ckpt`` is a
+        ``.params`` file (``save_parameters``) of that registered network,
+        taken as a Fashion-MNIST run of ``TrainConfig(model=model)``.
+    ctx : mxnet.Context, optional
+        Where the network computes (default: the CPU).
+    precision : {"fp32", "bf16", "auto"}
+        Resolved by ``precision.resolve_precision`` for this network; bf16
+        turns on AMP for the whole process (``precision.enable_bf16``) before
+        the network is built.
+    model : str, optional
+        The registered network the file must hold; a checkpoint of another
+        one is refused.
+    notice : callable, optional
+        Gets the line of a bf16 that falls back to fp32 (default: standard error).
+
+    Raises
+    ------
+    CheckpointError
+        The file is not a checkpoint, holds no configuration, or does not
+        hold the parameters of its network.
+    ValueError
+        ``model`` differs from the checkpoint's.
+    """
+    ctx = ctx or mx.cpu()
+    config, saved = _stored_config(path, model)
+    data = data_description(saved.meta if saved is not None else {"config": config.to_dict()})
+    precision = resolve_precision(precision, [ctx], notice=notice,
+                                  net=get_model(config.model, num_classes=config.num_classes))
+    if precision == "bf16":
+        enable_bf16()  # before the network is built
+    net = get_model(config.model, num_classes=config.num_classes)
+    net.initialize(ctx=ctx)  # every weight comes from the file
+    net(mx.nd.zeros((1, data["channels"]) + tuple(data["size"]), ctx=ctx))  # the shapes
+    if saved is not None:
+        saved.load_into(net, ctx=ctx, restore_random_state=False)
+    else:
+        try:
+            net.load_parameters(path, ctx=ctx)
+        except (AssertionError, mx.base.MXNetError) as exc:
+            raise CheckpointError("%s does not hold the parameters of %s (%s)"
+                                  % (path, config.model, str(exc).splitlines()[0])) from None
+    return Trained(net, config, data, precision, saved)
+
+
+def _stored_config(path, model):
+    """The run's ``TrainConfig`` and its ``Checkpoint`` (None for a ``.params`` file)."""
+    if model and not checkpoint_file(path).endswith(".ckpt"):
+        return TrainConfig(model=model), None
+    saved = read_checkpoint(path)
+    if "config" not in saved.meta:
+        raise CheckpointError("%s holds no training configuration" % path)
+    config = TrainConfig.from_dict(saved.meta["config"])
+    if model and model != config.model:
+        raise ValueError("%s is a checkpoint of %s, not of %s" % (saved.path, config.model, model))
+    return config, saved
+
+
+def data_description(meta):
+    """The data description of a checkpoint's ``meta`` (see the module's docstring).
+
+    Returns
+    -------
+    dict
+        ``classes`` (list of str), ``channels`` (int), ``size`` ([H, W]),
+        ``mean`` and ``std`` (lists of ``channels`` floats, or None).
+
+    Raises
+    ------
+    CheckpointError
+        ``meta["data"]`` is there but malformed; the message names the field.
+    """
+    data = meta.get("data")
+    if data is None:  # a Fashion-MNIST run from before the data description was stored
+        size = (meta.get("config") or {}).get("resize") or 28
+        return {"classes": list(TEXT_LABELS), "channels": 1, "size": [size, size],
+                "mean": None, "std": None}
+    try:
+        classes, channels, size = data["classes"], data["channels"], data["size"]
+        mean, std = data.get("mean"), data.get("std")
+    except (KeyError, TypeError, AttributeError):
+        raise CheckpointError("the checkpoint's data description %r lacks classes, channels or "
+                              "size" % (data,)) from None
+    if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
+        raise CheckpointError("the checkpoint's data classes must be a non-empty list of names, "
+                              "got %r" % (classes,))
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+        raise CheckpointError("the checkpoint's data channels must be a positive integer, got %r"
+                              % (channels,))
+    if not (isinstance(size, (list, tuple)) and len(size) == 2
+            and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)):
+        raise CheckpointError("the checkpoint's data size must be [height, width], got %r"
+                              % (size,))
+    if (mean is None) != (std is None):
+        raise CheckpointError("the checkpoint's data description has %s without %s"
+                              % (("mean", "std") if std is None else ("std", "mean")))
+    for name, values in (("mean", mean), ("std", std)):
+        if values is not None and not (
+                isinstance(values, (list, tuple)) and len(values) == channels
+                and all(isinstance(v, (int, float)) and np.isfinite(v) for v in values)):
+            raise CheckpointError("the checkpoint's data %s must be %d numbers (one per channel), "
+                                  "got %r" % (name, channels, values))
+    if std is not None and not all(v > 0 for v in std):
+        raise CheckpointError("the checkpoint's data std must be positive, got %r" % (std,))
+    return {"classes": list(classes), "channels": channels, "size": list(size),
+            "mean": None if mean is None else [float(v) for v in mean],
+            "std": None if std is None else [float(v) for v in std]}
