@@ -16,9 +16,8 @@ from .checkpoint import CheckpointError, checkpoint_file, read_checkpoint
 from .config import TrainConfig
 from .data import get_fashion_mnist_labels, load_data_fashion_mnist, load_data_image_folder
 from .experiment import build_network, data_description
-from .models import get_model
 from .plotting import confusion_matrix, plot_confusion_matrix, plot_predictions
-from .precision import describe_precision, enable_bf16, resolve_precision
+from .precision import Case, describe_precision, enable_bf16, resolve_precision
 
 __all__ = ["predict", "per_class_accuracy", "evaluate_run"]
 
@@ -85,7 +84,7 @@ def evaluate_run(path, model=None, resize=None, data_root=None, confusion=None, 
         predicted and true labels.
     precision : {"fp32", "bf16", "auto"}
         ``"auto"`` (what ``gluon-resnet eval`` uses) evaluates in bf16 where
-        AMX and the network suit it (``precision.resolve_precision``).
+        it was measured faster for inference (``precision.resolve_precision``).
         bf16 turns on AMP for the whole process (``precision.enable_bf16``):
         every network built afterwards computes in bf16.  Either way the
         network runs with oneDNN's operator fusion (conv + BN + ReLU + add),
@@ -99,7 +98,7 @@ def evaluate_run(path, model=None, resize=None, data_root=None, confusion=None, 
     ctx = ctx or mx.cpu()
     config, saved = _load_config(path, model)
     precision = resolve_precision(precision, [ctx], notice=out,
-                                  net=get_model(config.model, num_classes=config.num_classes))
+                                  case=_inference_case(config, saved, resize))
     if precision == "bf16":
         enable_bf16()  # before the network is built
     net = build_network(config, ctx, load_weights=False)  # the checkpoint has every weight
@@ -147,6 +146,17 @@ def evaluate_run(path, model=None, resize=None, data_root=None, confusion=None, 
                          [names[int(i)] for i in p], path=samples)
         out("sample predictions saved to %s" % samples)
     return {"accuracy": acc, "per_class": per_class.tolist()}
+
+
+def _inference_case(config, saved, resize):
+    """What ``auto`` decides for: the network on batches of 256 test images (never measured)."""
+    if config.data is not None and saved is not None:
+        data = data_description(saved.meta)
+        channels, size = data["channels"], tuple(data["size"])
+    else:
+        size = resize or config.resize or 28
+        channels, size = 1, (size, size)
+    return Case(config.model, channels, size, 256, mode="infer", num_classes=config.num_classes)
 
 
 def _folder_test_set(config, meta, resize, out):

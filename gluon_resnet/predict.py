@@ -22,6 +22,7 @@ from .config import TrainConfig
 from .data import (IMAGE_EXTENSIONS, FashionMNISTLoader, image_files, image_header, read_image,
                    resize_image)
 from .experiment import build_network, data_description
+from .precision import Case, describe_precision, enable_bf16, resolve_precision
 from . import validate
 
 __all__ = ["predict_files", "data_description", "collect_image_files", "format_predictions"]
@@ -68,7 +69,8 @@ def _conversion_notice(headers, channels, size):
         " and ".join(parts), kind, size[0], size[1])
 
 
-def predict_files(checkpoint, paths, top_k=1, ctx=None, batch_size=256, notice=None):
+def predict_files(checkpoint, paths, top_k=1, ctx=None, batch_size=256, notice=None,
+                  precision="auto"):
     """The ``top_k`` classes of each image file, with their probabilities.
 
     Parameters
@@ -82,13 +84,18 @@ def predict_files(checkpoint, paths, top_k=1, ctx=None, batch_size=256, notice=N
     notice : callable, optional
         Gets one line when images had to be converted (colour to grey or
         grey to colour) or resized to what the network was trained on;
-        by default it is issued as a ``UserWarning``.
+        by default it is issued as a ``UserWarning``.  Also gets the
+        precision line (``precision.describe_precision``).
+    precision : {"auto", "fp32", "bf16"}
+        ``"auto"`` uses the inference decision cached for this network
+        (``precision.resolve_precision``; fp32 when none is).  bf16 turns on
+        AMP for the whole process.
 
     Returns
     -------
     list of dict
         One per file, in order: ``{"path": str, "top": [{"class": name,
-        "probability": p}, ...]}``.  The network runs in fp32.
+        "probability": p}, ...]}``.
     """
     validate.positive_int(top_k, "top_k", "predict_files")
     ctx = ctx or mx.cpu()
@@ -108,6 +115,13 @@ def predict_files(checkpoint, paths, top_k=1, ctx=None, batch_size=256, notice=N
     images = np.stack([resize_image(read_image(f, data["channels"]), size) for f in files])
     loader = FashionMNISTLoader(images, np.zeros(len(files), np.int64), batch_size,
                                 mean=data["mean"], std=data["std"], classes=classes, ctx=ctx)
+    precision = resolve_precision(precision, [ctx], notice=notice, case=Case(
+        config.model, data["channels"], size, batch_size, mode="infer",
+        num_classes=config.num_classes))
+    if precision == "bf16":
+        enable_bf16()  # before the network is built
+    if notice is not None:
+        notice(describe_precision(precision))
     net = build_network(config, ctx, load_weights=False)  # the checkpoint has every weight
     X0, _ = next(iter(loader))
     net(X0[:1])  # finish deferred shape inference
