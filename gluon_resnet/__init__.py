@@ -15,7 +15,8 @@ recipes), ``training`` (the loop, ``train_ch5``, ``train_ch6``), ``callbacks``,
 ``distributed`` (worker, peers, launcher, hosts), ``data`` (files, IDX reading, loader, image
 folders) >
 ``models`` (spec table and registry) > ``pretrained`` (torchvision weights),
-``blocks``, ``summary``, ``checkpoint``, ``plotting``, ``precision`` (bf16),
+``blocks``, ``checkpoint``, ``plotting``, ``precision`` (bf16) > ``autoprecision``
+(what ``--precision auto`` measured) > ``summary``,
 ``signals`` (stop signals), ``events`` (``Callback``, the training
 exceptions), ``devices`` (``try_gpu``), ``validate`` (argument checks),
 ``meters`` (``Timer``, ``Accumulator``), ``arrays`` (MXNet's legacy and numpy array modes).

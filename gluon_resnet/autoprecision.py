@@ -53,13 +53,13 @@ MEASURE_ENV = "GLUON_RESNET_AUTO_MEASURE"
 #: Batch of the inference measurement: ``eval``'s and ``predict``'s.
 INFER_BATCH = 256
 #: Timed steps per child after the warm-up ones (the first builds oneDNN's primitives).
-WARMUP, TRAIN_STEPS, INFER_STEPS = 2, 4, 3
+WARMUP, TRAIN_STEPS, INFER_STEPS = 1, 2, 2
 # A lower bound of a child's start (Python and MXNet loading, network building): a run whose
 # optimistic length makes two of them exceed MAX_SHARE is not measured at all.
 _CHILD_START = 2.0
 # Optimistic training throughput per core (FLOP/s, forward and backward): the chapter's
-# network reached about a sixth of it in bf16 on AVX512-BF16.
-_FAST_FLOPS_PER_CORE = 1e12
+# network reached about a third of it in bf16 on AVX512-BF16, smaller networks less.
+_FAST_FLOPS_PER_CORE = 4e11
 _CACHE_FORMAT = 1
 
 #: What ``decide`` is asked about.  ``steps``: steps of the run (None: do not measure).
@@ -334,8 +334,12 @@ def measure(case, budget=MAX_SECONDS, infer=True):
             return
         step = times[kind][0]
         allowed = min(budget, MAX_SHARE * step * case.steps)
-        # This child's start, its remaining steps, and the same again for bf16.
+        # This child's start, its remaining steps, and the same again for bf16; a training
+        # child's inference steps cost about a third of a training step per image.
         expected = 2 * ((now - start) + step * (spec[kind + "_steps"] - 1))
+        if training and spec["infer_steps"]:
+            expected += 2 * step * (WARMUP + spec["infer_steps"]) * spec["infer_batch"] / (
+                3.0 * case.batch)
         if expected > allowed:
             raise _OverBudget
         deadline[0] = start + allowed
@@ -421,7 +425,8 @@ def decide(case, notice=print, net=None, force=False):
             entry = train if case.mode == "train" else infer
             return entry["precision"], "auto: %s on this CPU, measured %s" % (
                 _speeds(entry), entry["measured"])
-        why_not = why_not or "measuring would cost more than %d%% of the run" % (100 * MAX_SHARE)
+        why_not = why_not or "measuring would take more than %d s or %d%% of the run" % (
+            MAX_SECONDS, 100 * MAX_SHARE)
     if nearest is not None:
         kind = "inference" if nearest["mode"] == "infer" else "training"
         return nearest["precision"], "auto: %s; the nearest case measured here (%s, batch %d " \
