@@ -284,32 +284,35 @@ def _run_child(spec, deadline, check=None):
     env = dict(os.environ)
     if not AMX[0]:  # the child must meet the kernels this process meets
         env[DISABLE_AMX_ENV] = "1"
-    proc = subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(spec)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     times = {"train": [], "infer": []}
-    try:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise _OverBudget
-            ready, _, _ = select.select([proc.stdout], [], [], left)
-            if not ready:
-                raise _OverBudget
-            line = proc.stdout.readline()
-            if not line:
-                raise RuntimeError("the measuring process failed: %s"
-                                   % (proc.stderr.read().strip().splitlines() or ["?"])[-1])
-            kind, _, value = line.strip().partition(" ")
-            if kind == "done":
-                return times
-            times[kind].append(float(value))
-            if check is not None:
-                check(times, time.monotonic())
-    finally:
-        proc.kill()
-        proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
+    with tempfile.TemporaryFile() as errors:  # a file: a chatty child never blocks on a pipe
+        proc = subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(spec)],
+                                stdout=subprocess.PIPE, stderr=errors, env=env)
+        pending = b""
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([proc.stdout], [], [], left)[0]:
+                    raise _OverBudget
+                chunk = os.read(proc.stdout.fileno(), 4096)
+                if not chunk:
+                    proc.wait()
+                    errors.seek(0)
+                    last = errors.read().decode(errors="replace").strip().splitlines() or ["?"]
+                    raise RuntimeError("the measuring process failed: %s" % last[-1])
+                pending += chunk
+                while b"\n" in pending:
+                    line, pending = pending.split(b"\n", 1)
+                    kind, _, value = line.decode().strip().partition(" ")
+                    if kind == "done":
+                        return times
+                    times[kind].append(float(value))
+                    if check is not None:
+                        check(times, time.monotonic())
+        finally:
+            proc.kill()
+            proc.wait()
+            proc.stdout.close()
 
 
 def measure(case, budget=MAX_SECONDS, infer=True):

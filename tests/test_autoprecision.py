@@ -127,6 +127,7 @@ def test_the_same_case_reuses_the_answer_and_any_change_measures_again(monkeypat
         assert len(timings.children) == before + 2, what
 
 
+@pytest.mark.slow  # counting the chapter network's FLOPs
 def test_a_short_run_uses_the_nearest_case_or_fp32_without_measuring(monkeypatch):
     timings = _given(monkeypatch, 100.0, 150.0)
     short = CASE._replace(batch=64, steps=10)
@@ -291,3 +292,14 @@ def test_a_real_measurement_of_a_small_network(monkeypatch, cache):
     for e in stored:
         assert e["fp32"] > 0 and e["bf16"] > 0 and e["precision"] == choose(e["fp32"], e["bf16"])
     assert stored[0]["precision"] == precision
+
+
+@pytest.mark.slow
+def test_a_measurement_that_fails_is_no_error(cache):
+    """The child process fails at once (no such network): fp32, and the child's last words."""
+    precision, why = decide(Case("no_such_network", 1, (28, 28), 16, steps=10 ** 7))
+    assert precision == "fp32" and why.startswith("auto: measuring failed (the measuring "
+                                                  "process failed: "), why
+    assert "no_such_network" in why and why.endswith(", and nothing is measured for "
+                                                     "no_such_network on this CPU yet")
+    assert not cache.exists()
