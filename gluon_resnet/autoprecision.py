@@ -186,7 +186,7 @@ def cached_entries(case, entries, here=None):
 
 
 def choose(fp32, bf16):
-    """``"bf16"`` when ``bf16`` img/s is at least ``THRESHOLD`` above ``fp32``'s, else ``"fp32"``."""
+    """``"bf16"`` when ``bf16`` img/s is at least ``THRESHOLD`` above ``fp32``'s, else fp32."""
     return "bf16" if bf16 >= fp32 * (1 + THRESHOLD) else "fp32"
 
 

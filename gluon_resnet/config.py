@@ -115,9 +115,9 @@ class TrainConfig:
     num_classes: int = _option(10, "output classes (with --data: the folder's classes)",
                                _POSITIVE_INT)
     precision: str = _option("auto", "auto (whichever of bf16 and fp32 was measured faster for "
-                             "this network on this CPU, see 'gluon-resnet precision'), bf16 (AMP; fp32 with a "
-                             "notice on CPUs without AVX512-BF16) or fp32 (the book's exact "
-                             "arithmetic)", choices=PRECISIONS)
+                             "this network on this CPU, see 'gluon-resnet precision'), bf16 "
+                             "(AMP; fp32 with a notice on CPUs without AVX512-BF16) or fp32 "
+                             "(the book's exact arithmetic)", choices=PRECISIONS)
     schedule: str = _option("constant", "learning-rate schedule", choices=SCHEDULES)
     label_smoothing: float = _option(0.0, "label smoothing, in [0, 1)", _FRACTION)
     augment: bool = _option(False, "random flips and shifts of the training images", bool)
