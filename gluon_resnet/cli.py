@@ -7,11 +7,11 @@ trained network), ``predict`` (the classes of image files), ``shapes``
 registered model with its parameter count), ``export`` (a trained network to
 ONNX or MXNet's symbol format, see ``gluon_resnet.export``), ``launch`` (``train`` on several
 worker processes, see ``gluon_resnet.distributed``), ``precision`` (what
-``--precision auto`` measured on this CPU, see ``gluon_resnet.autoprecision``).
-The options of ``train`` are the fields of ``TrainConfig``.  Errors a user can
-fix are printed as one sentence with exit status 2 (a file that cannot be
-written: status 1); a stop signal during training (Ctrl-C, SIGTERM, SIGHUP)
-saves a checkpoint and exits with status 128 + its number (130, 143, 129), and the printed resume command
+``--precision auto`` measured on this CPU).  The options of ``train``
+are the fields of ``TrainConfig``.  Errors a user can fix are printed as one
+sentence with exit status 2 (a file that cannot be written: status 1); a stop
+signal during training (Ctrl-C, SIGTERM, SIGHUP) saves a checkpoint and exits
+with status 128 + its number (130, 143, 129), and the printed resume command
 is the one this command was started with.  A closed output pipe (``gluon-resnet
 models | head``) ends the command quietly with status 141.
 """
