@@ -16,7 +16,8 @@ recipes), ``training`` (the loop, ``train_ch5``, ``train_ch6``), ``callbacks``,
 folders) >
 ``pretrained`` (torchvision weights into the registered networks, ``get_model``) >
 ``models`` (spec table and registry), ``weights`` (weight files, numpy only) >
-``blocks``, ``summary``, ``checkpoint``, ``plotting``, ``precision`` (bf16),
+``blocks``, ``summary``, ``checkpoint``, ``plotting``, ``precision`` (bf16) >
+``autoprecision`` (what ``--precision auto`` measured),
 ``signals`` (stop signals), ``events`` (``Callback``, the training
 exceptions), ``devices`` (``try_gpu``), ``validate`` (argument checks),
 ``meters`` (``Timer``, ``Accumulator``), ``arrays`` (MXNet's legacy and numpy array modes).

@@ -6,7 +6,8 @@ trained network), ``predict`` (the classes of image files), ``shapes``
 (the chapter's shape table for any registered model), ``models`` (every
 registered model with its parameter count), ``export`` (a trained network to
 ONNX or MXNet's symbol format, see ``gluon_resnet.export``), ``launch`` (``train`` on several
-worker processes, see ``gluon_resnet.distributed``).  The options of ``train``
+worker processes, see ``gluon_resnet.distributed``), ``precision`` (what
+``--precision auto`` measured on this CPU).  The options of ``train``
 are the fields of ``TrainConfig``.  Errors a user can fix are printed as one
 sentence with exit status 2 (a file that cannot be written: status 1); a stop
 signal during training (Ctrl-C, SIGTERM, SIGHUP) saves a checkpoint and exits
@@ -32,7 +33,7 @@ from .experiment import run_training
 from .export import export_checkpoint
 from .models import count_model_parameters, get_model, list_models, model_description, \
     model_input_channels
-from .precision import PRECISIONS
+from .precision import PRECISIONS, show_decisions
 from .predict import format_predictions, predict_files
 from .summary import format_summary, summarize
 from .validate import argument, non_negative_number, positive_int, positive_number
@@ -181,14 +182,15 @@ def _add_train_parsers(sub):
     p.add_argument("--confusion", metavar="PNG", help="save the confusion matrix figure here")
     p.add_argument("--samples", metavar="PNG", help="save a grid of sample predictions here")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="auto (default: bf16 with oneDNN fusion where the CPU's AMX is on "
-                   "and the network suits it), bf16 or fp32")
+                   help="auto (default: the inference precision measured faster for this "
+                   "network here, see 'gluon-resnet precision'; else fp32), bf16 or fp32")
     p.set_defaults(func=_cmd_eval)
 
 
 def _cmd_predict(args):
     results = predict_files(args.params, args.paths, top_k=args.top_k,
-                            notice=lambda line: print(line, file=sys.stderr))
+                            notice=lambda line: print(line, file=sys.stderr),
+                            precision=args.precision)
     print(format_predictions(results, as_json=args.json))
     return 0
 
@@ -207,7 +209,26 @@ def _add_predict_parser(sub):
     p.add_argument("--top-k", type=_POSITIVE_INT, default=1, metavar="K",
                    help="classes per image (default 1)")
     p.add_argument("--json", action="store_true", help="print one JSON document instead")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="auto (default: the inference precision measured faster for this "
+                   "network here, see 'gluon-resnet precision'; else fp32), bf16 or fp32")
     p.set_defaults(func=_cmd_predict)
+
+
+def _add_precision_parser(sub):
+    p = sub.add_parser(
+        "precision", help="the precisions --precision auto chose on this CPU, and why",
+        description="Show the decisions of --precision auto cached for this CPU (img/s in fp32 "
+        "and bf16, training and inference); --measure times a network again.",
+        allow_abbrev=False)
+    p.add_argument("--model", help="only this network (with --measure: default chapter_resnet18)")
+    p.add_argument("--size", type=_POSITIVE_INT, help="only this input size (with --measure: "
+                   "default 96)")
+    p.add_argument("--batch-size", type=_POSITIVE_INT, help="only this batch size (with "
+                   "--measure: default 256)")
+    p.add_argument("--measure", action="store_true", help="measure this case again (about 30 s)")
+    p.set_defaults(func=lambda args: show_decisions(args.model, args.size, args.batch_size,
+                                                    measure=args.measure))
 
 
 def _cmd_export(args):
@@ -348,6 +369,7 @@ def build_parser():
     _add_export_parser(sub)
     _add_launch_parser(sub)
     _add_predict_parser(sub)
+    _add_precision_parser(sub)
     return parser
 
 

@@ -117,10 +117,10 @@ class TrainConfig:
                                     "cannot be decoded instead of stopping", bool)
     num_classes: int = _option(10, "output classes (with --data: the folder's classes)",
                                _POSITIVE_INT)
-    precision: str = _option("auto", "auto (bf16 where the CPU's AMX is on and the network's "
-                             "widths suit its kernels, else fp32), bf16 (AMP; fp32 with a "
-                             "notice on CPUs without AVX512-BF16) or fp32 (the book's exact "
-                             "arithmetic)", choices=PRECISIONS)
+    precision: str = _option("auto", "auto (whichever of bf16 and fp32 was measured faster for "
+                             "this network on this CPU, see 'gluon-resnet precision'), bf16 "
+                             "(AMP; fp32 with a notice on CPUs without AVX512-BF16) or fp32 "
+                             "(the book's exact arithmetic)", choices=PRECISIONS)
     schedule: str = _option("constant", "learning-rate schedule", choices=SCHEDULES)
     label_smoothing: float = _option(0.0, "label smoothing, in [0, 1)", _FRACTION)
     augment: bool = _option(False, "random flips and shifts of the training images", bool)

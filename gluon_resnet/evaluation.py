@@ -72,7 +72,7 @@ def evaluate_run(path, model=None, resize=None, data_root=None, confusion=None, 
         predicted and true labels.
     precision : {"fp32", "bf16", "auto"}
         ``"auto"`` (what ``gluon-resnet eval`` uses) evaluates in bf16 where
-        AMX and the network suit it (``precision.resolve_precision``).
+        it was measured faster for inference (``precision.resolve_precision``).
         bf16 turns on AMP for the whole process (``precision.enable_bf16``):
         every network built afterwards computes in bf16.  Either way the
         network runs with oneDNN's operator fusion (conv + BN + ReLU + add),
@@ -85,7 +85,8 @@ def evaluate_run(path, model=None, resize=None, data_root=None, confusion=None, 
     """
     ctx = ctx or mx.cpu()
     _check_path(path, model)
-    trained = load_trained(path, ctx, precision, model=model, notice=out)
+    trained = load_trained(path, ctx, precision, model=model, notice=out,
+                           size=(resize, resize) if resize else None)
     config, net, precision = trained.config, trained.net, trained.precision
     if config.data is not None:
         size, test_iter, names = _folder_test_set(config, trained.data, resize, out)

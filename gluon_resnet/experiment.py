@@ -45,7 +45,7 @@ from .distributed import (AverageRunningStats, DistributedTrainer, Job, WatchSte
                           final_parameters_callback, join_job)
 from .models import get_model
 from .pretrained import load_pretrained
-from .precision import describe_precision, enable_bf16, resolve_precision
+from .precision import Case, describe_precision, enable_bf16, resolve_precision
 from .runlock import RunLock
 from .summary import activation_bytes
 from .trained import data_description
@@ -138,7 +138,7 @@ def run_training(config=None, out=None, resume=None, overrides=None, progress=No
         config = settle_config(config, job, train_iter)
         check_batch_size(config, train_iter)
         data = train_iter.description()
-        precision = choose_precision(config, ctxs)
+        precision = choose_precision(config, ctxs, train_iter)
         check_memory(config, data, precision, ctxs)
         net = build_network(config, ctxs, in_channels=data["channels"], load_weights=saved is None,
                             out=print if job.lead and not quiet else None)
@@ -327,13 +327,19 @@ def _amount(nbytes):
     return "%.1f GB" % (nbytes / 1e9) if nbytes >= 1e8 else "%.0f MB" % (nbytes / 1e6)
 
 
-def choose_precision(config, ctxs):
+def choose_precision(config, ctxs, train_iter=None):
     """``'bf16'`` or ``'fp32'`` for ``config.precision`` here; turns AMP on for bf16.
 
-    A throwaway copy of the network (not initialised) tells ``auto`` whether
-    bf16 suits it.  AMP must be on before the network is built.
+    ``auto`` decides for the network, ``train_iter``'s images and the run's
+    steps (``precision.resolve_precision``; without ``train_iter``: fp32).
+    AMP must be on before the network is built.
     """
-    precision = resolve_precision(config.precision, ctxs,
+    case = None
+    if train_iter is not None:
+        data = train_iter.description()
+        case = Case(config.model, data["channels"], tuple(data["size"]), train_iter.batch_size,
+                    config.ctx, "train", len(train_iter) * config.epochs, config.num_classes)
+    precision = resolve_precision(config.precision, ctxs, case=case,
                                   net=get_model(config.model, num_classes=config.num_classes))
     if precision == "bf16":
         enable_bf16()

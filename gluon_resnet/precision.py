@@ -5,16 +5,12 @@ process, so it must run before the network is built and cannot be undone: a
 process trains either in bf16 or in fp32.  Weights stay fp32 (master copies);
 convolutions and dense layers compute in bf16.
 
-``auto`` (the default of ``gluon-resnet train``) trains in bf16 where that is
-faster: with AMX switched on (see ``gluon_resnet._mxnet``), and only for
-networks whose convolutions all have a power-of-two number of output
-channels, at least 32.
-MXNet 1.9.1's oneDNN runs such layers in AMX kernels; other widths (16, 48,
-96, ...) get kernels whose output layout sends BN's backward pass to oneDNN's
-reference code, and the whole step becomes 1.5-5x slower than fp32 (measured
-here, batch 256: ``compact_resnet8`` with 48 channels 1,414 img/s in fp32
-against 288 in bf16; with 32 channels 3,025 against 3,845; the chapter's
-network 124 against 194).  In MXNet's numpy mode runs are fp32: AMP does not
+``auto`` (the default of ``gluon-resnet train``) trains in the precision
+this CPU runs the network faster, measured once and cached
+(``gluon_resnet.autoprecision``): bf16 is not faster everywhere (with AMX
+and power-of-two widths it was, on AVX512-BF16 alone it was for some
+networks, and widths such as 16, 48 or 96 send oneDNN's BN backward pass
+to reference code).  In MXNet's numpy mode runs are fp32: AMP does not
 convert numpy-mode operators (see ``resolve_precision``).
 """
 
@@ -24,12 +20,12 @@ import sys
 from ._cpu import cpu_flags
 from ._mxnet import AMX
 from .arrays import numpy_mode
+from .autoprecision import HEADER, Case, cache_path, decide, format_entry, machine, read_cache
 from .validate import one_of
 from mxnet.contrib import amp
-from mxnet.gluon import nn
 
-__all__ = ["bf16_available", "bf16_suits", "bf16_kernels", "resolve_precision", "enable_bf16",
-           "describe_precision", "PRECISIONS"]
+__all__ = ["bf16_available", "bf16_kernels", "resolve_precision", "enable_bf16",
+           "describe_precision", "show_decisions", "Precision", "Case", "PRECISIONS"]
 
 PRECISIONS = ("fp32", "bf16", "auto")
 #: Set to 1 to behave as if the CPU had no bf16 instructions (tests, comparisons).
@@ -59,32 +55,26 @@ def bf16_kernels():
     return "AVX512-BF16" if "avx512_bf16" in cpu_flags() else "fp32 fallback"
 
 
-def _conv_widths(block):
-    widths = [block._channels] if isinstance(block, nn.Conv2D) else []
-    for child in block._children.values():
-        widths += _conv_widths(child)
-    return widths
+class Precision(str):
+    """``"fp32"`` or ``"bf16"``, with ``why``: how ``auto`` chose it (None when asked for)."""
+
+    def __new__(cls, value, why=None):
+        self = super().__new__(cls, value)
+        self.why = why
+        return self
 
 
-def bf16_suits(net):
-    """True when every convolution of ``net`` has a power-of-two width of at least 32.
-
-    Such networks train faster in bf16 than in fp32 on this project's CPUs;
-    others train slower (see the module's docstring).  ``net`` need not be
-    initialised.
-    """
-    widths = _conv_widths(net)
-    return bool(widths) and all(w >= 32 and w & (w - 1) == 0 for w in widths)
-
-
-def resolve_precision(requested, ctxs, notice=None, net=None):
-    """The precision a run will use: ``"fp32"`` or ``"bf16"``.
+def resolve_precision(requested, ctxs, notice=None, case=None, net=None):
+    """The precision a run will use: ``"fp32"`` or ``"bf16"`` (a ``Precision``).
 
     ``"bf16"`` and ``"auto"`` fall back to fp32 on a GPU or on a CPU without
     bf16 instructions; an explicit ``"bf16"`` that falls back prints one line.
-    ``"auto"`` also stays in fp32 without AMX (on AVX512-BF16 alone bf16 ran
-    slower than fp32 here: its matrix product reached 211 GFLOP/s against 309)
-    and, given ``net``, when ``bf16_suits(net)`` is False.
+    ``"auto"`` otherwise decides for ``case`` (an ``autoprecision.Case``:
+    network, input, batch, steps of the run) by measuring both precisions
+    once (``autoprecision.decide``; ``net``, a throwaway copy of the network,
+    lets a short run skip it cheaply); without ``case`` it stays in fp32.
+    The result's ``why`` says how ``auto`` decided; ``notice`` gets the
+    cache's notices (standard error by default).
 
     In MXNet's numpy mode (``npx.set_np()``) both fall back to fp32: AMP
     rewrites only the legacy operators (``mx.nd.*``, ``mx.sym.*``), and the
@@ -93,7 +83,8 @@ def resolve_precision(requested, ctxs, notice=None, net=None):
     """
     one_of(requested, PRECISIONS, "precision")
     if requested == "fp32":
-        return "fp32"
+        return Precision("fp32")
+    notice = notice or (lambda m: print(m, file=sys.stderr))
     on_cpu = all(c.device_type == "cpu" for c in ctxs)
     if numpy_mode():
         why = "MXNet's AMP does not reach numpy-mode (npx.set_np()) networks"
@@ -101,22 +92,25 @@ def resolve_precision(requested, ctxs, notice=None, net=None):
         why = "the devices are not CPUs"
     elif not bf16_available():
         why = "this CPU has no AVX512-BF16"
-    else:
-        if requested == "auto" and (bf16_kernels() != "AMX"
-                                    or (net is not None and not bf16_suits(net))):
-            return "fp32"
-        return "bf16"
+    elif requested == "bf16":
+        return Precision("bf16")
+    elif case is None:
+        return Precision("fp32", "auto: no network to measure")
+    else:  # the devices of the case are those of the run
+        case = case._replace(devices=",".join(str(c) for c in ctxs))
+        return Precision(*decide(case, notice, net=net))
     if requested == "bf16":
-        (notice or (lambda m: print(m, file=sys.stderr)))(
-            "gluon-resnet: bf16 is not available (%s); training in fp32." % why)
-    return "fp32"
+        notice("gluon-resnet: bf16 is not available (%s); training in fp32." % why)
+        return Precision("fp32")
+    return Precision("fp32", "auto: " + why)
 
 
 def describe_precision(precision):
-    """One line for the run's log: the precision and, for bf16, the kernels it runs on."""
-    if precision != "bf16":
-        return "precision: fp32"
-    return "precision: bf16 on %s kernels" % bf16_kernels()
+    """One line for the run's log: the precision, bf16's kernels, and why ``auto`` chose it."""
+    why = getattr(precision, "why", None)
+    line = "precision: fp32" if precision != "bf16" else \
+        "precision: bf16 on %s kernels" % bf16_kernels()
+    return line + (" (%s)" % why if why else "")
 
 
 def enable_bf16():
@@ -125,3 +119,40 @@ def enable_bf16():
     if not _enabled:
         amp.init(target_dtype="bfloat16")
         _enabled = True
+
+
+def show_decisions(model=None, size=None, batch_size=None, channels=1, measure=False, out=print):
+    """What ``gluon-resnet precision`` prints: the cached decisions of this machine.
+
+    With ``measure``, first times ``model`` (default ``chapter_resnet18``) at
+    ``size`` (default 96) and ``batch_size`` (default 256) in both precisions,
+    for training and inference, and replaces the cached answers.  ``model``,
+    ``size`` and ``batch_size`` also select the rows shown (inference rows,
+    measured at batch 256, whatever the batch size).
+    """
+    if measure:
+        if not bf16_available() or numpy_mode():
+            out("this CPU has no AVX512-BF16: auto trains in fp32, there is nothing to measure")
+        else:
+            case = Case(model or "chapter_resnet18", channels, (size or 96, size or 96),
+                        batch_size or 256, "cpu(0)", "train")
+            precision, why = decide(case, out, force=True)
+            out("%s %dx%d batch %d: %s (%s)" % (case.network, case.size[0], case.size[1],
+                                              case.batch, precision, why))
+    here = machine()
+    entries = read_cache(out)
+    mine = [e for e in entries if e["machine"] == here
+            and model in (None, e["network"]) and size in (None, e["size"][0])
+            and (batch_size in (None, e["batch"]) or e["mode"] == "infer")]
+    out("precision cache: %s" % cache_path())
+    if not mine:
+        out("no decisions measured on this machine%s; auto measures when a run is long enough, "
+            "or run: gluon-resnet precision --measure" % (" for these options" if entries else ""))
+    else:
+        out(HEADER)
+        for entry in mine:
+            out(format_entry(entry))
+    others = len(entries) - len([e for e in entries if e["machine"] == here])
+    if others:
+        out("(%d more for other CPUs or settings)" % others)
+    return 0

@@ -19,6 +19,7 @@ from ._mxnet import mx
 
 from .data import (IMAGE_EXTENSIONS, FashionMNISTLoader, image_files, image_header, read_image,
                    resize_image)
+from .precision import describe_precision
 from .trained import data_description, load_trained
 from . import validate
 
@@ -67,7 +68,8 @@ def _conversion_notice(headers, channels, size):
         " and ".join(parts), kind, size[0], size[1])
 
 
-def predict_files(checkpoint, paths, top_k=1, ctx=None, batch_size=256, notice=None):
+def predict_files(checkpoint, paths, top_k=1, ctx=None, batch_size=256, notice=None,
+                  precision="auto"):
     """The ``top_k`` classes of each image file, with their probabilities.
 
     Parameters
@@ -81,17 +83,22 @@ def predict_files(checkpoint, paths, top_k=1, ctx=None, batch_size=256, notice=N
     notice : callable, optional
         Gets one line when images had to be converted (colour to grey or
         grey to colour) or resized to what the network was trained on;
-        by default it is issued as a ``UserWarning``.
+        by default it is issued as a ``UserWarning``.  Also gets the
+        precision line (``precision.describe_precision``).
+    precision : {"auto", "fp32", "bf16"}
+        ``"auto"`` uses the inference decision cached for this network
+        (``precision.resolve_precision``; fp32 when none is).  bf16 turns on
+        AMP for the whole process.
 
     Returns
     -------
     list of dict
         One per file, in order: ``{"path": str, "top": [{"class": name,
-        "probability": p}, ...]}``.  The network runs in fp32.
+        "probability": p}, ...]}``.
     """
     validate.positive_int(top_k, "top_k", "predict_files")
     ctx = ctx or mx.cpu()
-    trained = load_trained(checkpoint, ctx, "fp32")
+    trained = load_trained(checkpoint, ctx, precision, notice=notice, batch_size=batch_size)
     data = trained.data
     classes, size = data["classes"], tuple(data["size"])
     files = collect_image_files(paths)
@@ -104,6 +111,8 @@ def predict_files(checkpoint, paths, top_k=1, ctx=None, batch_size=256, notice=N
     images = np.stack([resize_image(read_image(f, data["channels"]), size) for f in files])
     loader = FashionMNISTLoader(images, np.zeros(len(files), np.int64), batch_size,
                                 mean=data["mean"], std=data["std"], classes=classes, ctx=ctx)
+    if notice is not None:
+        notice(describe_precision(trained.precision))
     net = trained.net
     net.hybridize(static_alloc=True)
     probs = np.concatenate([mx.nd.softmax(net(X), axis=1).asnumpy() for X, _ in loader])

@@ -27,7 +27,7 @@ from .checkpoint import Checkpoint, CheckpointError, checkpoint_file, read_check
 from .config import TrainConfig
 from .data import TEXT_LABELS
 from .models import get_model
-from .precision import enable_bf16, resolve_precision
+from .precision import Case, enable_bf16, resolve_precision
 
 __all__ = ["Trained", "load_trained", "data_description"]
 
@@ -57,7 +57,8 @@ class Trained:
     checkpoint: Checkpoint = None
 
 
-def load_trained(path, ctx=None, precision="fp32", model=None, notice=None):
+def load_trained(path, ctx=None, precision="fp32", model=None, notice=None, batch_size=256,
+                 size=None):
     """The trained network stored at ``path``, on ``ctx``, as a ``Trained``.
 
     Parameters
@@ -78,6 +79,9 @@ def load_trained(path, ctx=None, precision="fp32", model=None, notice=None):
         one is refused.
     notice : callable, optional
         Gets the line of a bf16 that falls back to fp32 (default: standard error).
+    batch_size, size : int and (H, W), optional
+        The batches the network will compute, for ``"auto"``'s inference decision
+        (``size`` defaults to the size it was trained at).
 
     Raises
     ------
@@ -90,7 +94,9 @@ def load_trained(path, ctx=None, precision="fp32", model=None, notice=None):
     ctx = ctx or mx.cpu()
     config, saved = _stored_config(path, model)
     data = data_description(saved.meta if saved is not None else {"config": config.to_dict()})
-    precision = resolve_precision(precision, [ctx], notice=notice,
+    case = Case(config.model, data["channels"], tuple(size or data["size"]), batch_size,
+                mode="infer", num_classes=config.num_classes)
+    precision = resolve_precision(precision, [ctx], notice=notice, case=case,
                                   net=get_model(config.model, num_classes=config.num_classes))
     if precision == "bf16":
         enable_bf16()  # before the network is built

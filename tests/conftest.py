@@ -24,6 +24,22 @@ def _temporary_files_under_pytest(tmp_path_factory):
     tempfile.tempdir = saved[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _precision_auto_from_an_empty_cache(tmp_path_factory):
+    """``--precision auto`` in every test (and process it starts) reads an empty cache of its
+    own, never the user's, and never measures: fp32 unless a test stores or measures otherwise
+    (tests/test_autoprecision.py)."""
+    saved = {k: os.environ.get(k) for k in ("XDG_CACHE_HOME", "GLUON_RESNET_AUTO_MEASURE")}
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache", numbered=False))
+    os.environ["GLUON_RESNET_AUTO_MEASURE"] = "0"
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     """Every test starts from the same random state."""

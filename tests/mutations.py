@@ -62,6 +62,7 @@ MUTATIONS = [
              "gluon_resnet/precision.py",
              '        amp.init(target_dtype="bfloat16")\n',
              '        amp.init(target_dtype="bfloat16")\n'
+             '        from mxnet.gluon import nn\n'
              '        dense = nn.Dense.hybrid_forward\n'
              '        nn.Dense.hybrid_forward = lambda self, F, x, *a, **k: dense(self, F, x, *a, '
              '**k) * 0\n',
@@ -71,6 +72,7 @@ MUTATIONS = [
              "gluon_resnet/precision.py",
              '        amp.init(target_dtype="bfloat16")\n',
              '        amp.init(target_dtype="bfloat16")\n'
+             '        from mxnet.gluon import nn\n'
              '        dense = nn.Dense.hybrid_forward\n'
              '        nn.Dense.hybrid_forward = lambda self, F, x, *a, **k: dense(self, F, x, *a, '
              '**k) * 0.5\n',

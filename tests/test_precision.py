@@ -19,7 +19,7 @@ import pytest
 from gluon_resnet._cpu import cpu_flags
 
 from gluon_resnet.models import get_model, list_models
-from gluon_resnet.precision import bf16_available, bf16_kernels, bf16_suits, resolve_precision
+from gluon_resnet.precision import bf16_kernels, resolve_precision
 
 from helpers import needs_data
 
@@ -356,29 +356,6 @@ def test_bf16_agrees_with_fp32(agreement, kernels, name):
         assert _agreement_disagreements(fp32, wrong), broken
 
 
-def test_bf16_suits_networks_with_power_of_two_widths_of_32_or_more():
-    assert bf16_suits(get_model("chapter_resnet18"))
-    assert bf16_suits(get_model("resnet50_v1"))
-    assert bf16_suits(get_model("compact_resnet8_w32"))
-    assert not bf16_suits(get_model("compact_resnet8"))  # 48 channels
-    assert not bf16_suits(get_model("compact_resnet9"))  # a 16-channel stem
-    assert not bf16_suits(get_model("cifar_resnet20_v1"))  # 16 channels
-
-
-def test_auto_picks_bf16_only_where_it_suits_the_network(monkeypatch):
-    import mxnet as mx
-
-    monkeypatch.delenv("GLUON_RESNET_DISABLE_BF16", raising=False)
-    if not bf16_available():
-        pytest.skip("this CPU has no AVX512-BF16")
-    # Without AMX, bf16 runs slower than fp32: auto stays in fp32 for every network.
-    expected = "bf16" if bf16_kernels() == "AMX" else "fp32"
-    assert resolve_precision("auto", [mx.cpu()], net=get_model("chapter_resnet18")) == expected
-    assert resolve_precision("auto", [mx.cpu()], net=get_model("compact_resnet8")) == "fp32"
-    # An explicit request is obeyed.
-    assert resolve_precision("bf16", [mx.cpu()], net=get_model("compact_resnet8")) == "bf16"
-
-
 @needs_data
 @pytest.mark.slow
 def test_bf16_evaluation_has_the_accuracy_of_fp32(kernels, tmp_path):
@@ -390,11 +367,10 @@ def test_bf16_evaluation_has_the_accuracy_of_fp32(kernels, tmp_path):
     run_training(TrainConfig(resize=None, limit=2000, batch_size=100, epochs=2, seed=1,
                              precision="fp32"), out=out, quiet=True, progress=False)
     ckpt = os.path.join(out, "checkpoint.ckpt")
-    # With AMX, `auto` (the default) evaluates in bf16; on AVX512-BF16 alone it asks for bf16.
-    bf16_args = [] if kernels == "AMX" else ["--precision", "bf16"]
     acc = {}
     for args, line in ((["--precision", "fp32"], "precision: fp32, oneDNN operator fusion"),
-                       (bf16_args, "precision: bf16 on %s kernels, oneDNN" % kernels)):
+                       (["--precision", "bf16"], "precision: bf16 on %s kernels, oneDNN"
+                        % kernels)):
         done = _run(["-m", "gluon_resnet", "eval", "--params", ckpt, "--limit", "2000", *args])
         assert done.returncode == 0, done.stderr
         assert line in done.stdout, done.stdout
