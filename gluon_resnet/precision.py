@@ -63,6 +63,11 @@ class Precision(str):
         self.why = why
         return self
 
+    @property
+    def news(self):
+        """True when the line is worth a quiet command's while: bf16, or a measured choice."""
+        return self == "bf16" or " img/s against " in (self.why or "")
+
 
 def resolve_precision(requested, ctxs, notice=None, case=None, net=None):
     """The precision a run will use: ``"fp32"`` or ``"bf16"`` (a ``Precision``).

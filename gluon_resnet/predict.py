@@ -84,7 +84,8 @@ def predict_files(checkpoint, paths, top_k=1, ctx=None, batch_size=256, notice=N
         Gets one line when images had to be converted (colour to grey or
         grey to colour) or resized to what the network was trained on;
         by default it is issued as a ``UserWarning``.  Also gets the
-        precision line (``precision.describe_precision``).
+        precision line (``precision.describe_precision``) when it computes in bf16
+        or ``auto`` chose by a measurement.
     precision : {"auto", "fp32", "bf16"}
         ``"auto"`` uses the inference decision cached for this network
         (``precision.resolve_precision``; fp32 when none is).  bf16 turns on
@@ -111,7 +112,7 @@ def predict_files(checkpoint, paths, top_k=1, ctx=None, batch_size=256, notice=N
     images = np.stack([resize_image(read_image(f, data["channels"]), size) for f in files])
     loader = FashionMNISTLoader(images, np.zeros(len(files), np.int64), batch_size,
                                 mean=data["mean"], std=data["std"], classes=classes, ctx=ctx)
-    if notice is not None:
+    if notice is not None and trained.precision.news:  # plain fp32 goes without saying
         notice(describe_precision(trained.precision))
     net = trained.net
     net.hybridize(static_alloc=True)
