@@ -31,9 +31,9 @@ setup(
         # d2l 1.0.3 (the current edition's package, the numpy-mode oracle) is installed by
         # scripts/setup.sh with --no-deps, because its own pins would replace numpy.
         # torch: the PyTorch reference of the weight-loading tests (logits, torch.save files),
-        # pinned as in "bench" below.
+        # pinned as in "bench" below.  ruff: the lint that runs before the tests (ruff.toml).
         "test": ["pytest", "nbclient", "nbformat", "ipykernel", "d2lzh", "onnx", "onnxruntime",
-                 "pandas", "requests", "matplotlib-inline", "torch==2.13.0"],
+                 "pandas", "requests", "matplotlib-inline", "torch==2.13.0", "ruff"],
         # The benchmark's outside reference, never imported by gluon_resnet.  Pinned because
         # 2.13.0 is the CPU build on this project's machines' disk: an unpinned torch makes pip
         # fetch a CUDA build of several GB instead.

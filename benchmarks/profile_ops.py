@@ -22,7 +22,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-import gluon_resnet  # noqa: E402  (before MXNet: threads and AMX)
+import gluon_resnet  # noqa: E402, F401  (before MXNet: threads and AMX)
 from gluon_resnet import _mxnet  # noqa: E402
 from gluon_resnet.experiment import TrainConfig, build_network, build_trainer  # noqa: E402
 from gluon_resnet.precision import resolve_precision, enable_bf16  # noqa: E402

@@ -76,7 +76,7 @@ if _switch_amx:
     os.environ[_ISA_ENV] = "AVX512_CORE_AMX"
 
 try:
-    import mxnet as mx
+    import mxnet as mx  # noqa: F401  (the package imports mx from here)
 except ImportError as exc:  # pragma: no cover - exercised only without MXNet
     raise ImportError("MXNet is not installed. " + _HOW_TO_INSTALL) from exc
 except AttributeError as exc:  # pragma: no cover - numpy >= 1.24 removed np.bool

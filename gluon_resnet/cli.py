@@ -355,10 +355,13 @@ def build_parser():
 
     p = sub.add_parser("shapes", help="print each layer's output shape and parameter count",
                        allow_abbrev=False)
-    p.add_argument("--model", default="chapter_resnet18", help="registered model name (see 'models')")
-    p.add_argument("--size", type=_POSITIVE_INT, default=224, help="input height and width (default 224)")
+    p.add_argument("--model", default="chapter_resnet18",
+                   help="registered model name (see 'models')")
+    p.add_argument("--size", type=_POSITIVE_INT, default=224,
+                   help="input height and width (default 224)")
     p.add_argument("--channels", type=_POSITIVE_INT, default=1, help="input channels (default 1)")
-    p.add_argument("--num-classes", type=_POSITIVE_INT, default=10, help="output classes (default 10)")
+    p.add_argument("--num-classes", type=_POSITIVE_INT, default=10,
+                   help="output classes (default 10)")
     p.set_defaults(func=_cmd_shapes)
 
     p = sub.add_parser("models", help="list the registered models with their parameter counts",

@@ -87,7 +87,8 @@ def parse_ctx(spec):
     try:
         numbers = [int(i) for i in ids.split(",")] if ids else [0]
     except ValueError:
-        raise ValueError("device numbers in %r must be integers, for example gpu:0,1" % spec) from None
+        raise ValueError("device numbers in %r must be integers, for example gpu:0,1"
+                         % spec) from None
     if kind == "cpu":
         return [mx.cpu(i) for i in numbers]
     missing = [i for i in numbers if not _gpu_works(i)]

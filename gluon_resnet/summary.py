@@ -130,7 +130,8 @@ def summarize(net, input_shape=(1, 1, 224, 224), ctx=None):
                    str(exc).strip().splitlines()[0])
             ) from None
         rows.append({"name": label, "kind": type(layer).__name__, "shape": tuple(x.shape),
-                     "params": count_parameters(layer, trainable_only=True), "in_shape": tuple(in_shape)})
+                     "params": count_parameters(layer, trainable_only=True),
+                     "in_shape": tuple(in_shape)})
     _check_no_collapse(net, rows, input_shape)
     return rows
 
@@ -166,7 +167,8 @@ def format_summary(rows):
     for r in rows:
         label = "%s (%s)" % (r["name"], r["kind"])
         lines.append("%-*s  %-20s  %12s" % (width, label, r["shape"], format(r["params"], ",")))
-    lines.append("%-*s  %-20s  %12s" % (width, "total", "", format(sum(r["params"] for r in rows), ",")))
+    total = format(sum(r["params"] for r in rows), ",")
+    lines.append("%-*s  %-20s  %12s" % (width, "total", "", total))
     return "\n".join(lines)
 
 

@@ -81,7 +81,8 @@ MUTATIONS = [
              "the family's residual branch is scaled by 0.9, tests run with "
              "GLUON_RESNET_REGEN_GOLDEN=1 (the golden files must stay as they were)",
              "gluon_resnet/blocks.py",
-             "        return array_ops(F).add(out, x if self.shortcut is None else self.shortcut(x))\n",
+             "        return array_ops(F).add(out, x if self.shortcut is None "
+             "else self.shortcut(x))\n",
              "        return array_ops(F).add(out * 0.9, x if self.shortcut is None "
              "else self.shortcut(x))\n",
              ["tests/test_family.py", "-k", "golden"], env={"GLUON_RESNET_REGEN_GOLDEN": "1"},
@@ -89,7 +90,8 @@ MUTATIONS = [
     mutation("residual-0.9",
              "the family's residual branch is scaled by 0.9",
              "gluon_resnet/blocks.py",
-             "        return array_ops(F).add(out, x if self.shortcut is None else self.shortcut(x))\n",
+             "        return array_ops(F).add(out, x if self.shortcut is None "
+             "else self.shortcut(x))\n",
              "        return array_ops(F).add(out * 0.9, x if self.shortcut is None "
              "else self.shortcut(x))\n",
              ["tests/test_family.py", "-k", "golden"]),

@@ -110,7 +110,8 @@ def test_resnet_block_is_hybrid_and_shapes():
 
 
 @pytest.mark.parametrize("hybridize", [False, True])
-@pytest.mark.parametrize("channels, strides, in_shape", [(6, 1, (4, 3, 6, 6)), (3, 2, (4, 3, 6, 6))])
+@pytest.mark.parametrize("channels, strides, in_shape",
+                         [(6, 1, (4, 3, 6, 6)), (3, 2, (4, 3, 6, 6))])
 def test_shortcut_mismatch_is_a_clear_error(channels, strides, in_shape, hybridize):
     blk = Residual(channels, strides=strides)
     blk.initialize()

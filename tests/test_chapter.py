@@ -66,7 +66,8 @@ def test_shapes_bad_model_name(capsys):
     assert "resnet9000" in err and "chapter_resnet18" in err
 
 
-@pytest.mark.parametrize("factory, shape", [(chapter_resnet18, (2, 1, 96, 96)), (resnet18, (2, 1, 28, 28))])
+@pytest.mark.parametrize("factory, shape",
+                         [(chapter_resnet18, (2, 1, 96, 96)), (resnet18, (2, 1, 28, 28))])
 def test_hybridized_equals_imperative_and_export_round_trip(factory, shape, tmp_path):
     net = factory()
     net.initialize(mx.init.Xavier())
@@ -77,7 +78,8 @@ def test_hybridized_equals_imperative_and_export_round_trip(factory, shape, tmp_
     np.testing.assert_allclose(hybrid, imperative, rtol=1e-4, atol=1e-5)
     prefix = str(tmp_path / "net")
     net.export(prefix)
-    loaded = mx.gluon.SymbolBlock.imports(prefix + "-symbol.json", ["data"], prefix + "-0000.params")
+    loaded = mx.gluon.SymbolBlock.imports(prefix + "-symbol.json", ["data"],
+                                          prefix + "-0000.params")
     np.testing.assert_allclose(loaded(x).asnumpy(), imperative, rtol=1e-4, atol=1e-5)
 
 

@@ -61,7 +61,7 @@ def _small_net():
 
 def _lines(text):
     """The printed lines, without the text d2l's Animator writes outside Jupyter."""
-    return [l for l in text.splitlines() if SUMMARY.match(l) or "examples/sec" in l]
+    return [line for line in text.splitlines() if SUMMARY.match(line) or "examples/sec" in line]
 
 
 @needs_data

@@ -369,7 +369,7 @@ def test_two_workers_train_and_end_identical(tmp_path):
     assert job.finish(300) == 0, job.output()
     text = job.output()
     assert "[worker 0] distributed: 2 workers, kvstore dist_sync, global batch 50 = 2 x 25" in text
-    epoch = [l for l in job.lines if "epoch 1, loss" in l]
+    epoch = [line for line in job.lines if "epoch 1, loss" in line]
     assert len(epoch) == 1 and epoch[0].startswith("[worker 0] "), text  # worker 0 only prints
     p0, p1 = (mx.nd.load(dump.format(rank=r)) for r in (0, 1))
     assert sorted(p0) == sorted(p1) and any("running_var" in k for k in p0)
@@ -387,7 +387,8 @@ def test_two_workers_train_and_end_identical(tmp_path):
                    str(out / "checkpoint.ckpt"), "--epochs", "2", "--no-progress"], cwd=tmp_path,
                   env={"GLUON_RESNET_DUMP_PARAMS": dump})
     assert job.finish(300) == 0, job.output()
-    assert [l for l in job.lines if ", loss" in l][0].startswith("[worker 0] epoch 2, loss")
+    first = [line for line in job.lines if ", loss" in line][0]
+    assert first.startswith("[worker 0] epoch 2, loss")
     p0, p1 = (mx.nd.load(dump.format(rank=r)) for r in (0, 1))
     for name in p0:
         np.testing.assert_array_equal(p0[name].asnumpy(), p1[name].asnumpy(), err_msg=name)
@@ -540,7 +541,7 @@ def test_timeout_stops_the_job(tmp_path):
     assert job.finish(40) == 124, job.output()
     assert job.err[-1] == ("gluon-resnet launch: error: the job ran longer than --timeout 4 "
                            "seconds; stopped all of its processes")
-    assert not [l for l in job.lines if "epoch 50, loss" in l]  # stopped before the end
+    assert not [line for line in job.lines if "epoch 50, loss" in line]  # stopped before the end
     _assert_all_gone(pids)
 
 

@@ -108,15 +108,15 @@ def test_plot_curves_puts_losses_left_and_accuracies_right(tmp_path):
               "test acc": ([1], [0.82])}
     fig = plot_curves(series, path=str(tmp_path / "c.png"), xlim=(0, 3))
     left, right = fig.axes
-    assert [l.get_label() for l in left.get_lines()] == ["train loss"]
-    assert [l.get_label() for l in right.get_lines()] == ["train acc", "test acc"]
+    assert [artist.get_label() for artist in left.get_lines()] == ["train loss"]
+    assert [artist.get_label() for artist in right.get_lines()] == ["train acc", "test acc"]
     assert left.get_xlim() == (0, 3) and right.get_ylim() == (0, 1)
     _png(tmp_path / "c.png")
 
 
 def test_plot_error_comparison_draws_errors_in_percent(tmp_path):
-    hist = lambda accs: [{"epoch": i + 1, "train_acc": a, "test_acc": a - 0.05}
-                         for i, a in enumerate(accs)]
+    def hist(accs):
+        return [{"epoch": i + 1, "train_acc": a, "test_acc": a - 0.05} for i, a in enumerate(accs)]
     fig = plot_error_comparison({"plain-20": hist([0.8, 0.9]), "plain-56": hist([0.7, 0.85])},
                                 path=str(tmp_path / "e.png"))
     train_ax, test_ax = fig.axes
@@ -159,12 +159,13 @@ def test_live_curves_follow_training_and_save_png(tmp_path):
 def test_plot_history_draws_the_three_curves_per_epoch(tmp_path):
     from gluon_resnet.plotting import plot_history
 
-    history = [{"epoch": e, "loss": 1.0 / e, "train_acc": 0.7 + 0.05 * e, "test_acc": 0.68 + 0.05 * e}
+    history = [{"epoch": e, "loss": 1.0 / e, "train_acc": 0.7 + 0.05 * e,
+                "test_acc": 0.68 + 0.05 * e}
                for e in (1, 2, 3)]
     fig = plot_history(history, path=str(tmp_path / "h.png"), title="run")
     left, right = fig.axes
     np.testing.assert_allclose(left.get_lines()[0].get_ydata(), [1, 0.5, 1 / 3])
-    assert [l.get_label() for l in right.get_lines()] == ["train acc", "test acc"]
+    assert [artist.get_label() for artist in right.get_lines()] == ["train acc", "test acc"]
     assert list(left.get_xticks()) == [1, 2, 3] and left.get_title() == "run"
     _png(tmp_path / "h.png")
 

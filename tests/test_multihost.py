@@ -1,8 +1,8 @@
 """Several machines: the hosts file, the step watch, and two hosts made of network namespaces.
 
 The first tests need no network.  The others run on two "hosts": Linux
-network namespaces joined by a veth pair.  Each namespace has its own network stack with one address (10.200.0.1 and
-10.200.0.2, reachable only from each other) and runs an ``sshd`` of its own
+network namespaces joined by a veth pair.  Each namespace has its own network stack with one
+address (10.200.0.1 and 10.200.0.2, reachable only from each other) and runs an ``sshd`` of its own
 (throwaway host and user keys, its own configuration file, made here), so
 ``launch --hosts`` logs in over real ssh.  The namespaces share this
 machine's file system, so gluon_resnet and the data are on both "hosts";
@@ -312,7 +312,7 @@ class Sshd:
 
         threading.Thread(target=drain, daemon=True).start()
         listening.wait(30)
-        if self.proc.poll() is not None or not any("Server listening" in l for l in self.log):
+        if self.proc.poll() is not None or not any("Server listening" in line for line in self.log):
             self.stop()
             raise RuntimeError("sshd %s did not start:\n%s" % (name, "\n".join(self.log)))
 

@@ -85,8 +85,8 @@ def test_the_output_checks_can_fail(tmp_path):
     """Guard: a notebook with an error output or no run is rejected by the checks above."""
     nb = nbformat.v4.new_notebook()
     cell = nbformat.v4.new_code_cell("1 / 0")
-    cell.outputs = [nbformat.v4.new_output("error", ename="ZeroDivisionError", evalue="division by zero",
-                                           traceback=[])]
+    cell.outputs = [nbformat.v4.new_output("error", ename="ZeroDivisionError",
+                                           evalue="division by zero", traceback=[])]
     nb.cells = [cell]
     assert _errors(nb) == [(0, "ZeroDivisionError", "division by zero")]
     assert nb.metadata.get("gluon_resnet", {}).get("mode") != "full"

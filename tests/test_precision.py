@@ -157,7 +157,7 @@ def _train(tmp_path, env):
 def test_bf16_falls_back_to_fp32_with_one_notice(tmp_path):
     done, config = _train(tmp_path, {"GLUON_RESNET_DISABLE_BF16": "1"})
     assert config["precision_used"] == "fp32"
-    notices = [l for l in done.stderr.splitlines() if "bf16 is not available" in l]
+    notices = [line for line in done.stderr.splitlines() if "bf16 is not available" in line]
     assert len(notices) == 1 and "fp32" in notices[0]
 
 

@@ -152,8 +152,12 @@ def test_compact_resnet8_counts(name, w, count):
     net = get_model(name)
     net.initialize()
     assert net(mx.nd.zeros((2, 1, 28, 28))).shape == (2, 10)
-    conv = lambda cin, cout, k=3: k * k * cin * cout
-    bn = lambda c: 2 * c
+    def conv(cin, cout, k=3):
+        return k * k * cin * cout
+
+    def bn(c):
+        return 2 * c
+
     expected = (conv(1, w) + bn(w)                                              # stem
                 + 2 * (conv(w, w) + bn(w))                                      # stage 1
                 + conv(w, 2 * w) + conv(2 * w, 2 * w) + 2 * bn(2 * w) + conv(w, 2 * w, 1)

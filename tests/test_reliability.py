@@ -305,9 +305,9 @@ def test_a_checkpoint_during_the_epoch_never_saves_a_diverged_network(tmp_path):
 
 
 class FailDisk(Callback):
-    """After batch 1 of epoch 2 (before the Checkpointer), fill the disk of ``mount`` or make the run folder ``out``
-    read-only (a read-only bind mount of it over itself: the files open for writing are on
-    the mount below, so the remount is not refused as busy)."""
+    """After batch 1 of epoch 2 (before the Checkpointer), fill the disk of ``mount`` or make
+    the run folder ``out`` read-only (a read-only bind mount of it over itself: the files
+    open for writing are on the mount below, so the remount is not refused as busy)."""
 
     def __init__(self, mount, out, how):
         self.mount, self.out, self.how, self.done = mount, out, how, False
@@ -634,7 +634,7 @@ def test_the_printed_resume_command_works_when_pasted(tmp_path):
          "2", "--model", "compact_resnet8_w32", "--precision", "fp32", "--out", "run",
          "--no-progress"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert stopped.returncode == 143, stopped.stderr
-    line = [l for l in stopped.stderr.splitlines() if l.startswith("Resume with: ")]
+    line = [s for s in stopped.stderr.splitlines() if s.startswith("Resume with: ")]
     assert len(line) == 1, stopped.stderr
     del env["STOP_AT_FIRST_BATCH"]
     pasted = subprocess.run(["bash", "-c", line[0][len("Resume with: "):]], cwd=tmp_path,
@@ -771,6 +771,6 @@ def test_predict_says_once_that_it_converted_colour_to_grey_and_resized(tmp_path
     assert captured.err.splitlines() == [
         "note: converted 1 of 2 images to grey and resized 1 of 2 images to 28x28, as the "
         "network was trained on grey 28x28 images"]
-    assert [l.split("\t")[0] for l in captured.out.splitlines()] == [colour, grey]
+    assert [line.split("\t")[0] for line in captured.out.splitlines()] == [colour, grey]
     assert main(["predict", "--params", checkpoint, grey]) == 0
     assert capsys.readouterr().err == ""  # nothing converted: nothing said

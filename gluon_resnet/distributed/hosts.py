@@ -100,7 +100,7 @@ def network_name(ssh, host):
 
 
 def _last_line(text):
-    lines = [l.strip() for l in text.splitlines() if l.strip()]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[-1] if lines else "no message"
 
 
