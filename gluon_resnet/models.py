@@ -26,6 +26,10 @@ Every network is reachable through ``get_model(name, **kwargs)``;
 module, by ``gluon_resnet.pretrained`` (``gluon_resnet.get_model(name,
 pretrained=FILE)``).  Like their blocks, the networks work on
 legacy ``nd`` arrays and, after ``npx.set_np()``, on ``mxnet.np`` arrays.
+
+Over 500 lines on purpose: the spec table, the one class built from it and
+every registered name read together, as one family (the blocks are in
+``blocks``, the weights in ``pretrained``).
 """
 
 import collections
@@ -696,8 +700,7 @@ def compact_resnet8(num_classes=10, **kwargs):
     A 3x3/2 stem (48 channels) and three stages of one basic block each
     (48, 96, 192 channels) at 14x14, 7x7 and 4x4: 8 weighted layers, 0.69 M
     parameters and 23 M multiply-accumulates per 28x28 image.  48 channels
-    suit MXNet 1.9.1's oneDNN kernels here: 32 or 64 channels ran 1.5x slower
-    per image on this machine.
+    because MXNet 1.9.1's oneDNN ran them fastest in fp32 (benchmarks/RESULTS.md).
 
     Returns
     -------
@@ -715,9 +718,8 @@ def compact_resnet8_w32(num_classes=10, **kwargs):
 
     In bf16 on AMX, MXNet 1.9.1's oneDNN runs 32- and 64-channel layers in
     AMX kernels, but 48-channel ones in AVX-512 kernels whose output layout
-    sends BN's backward pass to oneDNN's reference code (60 ms a call): this
-    width trains at 3,800 img/s in bf16 against 1,400 for ``compact_resnet8``
-    in fp32 and 290 in bf16 (batch 256, 28x28, this machine).  0.31 M
+    sends BN's backward pass to oneDNN's reference code, so this width is the
+    one that pays in bf16 (speeds in benchmarks/RESULTS.md).  0.31 M
     parameters, 10.2 M multiply-accumulates per 28x28 image.
 
     Returns
@@ -738,7 +740,7 @@ def compact_resnet9(num_classes=10, **kwargs):
     (BN, ReLU) at 28x28, so that the 3x3/2 convolution after it sees
     features rather than pixels; the rest is ``compact_resnet8``.  9
     weighted layers, 0.70 M parameters, 24 M multiply-accumulates per 28x28
-    image; it trains about 4% slower than ``compact_resnet8`` here.
+    image (speed against ``compact_resnet8``: benchmarks/RESULTS.md).
 
     Returns
     -------
