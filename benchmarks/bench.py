@@ -760,8 +760,8 @@ def format_report(summary):
                  % VARIANT_BY_NAME[summary["default_training"]].label)
     lines.append("default inference (gluon-resnet eval's): %s"
                  % VARIANT_BY_NAME[summary["default_inference"]].label)
-    for mode, why in sorted(summary["default_why"].items()):
-        lines.append("  %s default from %s" % (mode, why))
+    for mode, title in (("train", "training"), ("infer", "inference")):
+        lines.append("  %s default: %s" % (title, summary["default_why"][mode]))
     lines += ["", "comparisons"]
     for c in summary["comparisons"]:
         spec = ".0f" if c["unit"] == " MiB" else ".2f"
