@@ -417,8 +417,10 @@ def work_peak(settings):
 
     result = {"dot_fp32": _gflops(dot, a, flop, reps),
               "fc_fp32": _gflops(fully_connected, a, flop, reps)}
-    if not bf16_available():
-        reason = "bf16 unavailable (no AVX512-BF16/AMX-BF16, or GLUON_RESNET_DISABLE_BF16 set)"
+    cap = os.environ.get("DNNL_MAX_CPU_ISA", "").upper()
+    if not bf16_available() or (cap and not tiers.has_bf16(cap)):
+        reason = ("bf16 unavailable at tier %s" % cap if bf16_available() else
+                  "bf16 unavailable (no AVX512-BF16/AMX-BF16, or GLUON_RESNET_DISABLE_BF16 set)")
         result["fc_bf16"] = result["dot_bf16"] = {"unavailable": reason}
         return result
     b = a.astype(np.dtype([("bfloat16", np.uint16)]))  # MXNet's bfloat16 dtype

@@ -473,6 +473,10 @@ def test_main_runs_each_tier_with_its_caps_and_saves_its_rows(monkeypatch, tmp_p
     for tier in plan:
         assert "tier %s: " % tier in report
     if len(plan) == 2:
+        no_bf16 = [n for n in bench.WORKERS if n not in ("loader", "infer_ort")
+                   and not (n in bench.VARIANT_BY_NAME
+                            and bench.VARIANT_BY_NAME[n].precision == "bf16")]
+        assert [name for name, env in launched if env] == no_bf16  # every AVX2 worker capped
         assert "tier AVX2: capped: MXNet DNNL_MAX_CPU_ISA=AVX2" in report
         with open(str(out)) as f:
             assert [s["tier"] for s in json.load(f)["tiers"]] == plan
@@ -499,6 +503,16 @@ def test_a_capped_worker_runs_on_avx2_kernels():
              if line.startswith("dnnl_verbose,exec,cpu,convolution,")]
     assert convs  # oneDNN names each kernel's ISA in its exec lines
     assert all(":avx2," in line for line in convs) and "avx512" not in proc.stdout
+    # The peak worker at that tier has no bf16 figure, whatever the CPU has.
+    env.pop("DNNL_VERBOSE")
+    env["DNNL_MAX_CPU_ISA"] = "AVX2"  # also where AVX2 is this CPU's own tier
+    proc = subprocess.run([sys.executable, BENCH, "--worker", "peak", "--settings",
+                           json.dumps(settings)], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    (line,) = [line for line in proc.stdout.splitlines() if line.startswith(bench.RESULT_PREFIX)]
+    peak = json.loads(line[len(bench.RESULT_PREFIX):])
+    assert peak["fc_fp32"] > 0 and "bf16 unavailable" in peak["fc_bf16"]["unavailable"]
 
 
 # ---------------------------------------------------------------------------
