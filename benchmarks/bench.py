@@ -120,7 +120,7 @@ VARIANTS = [
             "gluon-resnet train --precision fp32: build_network (hybridize static_alloc) "
             "+ Learner"),
     Variant("train_bf16", "train", "ours", "bf16", "ours bf16",
-            "gluon-resnet train --precision bf16 (the default where the CPU has bf16): "
+            "gluon-resnet train --precision bf16 (the default where auto measures it faster): "
             "amp.init(bfloat16), no loss scaler, AMX where the CPU has it"),
     Variant("infer_ref", "infer", "ref", "fp32", "ref (book)",
             "the book's network, not hybridized; d2lzh.evaluate_accuracy (host sync per batch)"),
