@@ -3,7 +3,8 @@
 Usage::
 
     python benchmarks/bench.py [--batch-size 256] [--size 96] [--rounds 5] [--steps 4]
-                               [--json out.json] [--tiny]
+                               [--json out.json] [--tiny] [--tiers auto|all|LIST]
+                               [--save] [--results-dir DIR]
 
 Sides compared (same network, same random batches of shape (N, 1, size, size)):
 
@@ -19,6 +20,23 @@ Sides compared (same network, same random batches of shape (N, 1, size, size)):
   (``build_network``: Xavier, ``hybridize(static_alloc=True, static_shape=False)``;
   ``Learner``: metrics summed on the device), in fp32 and in bf16 (AMP, on AMX
   where the CPU has it); inference with and without oneDNN operator fusion.
+- ``ort``: the chapter network (random weights) exported to ONNX by
+  ``gluon_resnet.export.export_onnx`` (what ``gluon-resnet export`` writes),
+  run by ONNX Runtime's CPUExecutionProvider in fp32 with one intra-op thread per core.
+
+ISA tiers (``--tiers``, see ``tiers.py``): every variant runs at each tier asked
+for (default: the CPU's own, uncapped), the lower ones capped through oneDNN's
+and ATen's environment variables; bf16 rows only at tiers with bf16.  ONNX
+Runtime has no run-time ISA cap and runs uncapped at every tier (its row says so).
+
+The default precision: ``gluon-resnet train`` and ``eval`` pick fp32 or bf16 by
+measuring (``gluon_resnet.autoprecision``), which this benchmark does not rerun
+(measuring inside a benchmark would be timed work of its own).  Ours runs in
+fp32 and, at tiers with bf16, in bf16; the ``train_fp32`` worker reads
+autoprecision's cached decision for this case at its tier (the exact case, else
+the nearest one measured on that machine setting), and without one the
+benchmark applies auto's own rule (bf16 when at least 5% faster) to its own
+figures.  The report says which row is the default and why.
 
 Every measurement runs in a fresh worker process (``--worker NAME``), because
 bf16 AMP is process-global and cannot be undone.  The variants are alternated
@@ -42,6 +60,10 @@ import statistics
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tiers  # noqa: E402  (benchmarks/tiers.py, beside this file)
+from tiers import ORT_UNCAPPED  # noqa: E402
 
 RESULT_PREFIX = "BENCH_RESULT "
 
@@ -98,7 +120,7 @@ VARIANTS = [
             "gluon-resnet train --precision fp32: build_network (hybridize static_alloc) "
             "+ Learner"),
     Variant("train_bf16", "train", "ours", "bf16", "ours bf16",
-            "gluon-resnet train --precision bf16 (the default where the CPU has bf16): "
+            "gluon-resnet train --precision bf16 (the default where auto measures it faster): "
             "amp.init(bfloat16), no loss scaler, AMX where the CPU has it"),
     Variant("infer_ref", "infer", "ref", "fp32", "ref (book)",
             "the book's network, not hybridized; d2lzh.evaluate_accuracy (host sync per batch)"),
@@ -114,6 +136,10 @@ VARIANTS = [
     Variant("infer_bf16", "infer", "ours", "bf16", "ours bf16 fused",
             "amp.init(bfloat16) before the network is built, hybridized with "
             "backend='MKLDNN' (what gluon-resnet eval runs where the CPU has bf16)"),
+    Variant("infer_ort", "infer", "ort", "fp32", "ONNX Runtime fp32",
+            "the chapter network exported by gluon_resnet.export_onnx, ONNX Runtime "
+            "CPUExecutionProvider, fp32, intra_op_num_threads = cores; uncapped at every tier "
+            "(MLAS has no run-time ISA cap)"),
 ]
 VARIANT_BY_NAME = {v.name: v for v in VARIANTS}
 WORKERS = ["peak"] + [v.name for v in VARIANTS] + ["loader"]
@@ -280,9 +306,83 @@ def work_variant(variant, settings):
 
     result = {"images_per_s": batches.images_per_second(), "max_rss_mib": max_rss_mib(),
               "precision": precision, "kernels": bf16_kernels() if precision == "bf16" else "fp32"}
+    if variant.name == "train_fp32":
+        result["auto"] = cached_auto(config, settings)
     if variant.name == "infer_fused":
         result["max_abs_diff_vs_unfused"] = fused_diff
     return result
+
+
+def cached_auto(config, settings):
+    """autoprecision's cached decisions for this benchmark's cases, per mode, or None.
+
+    Read in the worker, so that the machine key (ISA cap, threads, AMX) is the tier's.
+    """
+    from gluon_resnet.autoprecision import INFER_BATCH, Case, cached_entries, read_cache
+
+    entries = read_cache(notice=lambda message: None)
+    size = (settings["size"], settings["size"])
+    found = {}
+    for mode, batch, devices in (("train", settings["batch_size"], config.ctx),
+                                 ("infer", INFER_BATCH, "cpu(0)")):
+        case = Case(config.model, 1, size, batch, devices, mode, None, config.num_classes)
+        exact, nearest = cached_entries(case, entries)
+        entry = exact or nearest
+        found[mode] = None if entry is None else {
+            "precision": entry["precision"], "exact": exact is not None,
+            "measured": entry["measured"], "fp32": entry["fp32"], "bf16": entry["bf16"],
+            "batch": entry["batch"], "size": list(entry["size"])}
+    return found
+
+
+def work_ort(settings):
+    """ONNX Runtime on the chapter network exported as ``gluon-resnet export`` does."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return {"unavailable": "onnxruntime is not installed (pip install onnxruntime)"}
+    import shutil
+    import tempfile
+
+    import mxnet as mx
+    from mxnet import init
+    from gluon_resnet.experiment import TrainConfig
+    from gluon_resnet.export import ExportError, PixelInput, export_onnx
+    from gluon_resnet.models import get_model
+
+    config = TrainConfig(batch_size=settings["batch_size"], resize=settings["size"])
+    s = settings["size"]
+    net = get_model(config.model, num_classes=config.num_classes)
+    net.initialize(init.Xavier())
+    wrapped = PixelInput(net, prefix="export_")
+    wrapped.params.initialize()
+    wrapped.hybridize()
+    wrapped(mx.nd.zeros((1, 1, s, s)))
+    description = {"classes": [str(i) for i in range(config.num_classes)], "size": [s, s],
+                   "channels": 1, "mean": None, "std": None}
+    folder = tempfile.mkdtemp(prefix="gluon_resnet-bench-")
+    try:
+        path = export_onnx(wrapped, description, config, os.path.join(folder, "net.onnx"))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = _all_cores()
+        options.inter_op_num_threads = 1
+        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    except ExportError as exc:
+        return {"unavailable": "ONNX export failed: %s" % exc}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    X, _ = _random_batch(settings)
+    feed = {"data": X.asnumpy()}
+    steps = timed_steps("infer", settings)
+    for _ in range(settings["warmup"]):
+        session.run(None, feed)
+    start = time.perf_counter()
+    for _ in range(steps):
+        session.run(None, feed)
+    rate = settings["batch_size"] * steps / (time.perf_counter() - start)
+    return {"images_per_s": rate, "max_rss_mib": max_rss_mib(), "precision": "fp32",
+            "onnxruntime_version": ort.__version__, "threads": _all_cores(),
+            "isa_cap": "none (%s)" % ORT_UNCAPPED}
 
 
 def _gflops(fn, arg, flop, reps):
@@ -317,8 +417,10 @@ def work_peak(settings):
 
     result = {"dot_fp32": _gflops(dot, a, flop, reps),
               "fc_fp32": _gflops(fully_connected, a, flop, reps)}
-    if not bf16_available():
-        reason = "bf16 unavailable (no AVX512-BF16/AMX-BF16, or GLUON_RESNET_DISABLE_BF16 set)"
+    cap = os.environ.get("DNNL_MAX_CPU_ISA", "").upper()
+    if not bf16_available() or (cap and not tiers.has_bf16(cap)):
+        reason = ("bf16 unavailable at tier %s" % cap if bf16_available() else
+                  "bf16 unavailable (no AVX512-BF16/AMX-BF16, or GLUON_RESNET_DISABLE_BF16 set)")
         result["fc_bf16"] = result["dot_bf16"] = {"unavailable": reason}
         return result
     b = a.astype(np.dtype([("bfloat16", np.uint16)]))  # MXNet's bfloat16 dtype
@@ -379,6 +481,12 @@ def run_worker(name, settings):
         result = work_torch(variant, settings)
         result["omp_num_threads"] = os.environ.get("OMP_NUM_THREADS", "PyTorch default")
         return result
+    if variant is not None and variant.side == "ort":
+        import gluon_resnet  # noqa: F401  (the export needs MXNet; ORT has its own threads)
+
+        result = work_ort(settings)
+        result["omp_num_threads"] = "ONNX Runtime's own (intra_op_num_threads)"
+        return result
     if variant is None or variant.side == "ours":
         # Ours (and the peak) run as `gluon-resnet train` does: gluon_resnet loads
         # MXNet with one OpenMP thread per core.  The book's side keeps MXNet's
@@ -407,22 +515,39 @@ WORKER_TIMEOUT = 3600
 _CALLER_ENV = dict(os.environ)
 
 
-def _worker_env(name=None):
+#: Caps set by the caller would change every tier alike: each tier sets its own.
+_CAP_VARIABLES = ("DNNL_MAX_CPU_ISA", "ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
+
+
+def _worker_env(name=None, extra=None):
     env = dict(_CALLER_ENV)
     # A subgraph backend inherited from the caller would change what is measured.
     env.pop("MXNET_SUBGRAPH_BACKEND", None)
+    if extra is not None:  # a tier: its caps, and no one else's
+        for key in _CAP_VARIABLES:
+            env.pop(key, None)
+        env.update(extra)
     variant = VARIANT_BY_NAME.get(name)
     if variant is not None:
         env.update(variant.env)
     return env
 
 
-def launch(name, settings):
-    """Run worker ``name`` in a fresh process; its result dict, or ``{"error": ...}``."""
+def side_of(name):
+    """The side whose cap a worker gets: the variant's, ``mxnet`` for peak and loader."""
+    variant = VARIANT_BY_NAME.get(name)
+    return variant.side if variant is not None else "mxnet"
+
+
+def launch(name, settings, env=None):
+    """Run worker ``name`` in a fresh process; its result dict, or ``{"error": ...}``.
+
+    ``env``: variables on top of the caller's (a tier's caps).
+    """
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", name,
            "--settings", json.dumps(settings)]
     try:
-        proc = subprocess.run(cmd, env=_worker_env(name), stdout=subprocess.PIPE,
+        proc = subprocess.run(cmd, env=_worker_env(name, env), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, universal_newlines=True,
                               timeout=WORKER_TIMEOUT)
     except subprocess.TimeoutExpired:
@@ -442,7 +567,37 @@ def _ratio(a, b):
     return a / b if a is not None and b else None
 
 
-def collect(runs, settings, meta, errors):
+def default_rows(runs, variants):
+    """``(training row, inference row, why)`` that gluon-resnet's default precision runs.
+
+    autoprecision's cached decision (read by the train_fp32 worker) where there is
+    one, else auto's rule on this run's figures.
+    """
+    from_cache = [r["auto"] for r in runs["train_fp32"] if isinstance(r.get("auto"), dict)]
+    picked, why = {}, {}
+    pairs = {"train": ("train_fp32", "train_bf16"), "infer": ("infer_fused", "infer_bf16")}
+    for mode, (fp32, bf16) in pairs.items():
+        cached = from_cache[0].get(mode) if from_cache else None
+        if not variants[bf16]["available"]:
+            picked[mode], why[mode] = fp32, "no bf16 here"
+        elif cached is not None:
+            picked[mode] = bf16 if cached["precision"] == "bf16" else fp32
+            why[mode] = "autoprecision's cached %s decision (%s case: batch %d at %dx%d, " \
+                "%.0f img/s fp32, %.0f bf16, measured %s)" % (
+                    mode, "this" if cached["exact"] else "nearest", cached["batch"],
+                    cached["size"][0], cached["size"][1], cached["fp32"], cached["bf16"],
+                    cached["measured"])
+        else:
+            from gluon_resnet.autoprecision import choose
+
+            a, b = variants[fp32]["images_per_s"], variants[bf16]["images_per_s"]
+            picked[mode] = bf16 if a and b and choose(a, b) == "bf16" else fp32
+            why[mode] = "nothing cached by autoprecision: auto's rule (bf16 when 5% faster) " \
+                "on this run's figures"
+    return picked["train"], picked["infer"], why
+
+
+def collect(runs, settings, meta, errors, tier=None, capped=False):
     """The summary (what the JSON holds) from the per-round worker results."""
     scale = (settings["size"] / 96.0) ** 2
     gflop = {"train": TRAIN_GFLOP_96 * scale, "infer": INFER_GFLOP_96 * scale}
@@ -509,13 +664,13 @@ def collect(runs, settings, meta, errors):
     def rate(name):
         return variants[name]["images_per_s"] if variants[name]["available"] else None
 
-    # What `gluon-resnet train` runs with no --precision: bf16 where it runs on AMX.
-    on_amx = [r.get("kernels") == "AMX" for r in runs["train_bf16"] if "images_per_s" in r]
-    default = ("train_bf16" if variants["train_bf16"]["available"] and all(on_amx)
-               else "train_fp32")
+    default, default_infer, default_why = default_rows(runs, variants)
+    torch_rates = [rate(n) for n in ("train_torch_fp32", "train_torch_bf16") if rate(n)]
     # Figures between rows, reported without goals: benchmarks/RESULTS.md compares them.
     comparisons = [
         ("default training vs book", variants[default]["ratio"], "x"),
+        ("default training vs PyTorch fastest eager",
+         _ratio(rate(default), max(torch_rates) if torch_rates else None), "x"),
         ("default training vs PyTorch bf16", _ratio(rate(default), rate("train_torch_bf16")),
          "x"),
         ("default training vs PyTorch fp32", _ratio(rate(default), rate("train_torch_fp32")),
@@ -525,13 +680,17 @@ def collect(runs, settings, meta, errors):
          "x"),
         ("inference vs book (best of bf16, fused fp32)", best(["infer_bf16", "infer_fused"]),
          "x"),
+        ("default inference vs ONNX Runtime", _ratio(rate(default_infer), rate("infer_ort")),
+         "x"),
         ("loader vs ours training (fastest)", loader["ratio_to_training"], "x"),
         ("peak RSS of ours training", max(rss) if rss else None, " MiB"),
     ]
     comparisons = [{"name": name, "value": value, "unit": unit}
                    for name, value, unit in comparisons]
     return {"meta": meta, "settings": settings, "gflop_per_image": gflop, "peak": peak,
-            "default_training": default, "variants": variants, "loader": loader,
+            "tier": tier, "capped": capped, "default_training": default,
+            "default_inference": default_infer, "default_why": default_why,
+            "variants": variants, "loader": loader,
             "comparisons": comparisons, "errors": errors}
 
 
@@ -554,8 +713,10 @@ def format_report(summary):
            timed_steps("infer", s), s["warmup"]),
         "GFLOP per image: training %.3f, inference %.3f"
         % (summary["gflop_per_image"]["train"], summary["gflop_per_image"]["infer"]),
-        "",
     ]
+    if summary.get("tier"):
+        lines.append("tier %s: %s" % (summary["tier"], tier_text(summary)))
+    lines.append("")
     header = "%-17s %10s %8s %9s %8s %10s" % ("variant", "img/s", "ratio", "GFLOP/s", "% peak",
                                               "peak RSS")
     for mode, title in (("train", "training"), ("infer", "inference")):
@@ -599,6 +760,10 @@ def format_report(summary):
         lines.append("loader: not measured: %s" % loader["unavailable"])
     lines.append("default training (gluon-resnet train's precision here): %s"
                  % VARIANT_BY_NAME[summary["default_training"]].label)
+    lines.append("default inference (gluon-resnet eval's): %s"
+                 % VARIANT_BY_NAME[summary["default_inference"]].label)
+    for mode, title in (("train", "training"), ("infer", "inference")):
+        lines.append("  %s default: %s" % (title, summary["default_why"][mode]))
     lines += ["", "comparisons"]
     for c in summary["comparisons"]:
         spec = ".0f" if c["unit"] == " MiB" else ".2f"
@@ -607,6 +772,31 @@ def format_report(summary):
     if summary["errors"]:
         lines += ["", "ERRORS"] + ["  " + e.replace("\n", "\n    ") for e in summary["errors"]]
     return "\n".join(lines)
+
+
+def tier_text(summary):
+    if not summary["capped"]:
+        return "this CPU's own, uncapped"
+    return ("capped: MXNet DNNL_MAX_CPU_ISA=%s, PyTorch ONEDNN_MAX_CPU_ISA=%s ATEN_CPU_CAPABILITY"
+            "=%s; %s" % (summary["tier"], summary["tier"],
+                         "avx2" if summary["tier"] == "AVX2" else "avx512", ORT_UNCAPPED))
+
+
+def tier_runs(tier, plan, flags, settings):
+    """``[(worker name, env or None when not run, note)]`` of one tier.
+
+    bf16 rows only at tiers with bf16; the loader (no ISA in it) at the last tier only.
+    """
+    work = []
+    for name in WORKERS:
+        variant = VARIANT_BY_NAME.get(name)
+        if variant is not None and variant.precision == "bf16" and not tiers.has_bf16(tier):
+            work.append((name, None, "tier %s has no bf16" % tier))
+        elif name == "loader" and tier != plan[-1]:
+            work.append((name, None, "the loader is measured at tier %s only" % plan[-1]))
+        else:
+            work.append((name, tiers.worker_env(tier, side_of(name), flags), None))
+    return work
 
 
 def resolve_settings(args):
@@ -637,6 +827,15 @@ def main(argv=None):
     parser.add_argument("--json", metavar="PATH", help="write the results here")
     parser.add_argument("--tiny", action="store_true",
                         help="batch 8, 32x32, 1 round, 1 step, small matrix: a smoke test")
+    parser.add_argument("--tiers", default="auto",
+                        help="ISA tiers: auto (this CPU's own, uncapped; the default), all "
+                        "(every tier it can emulate), or a list such as AVX2,AVX512_CORE")
+    parser.add_argument("--save", action="store_true",
+                        help="append the rows to RESULTS-DIR/<machine kind>.jsonl")
+    parser.add_argument("--results-dir", metavar="DIR",
+                        default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                             "results"),
+                        help="where --save writes (default benchmarks/results)")
     parser.add_argument("--worker", choices=WORKERS, help=argparse.SUPPRESS)
     parser.add_argument("--settings", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -651,32 +850,58 @@ def main(argv=None):
     # The driver measures nothing; the workers get the caller's environment (_CALLER_ENV).
     import gluon_resnet  # noqa: F401  (before MXNet, or it warns about threads)
     import mxnet as mx
+    from gluon_resnet._cpu import cpu_flags
     from gluon_resnet.devices import cpu_model
+
+    flags = set(cpu_flags())
+    plan = tiers.plan_tiers(args.tiers, flags)
 
     meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"),
             "cpu_model": cpu_model(), "cores": _all_cores(), "mxnet_version": mx.__version__,
             "python": platform.python_version(),
             "command": " ".join(shlex.quote(a) for a in ["python"] + sys.argv),
             "load_average_start": list(os.getloadavg())}
-    runs = {name: [] for name in WORKERS}
-    errors = []
+    runs = {tier: {name: [] for name in WORKERS} for tier in plan}
+    errors = {tier: [] for tier in plan}
     started = time.perf_counter()
     for r in range(settings["rounds"]):
-        for name in WORKERS:
-            result = launch(name, settings)
-            if "error" in result:
-                errors.append("round %d: %s" % (r + 1, result["error"]))
-            runs[name].append(result)
-            print("round %d/%d %-12s %s" % (r + 1, settings["rounds"], name,
-                                            _progress_text(result)), file=sys.stderr, flush=True)
+        for tier in plan:
+            for name, env, note in tier_runs(tier, plan, flags, settings):
+                result = {"unavailable": note} if env is None else launch(name, settings, env)
+                if "error" in result:
+                    errors[tier].append("round %d, tier %s: %s" % (r + 1, tier, result["error"]))
+                runs[tier][name].append(result)
+                print("round %d/%d %-16s %-16s %s"
+                      % (r + 1, settings["rounds"], tier, name, _progress_text(result)),
+                      file=sys.stderr, flush=True)
     meta["seconds"] = time.perf_counter() - started
     meta["load_average_end"] = list(os.getloadavg())
-    summary = collect(runs, settings, meta, errors)
-    print(format_report(summary))
+    top = tiers.supported_tiers(flags)[-1]
+    summaries = [collect(runs[tier], settings, meta, errors[tier], tier, tier != top)
+                 for tier in plan]
+    print("\n\n".join(format_report(summary) for summary in summaries))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(summary, f, indent=1)
-    return 1 if errors else 0
+            json.dump(summaries[0] if len(summaries) == 1
+                      else {"meta": meta, "settings": settings, "tiers": summaries,
+                            "errors": sum(errors.values(), [])}, f, indent=1)
+    if args.save:
+        versions = {"mxnet": mx.__version__, "torch": _version("torch"),
+                    "onnxruntime": _version("onnxruntime")}
+        rows = tiers.data_rows(summaries, meta, settings, versions, flags)
+        path = tiers.append_rows(rows, args.results_dir,
+                                 tiers.machine_kind(meta["cpu_model"], flags))
+        print("%d rows appended to %s" % (len(rows), path), file=sys.stderr)
+    return 1 if any(errors.values()) else 0
+
+
+def _version(package):
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def _progress_text(result):

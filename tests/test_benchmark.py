@@ -58,6 +58,14 @@ def tiny(tmp_path_factory):
         return proc, json.load(f)
 
 
+def _ort_installed():
+    try:
+        import onnxruntime  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
 def _cpu_has_bf16(monkeypatch):
     monkeypatch.delenv(DISABLE_ENV, raising=False)
     return bf16_available()
@@ -104,6 +112,9 @@ def test_tiny_run_measures_every_variant(tiny, monkeypatch):
         if name in TORCH_VARIANTS and not _torch_installed():
             assert entry["available"] is False and "PyTorch" in entry["unavailable"]
             continue
+        if name == "infer_ort" and not _ort_installed():
+            assert entry["available"] is False and "onnxruntime" in entry["unavailable"]
+            continue
         assert entry["available"] is True, (name, entry)
         assert len(entry["runs"]) == result["settings"]["rounds"]
         assert all(r > 0 for r in entry["runs"])
@@ -146,12 +157,17 @@ def test_tiny_run_figures_follow_from_its_runs(tiny):
         assert loader["ratio_to_training"] == pytest.approx(loader["images_per_s"] / best)
     else:
         assert not loader["available"] and "not found" in loader["unavailable"]
-    from gluon_resnet.precision import bf16_kernels
-
-    default = result["default_training"]
-    assert default == ("train_bf16" if bf16_kernels() == "AMX" else "train_fp32")
+    default, default_infer = result["default_training"], result["default_inference"]
+    if not variants["train_bf16"]["available"]:
+        assert default == "train_fp32" and result["default_why"]["train"] == "no bf16 here"
+    assert default in ("train_fp32", "train_bf16")
+    assert default_infer in ("infer_fused", "infer_bf16")
+    assert result["tier"] and result["capped"] is False  # the CPU's own tier, uncapped
     comparisons = {c["name"]: c["value"] for c in result["comparisons"]}
     assert comparisons["default training vs book"] == variants[default]["ratio"]
+    if variants["infer_ort"]["available"]:
+        assert comparisons["default inference vs ONNX Runtime"] == pytest.approx(
+            variants[default_infer]["images_per_s"] / variants["infer_ort"]["images_per_s"])
     assert comparisons["peak RSS of ours training"] > 0
 
 
@@ -236,14 +252,18 @@ def test_comparisons_divide_the_right_rows():
     rates = {name: [10.0] for name in VARIANT_NAMES}
     rates.update(train_ref=[20.0], train_fp32=[50.0], train_torch_bf16=[40.0],
                  train_torch_fp32=[25.0], infer_ref=[100.0], infer_fused=[300.0],
-                 infer_bf16=[450.0])
+                 infer_bf16=[450.0], infer_ort=[150.0])
     runs = _fake_runs(rates, loader=(4000.0,))
     runs["train_bf16"] = [{"images_per_s": 80.0, "max_rss_mib": 120.0, "kernels": "AMX"}]
     summary = bench.collect(runs, SETTINGS, {}, [])
-    assert summary["default_training"] == "train_bf16"  # bf16 ran on AMX
+    # Nothing cached: auto's rule on these figures (bf16 1.6x and 1.5x faster).
+    assert summary["default_training"] == "train_bf16"
+    assert summary["default_inference"] == "infer_bf16"
     comparisons = {c["name"]: c["value"] for c in summary["comparisons"]}
     assert comparisons == {
-        "default training vs book": 4.0, "default training vs PyTorch bf16": 2.0,
+        "default training vs book": 4.0, "default training vs PyTorch fastest eager": 2.0,
+        "default training vs PyTorch bf16": 2.0,
+        "default inference vs ONNX Runtime": 3.0,
         "default training vs PyTorch fp32": 3.2, "bf16 training vs ours fp32": 1.6,
         "bf16 inference vs ours fp32 fused": 1.5,
         "inference vs book (best of bf16, fused fp32)": 4.5,
@@ -258,7 +278,7 @@ def test_size_scales_the_flop_count():
 
 
 def test_a_failed_worker_makes_the_run_fail(monkeypatch, capsys):
-    def fake_launch(name, settings):
+    def fake_launch(name, settings, env=None):
         if name == "train_fp32":
             return {"error": "worker train_fp32 exited with 1: boom"}
         if name == "peak":
@@ -269,6 +289,230 @@ def test_a_failed_worker_makes_the_run_fail(monkeypatch, capsys):
     assert bench.main(["--tiny"]) == 1
     out = capsys.readouterr().out
     assert "ERRORS" in out and "boom" in out
+
+
+# ---------------------------------------------------------------------------
+# ISA tiers (benchmarks/tiers.py): planning, caps, the data file
+# ---------------------------------------------------------------------------
+
+tiers = bench.tiers
+LAPTOP = {"sse4_2", "avx", "avx2", "fma"}
+SKYLAKE_X = LAPTOP | {"avx512f", "avx512bw", "avx512dq", "avx512vl"}
+ZEN4 = SKYLAKE_X | {"avx512_bf16"}
+SAPPHIRE_RAPIDS = ZEN4 | {"amx_bf16", "amx_tile", "amx_int8"}
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ({"sse4_2"}, []),
+    (LAPTOP, ["AVX2"]),
+    (SKYLAKE_X, ["AVX2", "AVX512_CORE"]),
+    (ZEN4, ["AVX2", "AVX512_CORE", "AVX512_CORE_BF16"]),
+    (SAPPHIRE_RAPIDS, ["AVX2", "AVX512_CORE", "AVX512_CORE_BF16", "AVX512_CORE_AMX"]),
+    (LAPTOP | {"amx_bf16", "amx_tile"}, ["AVX2"]),  # a tier needs every tier below it
+])
+def test_each_cpu_emulates_its_own_tier_and_those_below(flags, expected):
+    assert tiers.supported_tiers(flags) == expected
+
+
+def test_tiers_option_plans_auto_all_and_lists():
+    assert tiers.plan_tiers("auto", ZEN4) == ["AVX512_CORE_BF16"]
+    assert tiers.plan_tiers(None, LAPTOP) == ["AVX2"]
+    assert tiers.plan_tiers("all", SAPPHIRE_RAPIDS) == list(tiers.TIERS)
+    assert tiers.plan_tiers("avx512_core_bf16, AVX2", ZEN4) == ["AVX2", "AVX512_CORE_BF16"]
+
+
+@pytest.mark.parametrize("text, flags, words", [
+    ("AVX3", ZEN4, ["unknown tier 'AVX3'", "AVX512_CORE_AMX"]),
+    ("AVX2,AVX512_CORE_AMX", ZEN4, ["cannot run tier AVX512_CORE_AMX", "amx_bf16"]),
+    ("AVX512_CORE_BF16", SKYLAKE_X, ["cannot run tier AVX512_CORE_BF16", "avx512_bf16"]),
+    ("auto", {"sse4_2"}, ["no AVX2"]),
+])
+def test_tiers_option_refuses_what_this_cpu_cannot_run(text, flags, words):
+    with pytest.raises(SystemExit) as info:
+        tiers.plan_tiers(text, flags)
+    for word in ["--tiers"] + words:
+        assert word in str(info.value)
+
+
+def test_workers_below_the_top_tier_get_their_sides_caps():
+    for flags in (ZEN4, SAPPHIRE_RAPIDS, LAPTOP):
+        top = tiers.supported_tiers(flags)[-1]
+        for side in ("ref", "ours", "mxnet", "torch", "ort"):
+            assert tiers.worker_env(top, side, flags) == {}  # as a reader's process runs
+    for side in ("ref", "ours", "mxnet"):
+        # gluon_resnet would switch AMX on with no cap; at a lower tier the cap must win.
+        assert tiers.worker_env("AVX512_CORE_BF16", side, SAPPHIRE_RAPIDS) == {
+            "DNNL_MAX_CPU_ISA": "AVX512_CORE_BF16", "GLUON_RESNET_DISABLE_AMX": "1"}
+        assert tiers.worker_env("AVX2", side, ZEN4)["DNNL_MAX_CPU_ISA"] == "AVX2"
+    assert tiers.worker_env("AVX2", "torch", ZEN4) == {
+        "ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+    assert tiers.worker_env("AVX512_CORE", "torch", SAPPHIRE_RAPIDS) == {
+        "ONEDNN_MAX_CPU_ISA": "AVX512_CORE", "ATEN_CPU_CAPABILITY": "avx512"}
+    assert tiers.worker_env("AVX2", "ort", SAPPHIRE_RAPIDS) == {}  # no cap exists: uncapped
+    # A cap the caller set is replaced by the tier's, never added to it.
+    monkey_env = dict(bench._CALLER_ENV, ONEDNN_MAX_CPU_ISA="AVX512_CORE")
+    try:
+        bench._CALLER_ENV, saved = monkey_env, bench._CALLER_ENV
+        env = bench._worker_env("train_ref", {"DNNL_MAX_CPU_ISA": "AVX2"})
+        assert env["DNNL_MAX_CPU_ISA"] == "AVX2" and "ONEDNN_MAX_CPU_ISA" not in env
+    finally:
+        bench._CALLER_ENV = saved
+
+
+def test_bf16_rows_only_at_bf16_tiers_and_the_loader_once():
+    plan = ["AVX2", "AVX512_CORE_BF16"]
+    low = {name: (env, note) for name, env, note in bench.tier_runs("AVX2", plan, ZEN4, {})}
+    high = {name: (env, note) for name, env, note in
+            bench.tier_runs("AVX512_CORE_BF16", plan, ZEN4, {})}
+    assert sorted(low) == sorted(high) == sorted(bench.WORKERS)
+    for name in bench.WORKERS:
+        is_bf16 = name in BF16_VARIANTS + ["train_torch_bf16", "infer_torch_bf16"]
+        if is_bf16:
+            assert low[name] == (None, "tier AVX2 has no bf16")
+        elif name == "loader":
+            assert low[name][0] is None and "AVX512_CORE_BF16 only" in low[name][1]
+        else:
+            assert low[name][0] is not None and low[name][1] is None
+        assert high[name] == ({}, None)  # the top tier of ZEN4: everything, uncapped
+
+
+@pytest.mark.parametrize("model, flags, label, slug", [
+    ("AMD EPYC 9R14 96-Core Processor", ZEN4, "AMD EPYC (Zen 4)", "amd-epyc-zen-4"),
+    ("Intel(R) Xeon(R) Platinum 8488C", SAPPHIRE_RAPIDS, "Intel Xeon (AMX)", "intel-xeon-amx"),
+    ("Intel(R) Core(TM) i5-8250U CPU @ 1.60GHz", LAPTOP, "Intel Core (AVX2)",
+     "intel-core-avx2"),
+    ("AMD Ryzen 7 5800X 8-Core Processor", LAPTOP, "AMD Ryzen (AVX2)", "amd-ryzen-avx2"),
+])
+def test_machine_kind_names_the_data_file(model, flags, label, slug):
+    assert tiers.machine_kind(model, flags) == label
+    assert tiers.slug(label) == slug
+
+
+def _tier_summary(tier, capped, train_bf16=60.0, auto=None):
+    rates = {name: [10.0] for name in VARIANT_NAMES}
+    rates.update(train_ref=[20.0], train_fp32=[50.0],
+                 train_bf16=[{"unavailable": "no bf16"} if train_bf16 is None else train_bf16])
+    runs = _fake_runs(rates)
+    if auto is not None:
+        runs["train_fp32"][0]["auto"] = auto
+    return bench.collect(runs, SETTINGS, {}, [], tier, capped)
+
+
+def test_default_is_autoprecisions_cached_decision_else_its_rule():
+    cached = {"precision": "bf16", "exact": True, "measured": "2026-11-30", "fp32": 108.0,
+              "bf16": 150.0, "batch": 256, "size": [96, 96]}
+    # The cache decides even where this run's bf16 figure is lower (it measured elsewhen).
+    summary = _tier_summary("AVX512_CORE_BF16", False, train_bf16=40.0,
+                            auto={"train": cached, "infer": None})
+    assert summary["default_training"] == "train_bf16"
+    assert "cached train decision (this case" in summary["default_why"]["train"]
+    assert "150 bf16" in summary["default_why"]["train"]
+    assert summary["default_inference"] == "infer_fused"  # 10 against 10: the rule says fp32
+    assert "auto's rule" in summary["default_why"]["infer"]
+    # Without a cache, auto's threshold: bf16 must be at least 5% faster.
+    assert _tier_summary("X", True, train_bf16=52.4)["default_training"] == "train_fp32"
+    assert _tier_summary("X", True, train_bf16=52.6)["default_training"] == "train_bf16"
+
+
+def test_saved_rows_are_json_lines_appended_per_machine_kind(tmp_path):
+    meta = {"date": "2026-11-30T20:00:00", "cpu_model": "AMD EPYC 9R14 96-Core Processor",
+            "cores": 2}
+    summaries = [_tier_summary("AVX2", True, train_bf16=None),
+                 _tier_summary("AVX512_CORE_BF16", False)]
+    versions = {"mxnet": "1.9.1", "torch": "2.13.0", "onnxruntime": "1.32.0"}
+    rows = tiers.data_rows(summaries, meta, SETTINGS, versions, ZEN4)
+    assert len(rows) == 2 * len(VARIANT_NAMES) - 1  # the unavailable row is left out
+    path = tiers.append_rows(rows, str(tmp_path / "results"), tiers.machine_kind(
+        meta["cpu_model"], ZEN4))
+    tiers.append_rows(rows[:3], str(tmp_path / "results"), "AMD EPYC (Zen 4)")
+    assert path == str(tmp_path / "results" / "amd-epyc-zen-4.jsonl")
+    with open(path) as f:
+        lines = [json.loads(line) for line in f]
+    assert len(lines) == len(rows) + 3  # a second run appends
+    by_key = {(r["tier"], r["variant"]): r for r in lines}
+    row = by_key[("AVX2", "train_fp32")]
+    assert row["images_per_s"] == 50.0 and row["runs"] == [50.0] and row["rounds"] == 3
+    assert row["capped"] is True and row["default"] is True and row["side"] == "ours"
+    assert row["machine_kind"] == "AMD EPYC (Zen 4)" and row["versions"] == versions
+    assert row["cpu_flags"] == {"avx2": True, "avx512f": True, "avx512_bf16": True,
+                                "amx_bf16": False}
+    assert row["settings"] == {"batch_size": 256, "size": 96, "steps": 4, "warmup": 2}
+    assert by_key[("AVX2", "infer_ort")]["capped"] is False  # ORT has no cap to set
+    assert by_key[("AVX512_CORE_BF16", "train_fp32")]["capped"] is False
+    assert ("AVX2", "train_bf16") not in by_key
+
+
+def test_main_runs_each_tier_with_its_caps_and_saves_its_rows(monkeypatch, tmp_path, capsys):
+    from gluon_resnet._cpu import cpu_flags
+
+    flags = set(cpu_flags())
+    top = tiers.supported_tiers(flags)[-1]
+    launched = []
+
+    def fake_launch(name, settings, env=None):
+        launched.append((name, env))
+        if name == "peak":
+            return {"dot_fp32": 1.0, "fc_fp32": 2.0, "fc_bf16": 3.0, "dot_bf16": 4.0}
+        return {"images_per_s": 5.0, "max_rss_mib": 6.0}
+
+    monkeypatch.setattr(bench, "launch", fake_launch)
+    out = tmp_path / "all.json"
+    assert bench.main(["--tiny", "--tiers", "AVX2,%s" % top, "--save", "--results-dir",
+                       str(tmp_path), "--json", str(out)]) == 0
+    plan = sorted({"AVX2", top}, key=tiers.TIERS.index)
+    assert len(launched) == sum(
+        1 for tier in plan for _, env, _ in bench.tier_runs(tier, plan, flags, {})
+        if env is not None)
+    for name, env in launched:
+        side = bench.side_of(name)
+        if env:  # AVX2 below this CPU's top tier
+            assert env == tiers.worker_env("AVX2", side, flags) and side != "ort"
+            assert "AVX2" in (env.get("DNNL_MAX_CPU_ISA"), env.get("ONEDNN_MAX_CPU_ISA"))
+    assert [name for name, _ in launched].count("loader") == 1
+    report = capsys.readouterr().out
+    for tier in plan:
+        assert "tier %s: " % tier in report
+    if len(plan) == 2:
+        no_bf16 = [n for n in bench.WORKERS if n not in ("loader", "infer_ort")
+                   and not (n in bench.VARIANT_BY_NAME
+                            and bench.VARIANT_BY_NAME[n].precision == "bf16")]
+        assert [name for name, env in launched if env] == no_bf16  # every AVX2 worker capped
+        assert "tier AVX2: capped: MXNet DNNL_MAX_CPU_ISA=AVX2" in report
+        with open(str(out)) as f:
+            assert [s["tier"] for s in json.load(f)["tiers"]] == plan
+    (saved,) = list(tmp_path.glob("*.jsonl"))
+    with open(str(saved)) as f:
+        rows = [json.loads(line) for line in f]
+    assert sorted({r["tier"] for r in rows}) == sorted(plan)
+    assert all(r["rounds"] == 1 and r["images_per_s"] == 5.0 for r in rows)
+
+
+@pytest.mark.slow
+def test_a_capped_worker_runs_on_avx2_kernels():
+    from gluon_resnet._cpu import cpu_flags
+
+    flags = set(cpu_flags())
+    env = bench._worker_env("infer_fp32", tiers.worker_env("AVX2", "ours", flags))
+    env["DNNL_VERBOSE"] = "1"
+    settings = dict(bench.TINY_SETTINGS, tiny=True)
+    proc = subprocess.run([sys.executable, BENCH, "--worker", "infer_fp32", "--settings",
+                           json.dumps(settings)], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    convs = [line for line in proc.stdout.splitlines()
+             if line.startswith("dnnl_verbose,exec,cpu,convolution,")]
+    assert convs  # oneDNN names each kernel's ISA in its exec lines
+    assert all(":avx2," in line for line in convs) and "avx512" not in proc.stdout
+    # The peak worker at that tier has no bf16 figure, whatever the CPU has.
+    env.pop("DNNL_VERBOSE")
+    env["DNNL_MAX_CPU_ISA"] = "AVX2"  # also where AVX2 is this CPU's own tier
+    proc = subprocess.run([sys.executable, BENCH, "--worker", "peak", "--settings",
+                           json.dumps(settings)], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    (line,) = [line for line in proc.stdout.splitlines() if line.startswith(bench.RESULT_PREFIX)]
+    peak = json.loads(line[len(bench.RESULT_PREFIX):])
+    assert peak["fc_fp32"] > 0 and "bf16 unavailable" in peak["fc_bf16"]["unavailable"]
 
 
 # ---------------------------------------------------------------------------
