@@ -1,6 +1,7 @@
 """Checkpoint files that are not what they should be: each refusal names what is wrong."""
 
 import json
+import os
 import zipfile
 
 import pytest
@@ -9,6 +10,8 @@ from mxnet.gluon import nn
 
 from gluon_resnet.checkpoint import (FORMAT, CheckpointError, load_checkpoint, read_checkpoint,
                                      save_checkpoint)
+
+from helpers import made_run
 
 
 def _saved(tmp_path, name="ckpt.ckpt"):
@@ -60,3 +63,15 @@ def test_a_shape_mismatch_names_the_parameter(tmp_path):
                                               r"parameters there, 2 here; '1\.bias' is not a "
                                               r"parameter here\)"):
         load_checkpoint(path, fewer)
+
+
+def test_a_truncated_checkpoint_is_called_damaged(tmp_path):
+    run = str(tmp_path / "run")
+    made_run(run)
+    path = os.path.join(run, "checkpoint.ckpt")
+    with open(path, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:
+        f.write(data[:len(data) // 2])
+    with pytest.raises(CheckpointError, match="checkpoint.ckpt is damaged or truncated"):
+        read_checkpoint(path)

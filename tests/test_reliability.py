@@ -2,8 +2,8 @@
 refusals before anything is spent, and the rough edges of issue 23.
 
 Run folders here are either trained for real (a tiny network on a Fashion-MNIST subset) or
-made by ``_made_run``: a fresh network's checkpoint with the files training writes, for the
-checks that refuse or read a run without training it.
+made by ``made_run`` (helpers.py): a fresh network's checkpoint with the files training
+writes, for the checks that refuse or read a run without training it.
 """
 
 import dataclasses
@@ -27,11 +27,11 @@ from mxnet import gluon, init
 
 from gluon_resnet import experiment
 from gluon_resnet.callbacks import Checkpointer, ProgressBar
-from gluon_resnet.checkpoint import (CheckpointError, SaveError, read_checkpoint,
-                                     read_checkpoint_meta, save_checkpoint)
+from gluon_resnet.checkpoint import (SaveError, read_checkpoint,
+                                     read_checkpoint_meta)
 from gluon_resnet.cli import main
 from gluon_resnet.config import RunError, TrainConfig
-from gluon_resnet.data import (TEXT_LABELS, ImageFolderError, load_data_fashion_mnist,
+from gluon_resnet.data import (ImageFolderError, load_data_fashion_mnist,
                                load_data_image_folder)
 from gluon_resnet.events import Callback, TrainingDiverged
 from gluon_resnet.experiment import run_training
@@ -42,38 +42,10 @@ from gluon_resnet.pretrained import (WeightFileError, WeightMismatchError,
                                      torchvision_key_map)
 from gluon_resnet.training import Learner
 
-from helpers import DATA_DIR
+from helpers import DATA_DIR, FASHION, TINY, made_run
 
 needs_data = pytest.mark.skipif(not os.path.isdir(DATA_DIR),
                                 reason="Debian's dataset-fashion-mnist is not installed")
-
-# A tiny run: the fast recipe's network at 28x28 on 100 images, two batches an epoch; fp32,
-# because bf16 AMP would switch this whole test process to bf16.
-TINY = dict(model="compact_resnet8_w32", resize=None, limit=100, batch_size=50, epochs=1,
-            precision="fp32")
-FASHION = {"classes": list(TEXT_LABELS), "channels": 1, "size": [28, 28], "mean": None,
-           "std": None}
-
-
-def _made_run(folder, epochs_done=1, **changes):
-    """A run folder as training leaves it after ``epochs_done`` epochs, without the training:
-    a fresh network's checkpoint, ``config.json`` and ``history.json``.  Returns its config."""
-    config = TrainConfig(**dict(TINY, epochs=epochs_done, **changes))
-    net = get_model(config.model, num_classes=config.num_classes)
-    net.initialize(init.Xavier())
-    net(mx.nd.zeros((1, 1, 28, 28)))
-    history = [{"epoch": e, "loss": 2.0, "train_acc": 0.1, "test_acc": 0.1, "time": 1.0,
-                "train_time": 1.0, "lr": config.lr} for e in range(1, epochs_done + 1)]
-    os.makedirs(folder, exist_ok=True)
-    save_checkpoint(os.path.join(folder, "checkpoint.ckpt"), net, None,
-                    {"epoch": epochs_done, "batch": 0, "history": history, "partial": None,
-                     "config": config.to_dict(), "data": FASHION})
-    with open(os.path.join(folder, "config.json"), "w") as f:
-        json.dump(dict(config.to_dict(), data=FASHION), f)
-    with open(os.path.join(folder, "history.json"), "w") as f:
-        json.dump(history, f)
-    return config
-
 
 def _contents(folder):
     """``{name: bytes}`` of the files in ``folder``: proof that nothing changed."""
@@ -116,8 +88,8 @@ def test_a_second_training_into_a_running_folder_is_refused_naming_the_first(tmp
 
 def test_resuming_into_another_runs_folder_is_refused_and_changes_nothing(tmp_path, capsys):
     chapter, fast = str(tmp_path / "chapter"), str(tmp_path / "fast")
-    _made_run(chapter, model="cifar_resnet20_v1")
-    _made_run(fast)
+    made_run(chapter, model="cifar_resnet20_v1")
+    made_run(fast)
     before = _contents(chapter)
     assert main(["train", "--resume", os.path.join(fast, "checkpoint.ckpt"), "--epochs", "2",
                  "--out", chapter]) == 2
@@ -134,7 +106,7 @@ def test_resuming_into_another_runs_folder_is_refused_and_changes_nothing(tmp_pa
 @pytest.mark.parametrize("epochs", [None, "1", "2"])
 def test_resuming_a_run_without_epochs_left_says_so_and_changes_nothing(tmp_path, capsys, epochs):
     run = str(tmp_path / "fast")
-    _made_run(run, epochs_done=2)
+    made_run(run, epochs_done=2)
     before = _contents(run)
     checkpoint = os.path.join(run, "checkpoint.ckpt")
     assert main(["train", "--resume", checkpoint] + (["--epochs", epochs] if epochs else [])) == 2
@@ -535,7 +507,7 @@ def test_sigkill_at_twenty_moments_loses_at_most_the_checkpoint_interval(tmp_pat
 @pytest.mark.slow
 def test_a_run_folder_is_accepted_wherever_a_checkpoint_is_asked(tmp_path, capsys):
     run = str(tmp_path / "fast")
-    _made_run(run)
+    made_run(run)
     assert main(["eval", "--params", run, "--limit", "100", "--precision", "fp32"]) == 0
     assert "test acc" in capsys.readouterr().out
     assert main(["export", "--params", run, "--symbol", str(tmp_path / "net")]) == 0
@@ -695,32 +667,3 @@ def test_a_truncated_weight_file_is_called_damaged(tmp_path):
     with pytest.raises(WeightFileError, match="resnet18.pth is damaged or truncated: it starts "
                                               "as a zip archive"):
         read_state_dict(path)
-
-
-def test_a_truncated_checkpoint_is_called_damaged(tmp_path):
-    run = str(tmp_path / "run")
-    _made_run(run)
-    path = os.path.join(run, "checkpoint.ckpt")
-    with open(path, "rb") as f:
-        data = f.read()
-    with open(path, "wb") as f:
-        f.write(data[:len(data) // 2])
-    with pytest.raises(CheckpointError, match="checkpoint.ckpt is damaged or truncated"):
-        read_checkpoint(path)
-
-
-def test_predict_says_once_that_it_converted_colour_to_grey_and_resized(tmp_path, capsys):
-    run = str(tmp_path / "run")
-    _made_run(run)
-    colour, grey = str(tmp_path / "red.jpg"), str(tmp_path / "grey.png")
-    Image.new("RGB", (40, 30), (200, 30, 30)).save(colour)
-    Image.new("L", (28, 28), 90).save(grey)
-    checkpoint = os.path.join(run, "checkpoint.ckpt")
-    assert main(["predict", "--params", checkpoint, colour, grey]) == 0
-    captured = capsys.readouterr()
-    assert captured.err.splitlines() == [
-        "note: converted 1 of 2 images to grey and resized 1 of 2 images to 28x28, as the "
-        "network was trained on grey 28x28 images"]
-    assert [line.split("\t")[0] for line in captured.out.splitlines()] == [colour, grey]
-    assert main(["predict", "--params", checkpoint, grey]) == 0
-    assert capsys.readouterr().err == ""  # nothing converted: nothing said
