@@ -2,6 +2,8 @@
 
 import dataclasses
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -59,3 +61,15 @@ def test_eval_refuses_the_parameters_of_another_network(tmp_path, capsys):
     assert "does not hold the parameters of chapter_resnet18" in err
     assert main(["eval", "--params", path]) == 2
     assert "add --model NAME" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_closed_pipe_ends_a_command_quietly():
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line, as after head -2
+    try:
+        done = subprocess.run([sys.executable, "-m", "gluon_resnet", "models"], stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=300)
+    finally:
+        os.close(write)
+    assert done.returncode == 141 and done.stderr == "", done.stderr

@@ -10,7 +10,6 @@ import dataclasses
 import json
 import os
 import pickle
-import re
 import signal
 import socket
 import subprocess
@@ -26,13 +25,11 @@ import mxnet as mx
 from mxnet import gluon, init
 
 from gluon_resnet import experiment
-from gluon_resnet.callbacks import Checkpointer, ProgressBar
-from gluon_resnet.checkpoint import (SaveError, read_checkpoint,
-                                     read_checkpoint_meta)
+from gluon_resnet.callbacks import Checkpointer
+from gluon_resnet.checkpoint import SaveError, read_checkpoint, read_checkpoint_meta
 from gluon_resnet.cli import main
 from gluon_resnet.config import RunError, TrainConfig
-from gluon_resnet.data import (ImageFolderError, load_data_fashion_mnist,
-                               load_data_image_folder)
+from gluon_resnet.data import load_data_fashion_mnist
 from gluon_resnet.events import Callback, TrainingDiverged
 from gluon_resnet.experiment import run_training
 from gluon_resnet.models import get_model
@@ -564,70 +561,6 @@ def test_the_printed_resume_command_works_when_pasted(tmp_path):
     assert pasted.returncode == 0, pasted.stderr
     assert "epoch 1, loss" in pasted.stdout and "epoch 2, loss" in pasted.stdout
     assert read_checkpoint_meta(str(tmp_path / "run" / "checkpoint.ckpt"))["epoch"] == 2
-
-
-@needs_data
-def test_a_resumed_epochs_progress_bar_starts_at_the_resumed_position(capsys):
-    train_iter, _ = load_data_fashion_mnist(50, limit=200)
-    net = get_model("compact_resnet8_w32")
-    net.initialize(init.Xavier())
-    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1})
-    learner = Learner(net, train_iter, None, trainer, callbacks=[ProgressBar(enabled=True)])
-    # Stopped after two of four batches (as a checkpoint's meta says).
-    learner.restore({"epoch": 0, "batch": 2, "history": [], "partial": [200.0, 20.0, 100, 5.0]})
-    learner.fit(1)
-    # The bar draws at its start; later draws depend on tqdm's clock, so only the start is
-    # certain: it must be the resumed position, and the bar must never show an earlier one.
-    shown = re.findall(r"(\d+)/200", capsys.readouterr().err)
-    assert shown[0] == "100" and not {"0", "50"} & set(shown), shown
-
-
-def test_a_quick_notebook_run_never_touches_the_stored_full_run(tmp_path, monkeypatch):
-    import importlib.util
-
-    import nbclient
-    import nbformat
-
-    here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "notebooks")
-    spec = importlib.util.spec_from_file_location("notebook_runner", os.path.join(here, "run.py"))
-    runner = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(runner)
-    stored = tmp_path / "resnet.ipynb"  # a stored full run, as the runner writes one
-    full = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")])
-    full.metadata["gluon_resnet"] = {"mode": "full"}
-    nbformat.write(full, str(stored))
-    before = stored.read_bytes()
-    monkeypatch.setattr(runner, "HERE", tmp_path)
-    monkeypatch.setattr(nbclient.NotebookClient, "execute", lambda self: None)  # no kernel
-    assert runner.main(["--quick", "resnet.ipynb"]) == 0
-    assert stored.read_bytes() == before
-    quick = json.loads((tmp_path / "quick" / "resnet.ipynb").read_text())
-    assert quick["metadata"]["gluon_resnet"]["mode"] == "quick"
-
-
-@pytest.mark.slow
-def test_a_closed_pipe_ends_a_command_quietly():
-    read, write = os.pipe()
-    os.close(read)  # the reader is gone before the first line, as after head -2
-    try:
-        done = subprocess.run([sys.executable, "-m", "gluon_resnet", "models"], stdout=write,
-                              stderr=subprocess.PIPE, text=True, timeout=300)
-    finally:
-        os.close(write)
-    assert done.returncode == 141 and done.stderr == "", done.stderr
-
-
-def test_an_undecodable_training_set_names_the_folder_not_a_file(tmp_path):
-    root = tmp_path / "shoes"
-    for split, name in (("train", "a"), ("train", "b"), ("test", "a"), ("test", "b")):
-        (root / split / name).mkdir(parents=True)
-        if split == "train":
-            (root / split / name / "broken.png").write_bytes(b"not a picture")
-        else:
-            Image.new("L", (8, 8)).save(root / split / name / "fine.png")
-    with pytest.raises(ImageFolderError) as info:
-        load_data_image_folder(str(root), 2, skip_bad_images=True, notice=lambda line: None)
-    assert str(info.value) == "%s: none of its training images could be decoded" % root
 
 
 @pytest.mark.parametrize("name", ["resnext50_32x4d", "wide_resnet50_2"])
