@@ -2,9 +2,12 @@
 
 import re
 
+import numpy as np
+import pytest
+
 from mxnet import gluon, init
 
-from gluon_resnet.callbacks import ProgressBar
+from gluon_resnet.callbacks import OneCycleSchedule, ProgressBar
 from gluon_resnet.data import load_data_fashion_mnist
 from gluon_resnet.models import get_model
 from gluon_resnet.training import Learner
@@ -26,3 +29,13 @@ def test_a_resumed_epochs_progress_bar_starts_at_the_resumed_position(capsys):
     # certain: it must be the resumed position, and the bar must never show an earlier one.
     shown = re.findall(r"(\d+)/200", capsys.readouterr().err)
     assert shown[0] == "100" and not {"0", "50"} & set(shown), shown
+
+
+def test_one_cycle_rises_then_falls():
+    sched = OneCycleSchedule(1.0, warmup=0.25, div=10, final_div=1000)
+    rates = [sched.rate(s, 100) for s in range(100)]
+    peak = int(np.argmax(rates))
+    assert rates[0] == pytest.approx(0.1) and rates[peak] == pytest.approx(1.0)
+    assert peak == 25 and rates[-1] == pytest.approx(1e-3)
+    assert all(a <= b for a, b in zip(rates[:peak], rates[1:peak + 1]))
+    assert all(a >= b for a, b in zip(rates[peak:], rates[peak + 1:]))

@@ -3,10 +3,12 @@ Every check of a field names the field."""
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 from gluon_resnet import cli
 from gluon_resnet.config import RunError, TrainConfig, recipe_config
+from gluon_resnet.data import FashionMNISTLoader
 
 
 def test_a_config_cannot_be_changed_in_place():
@@ -58,3 +60,22 @@ def test_every_config_check_names_the_field(field, value, words):
     with pytest.raises(RunError) as info:
         TrainConfig(**{field: value}).validate()
     assert words in str(info.value)
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True])
+def test_max_shift_must_be_a_non_negative_integer(bad):
+    with pytest.raises(ValueError, match="max_shift"):
+        FashionMNISTLoader(np.zeros((4, 8, 8), np.uint8), np.zeros(4, int), 2, augment=True,
+                           max_shift=bad)
+    with pytest.raises(RunError, match="max_shift"):
+        recipe_config("best", max_shift=bad).validate()
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, "half"])
+def test_erase_must_be_a_probability(bad):
+    for value in (bad, None):
+        with pytest.raises(ValueError, match=r"FashionMNISTLoader: erase must be a number in "
+                                             r"\[0, 1\]"):
+            FashionMNISTLoader(np.zeros((4, 8, 8), np.uint8), np.zeros(4, int), 2, erase=value)
+    with pytest.raises(RunError, match="erase"):
+        recipe_config("fast", erase=bad).validate()
