@@ -1,12 +1,19 @@
 """Helpers shared by the tests."""
 
+import json
 import os
 
 import numpy as np
 import pytest
 
 import mxnet as mx
+from mxnet import init
 from mxnet.gluon import nn
+
+from gluon_resnet.checkpoint import save_checkpoint
+from gluon_resnet.config import TrainConfig
+from gluon_resnet.data import TEXT_LABELS
+from gluon_resnet.models import get_model
 
 
 def randomize_params(net, seed=0):
@@ -120,3 +127,31 @@ def register_tiny_net(registry):
     from gluon_resnet import models
 
     registry[TINY_MODEL] = models._Entry(tiny_net, "a tiny test network", 1)
+
+
+# A tiny run: the fast recipe's network at 28x28 on 100 images, two batches an epoch; fp32,
+# because bf16 AMP would switch this whole test process to bf16.
+TINY = dict(model="compact_resnet8_w32", resize=None, limit=100, batch_size=50, epochs=1,
+            precision="fp32")
+FASHION = {"classes": list(TEXT_LABELS), "channels": 1, "size": [28, 28], "mean": None,
+           "std": None}
+
+
+def made_run(folder, epochs_done=1, **changes):
+    """A run folder as training leaves it after ``epochs_done`` epochs, without the training:
+    a fresh network's checkpoint, ``config.json`` and ``history.json``.  Returns its config."""
+    config = TrainConfig(**dict(TINY, epochs=epochs_done, **changes))
+    net = get_model(config.model, num_classes=config.num_classes)
+    net.initialize(init.Xavier())
+    net(mx.nd.zeros((1, 1, 28, 28)))
+    history = [{"epoch": e, "loss": 2.0, "train_acc": 0.1, "test_acc": 0.1, "time": 1.0,
+                "train_time": 1.0, "lr": config.lr} for e in range(1, epochs_done + 1)]
+    os.makedirs(folder, exist_ok=True)
+    save_checkpoint(os.path.join(folder, "checkpoint.ckpt"), net, None,
+                    {"epoch": epochs_done, "batch": 0, "history": history, "partial": None,
+                     "config": config.to_dict(), "data": FASHION})
+    with open(os.path.join(folder, "config.json"), "w") as f:
+        json.dump(dict(config.to_dict(), data=FASHION), f)
+    with open(os.path.join(folder, "history.json"), "w") as f:
+        json.dump(history, f)
+    return config

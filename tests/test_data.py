@@ -463,3 +463,72 @@ def test_show_fashion_mnist_draws_one_titled_axis_per_image():
     plt.close(fig)
     with pytest.raises(ValueError, match="as many labels as images"):
         show_fashion_mnist(images[:2], ["bag"])
+
+
+def test_augmentation_flips_and_shifts_exactly_and_reproducibly():
+    images = np.zeros((64, 8, 8), np.uint8)
+    images[:, 2, 1] = 255
+    loader = FashionMNISTLoader(images, np.zeros(64, int), 64, augment=True, max_shift=1, seed=5)
+    first = next(iter(loader))[0].asnumpy()
+    loader.epoch = 0
+    again = next(iter(loader))[0].asnumpy()
+    np.testing.assert_array_equal(first, again)
+    positions = set()
+    for x in first:
+        hot = np.argwhere(x[0] > 0.99)
+        assert len(hot) == 1 and np.isclose(x.sum(), 1.0, atol=1e-4)  # moved, not blurred
+        positions.add(tuple(hot[0]))
+    rows = {r for r, _ in positions}
+    cols = {c for _, c in positions}
+    assert rows == {1, 2, 3} and cols == {0, 1, 2, 5, 6, 7}  # shifted by -1..1, some flipped
+    assert not np.array_equal(first, next(iter(loader))[0].asnumpy())  # a new epoch, new draws
+
+
+def test_max_shift_zero_flips_real_images_only():
+    if not os.path.isdir(DATA_DIR):
+        pytest.skip("Fashion-MNIST is not installed")
+    from gluon_resnet import load_data_fashion_mnist
+
+    train_iter, _ = load_data_fashion_mnist(64, limit=200, shuffle=False, augment=True,
+                                            max_shift=0)
+    assert train_iter.max_shift == 0
+    plain_iter, _ = load_data_fashion_mnist(64, limit=200, shuffle=False)
+    X, plain = next(iter(train_iter))[0].asnumpy(), next(iter(plain_iter))[0].asnumpy()
+    same = [np.allclose(a, b, atol=1e-5) for a, b in zip(X, plain)]
+    mirrored = [np.allclose(a, b[:, :, ::-1], atol=1e-5) for a, b in zip(X, plain)]
+    assert all(s or m for s, m in zip(same, mirrored))  # never shifted
+    assert 10 < sum(mirrored) < 54  # about half flipped
+
+
+def test_random_erasing_blacks_out_one_rectangle_of_the_drawn_size():
+    images = np.full((200, 12, 10), 255, np.uint8)
+    loader = FashionMNISTLoader(images, np.zeros(200, int), 200, erase=0.5, seed=7)
+    boxes = loader.erasing(0)
+    X = next(iter(loader))[0].asnumpy()[:, 0]
+    erased = boxes[:, 2] > 0
+    assert 70 < erased.sum() < 130  # about half, at probability 0.5
+    for x, (top, left, h, w) in zip(X, boxes):
+        expected = np.ones((12, 10), np.float32)
+        expected[top:top + h, left:left + w] = 0
+        np.testing.assert_array_equal(x, expected)
+    area = boxes[erased, 2] * boxes[erased, 3] / 120.0
+    assert area.min() >= 0.01 and area.max() <= 0.5  # 2-40% of the image, after rounding
+    assert (boxes[erased, 0] + boxes[erased, 2] <= 12).all()
+    assert (boxes[erased, 1] + boxes[erased, 3] <= 10).all()
+    loader.epoch = 0
+    np.testing.assert_array_equal(next(iter(loader))[0].asnumpy()[:, 0], X)  # reproducible
+    assert not np.array_equal(loader.erasing(1), boxes)  # a new epoch, new rectangles
+    # Its own stream: turning erasing on leaves the flips and shifts as they were.
+    flips = FashionMNISTLoader(images, np.zeros(200, int), 200, augment=True, seed=7)
+    both = FashionMNISTLoader(images, np.zeros(200, int), 200, augment=True, seed=7, erase=0.5)
+    np.testing.assert_array_equal(flips.augmentation(0), both.augmentation(0))
+
+
+def test_erasing_shards_erase_as_one_process():
+    images = np.full((60, 8, 8), 255, np.uint8)
+    whole = FashionMNISTLoader(images, np.zeros(60, int), 10, shuffle=True, seed=3, erase=0.7)
+    by_example = dict(zip(whole.indices(2), map(tuple, whole.erasing(2))))
+    for r in range(2):
+        shard = FashionMNISTLoader(images, np.zeros(60, int), 5, shuffle=True, seed=3,
+                                   erase=0.7, num_parts=2, part_index=r)
+        assert [by_example[i] for i in shard.indices(2)] == list(map(tuple, shard.erasing(2)))

@@ -399,3 +399,16 @@ def test_the_generic_loader_names_classes_by_label_unless_told():
     assert repr(fashion).startswith("FashionMNISTLoader(")
     with fashion:  # arrays in memory: nothing to close
         next(iter(fashion))
+
+
+def test_an_undecodable_training_set_names_the_folder_not_a_file(tmp_path):
+    root = tmp_path / "shoes"
+    for split, name in (("train", "a"), ("train", "b"), ("test", "a"), ("test", "b")):
+        (root / split / name).mkdir(parents=True)
+        if split == "train":
+            (root / split / name / "broken.png").write_bytes(b"not a picture")
+        else:
+            Image.new("L", (8, 8)).save(root / split / name / "fine.png")
+    with pytest.raises(ImageFolderError) as info:
+        load_data_image_folder(str(root), 2, skip_bad_images=True, notice=lambda line: None)
+    assert str(info.value) == "%s: none of its training images could be decoded" % root

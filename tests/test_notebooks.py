@@ -5,6 +5,8 @@ the cell timeout (3 minutes) bounds each notebook's slowest step.
 """
 
 import importlib.util
+import json
+import os
 import pathlib
 
 import nbformat
@@ -111,3 +113,26 @@ def test_notebook_runs_in_quick_mode(name, tmp_path, monkeypatch):
     assert all(c.execution_count for c in ran.cells if c.cell_type == "code")
     assert _images(ran) >= MIN_FIGURES[name], "%s: quick run drew too few figures" % name
     print("%s quick run: %.1f s" % (name, seconds))
+
+
+def test_a_quick_notebook_run_never_touches_the_stored_full_run(tmp_path, monkeypatch):
+    import importlib.util
+
+    import nbclient
+    import nbformat
+
+    here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "notebooks")
+    spec = importlib.util.spec_from_file_location("notebook_runner", os.path.join(here, "run.py"))
+    runner = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runner)
+    stored = tmp_path / "resnet.ipynb"  # a stored full run, as the runner writes one
+    full = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")])
+    full.metadata["gluon_resnet"] = {"mode": "full"}
+    nbformat.write(full, str(stored))
+    before = stored.read_bytes()
+    monkeypatch.setattr(runner, "HERE", tmp_path)
+    monkeypatch.setattr(nbclient.NotebookClient, "execute", lambda self: None)  # no kernel
+    assert runner.main(["--quick", "resnet.ipynb"]) == 0
+    assert stored.read_bytes() == before
+    quick = json.loads((tmp_path / "quick" / "resnet.ipynb").read_text())
+    assert quick["metadata"]["gluon_resnet"]["mode"] == "quick"

@@ -1,4 +1,5 @@
-"""Importing the package: thread setting, messages when MXNet is missing, declared dependencies."""
+"""Importing the package: thread setting, messages when MXNet is missing, declared dependencies,
+imports that run one way (no circle, the layers import downwards only)."""
 
 import ast
 import importlib.metadata
@@ -90,3 +91,79 @@ def test_every_package_the_code_imports_is_declared():
                     missing.append("%s (%s) in %s" % (top, ", ".join(sorted(names)),
                                                       path.relative_to(ROOT)))
     assert "pillow" in declared and not missing, missing
+
+
+# ---------------------------------------------------------------------------
+# Imports run one way
+# ---------------------------------------------------------------------------
+
+PACKAGE = os.path.dirname(gluon_resnet.__file__)
+
+
+def _modules():
+    """``{module name: (path, is package)}`` of every module of gluon_resnet."""
+    found = {}
+    for root, _, files in os.walk(PACKAGE):
+        for name in files:
+            if name.endswith(".py"):
+                path = os.path.join(root, name)
+                parts = os.path.relpath(path[:-3], os.path.dirname(PACKAGE)).split(os.sep)
+                is_package = parts[-1] == "__init__"
+                found[".".join(parts[:-1] if is_package else parts)] = (path, is_package)
+    return found
+
+
+def _own_imports(module, path, is_package, modules):
+    """``[(imported module, function it sits in or None)]`` of relative imports."""
+    base = module.split(".") if is_package else module.split(".")[:-1]
+    result = []
+
+    def visit(node, function):
+        for child in ast.iter_child_nodes(node):
+            inner = child.name if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) \
+                else function
+            if isinstance(child, ast.ImportFrom) and child.level:
+                target = ".".join(base[:len(base) - child.level + 1]
+                                  + ([child.module] if child.module else []))
+                for alias in child.names:
+                    full = target + "." + alias.name
+                    result.append((full if full in modules else target, inner))
+            visit(child, inner)
+
+    visit(ast.parse(open(path).read()), None)
+    return result
+
+
+def test_no_import_circle_and_no_imports_inside_functions():
+    modules = _modules()
+    graph, local = {}, []
+    for module, (path, is_package) in modules.items():
+        edges = _own_imports(module, path, is_package, modules)
+        # A package's __init__ importing its own submodules is not an edge of the graph.
+        graph[module] = {m for m, _ in edges if not m.startswith(module + ".")}
+        local += ["%s.%s imports %s" % (module, f, m) for m, f in edges if f is not None]
+    assert local == []
+    state = {}
+
+    def walk(node, stack):
+        state[node] = "open"
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                raise AssertionError("import circle: " + " -> ".join(stack + [nxt]))
+            if nxt not in state:
+                walk(nxt, stack + [nxt])
+        state[node] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            walk(module, [module])
+
+
+def test_the_layers_import_downwards_only():
+    modules = _modules()
+    deps = {m: {d for d, _ in _own_imports(m, *modules[m], modules)} for m in modules}
+    below_training = ("gluon_resnet.events", "gluon_resnet.signals", "gluon_resnet.callbacks")
+    assert not any(d.startswith(("gluon_resnet.training", "gluon_resnet.experiment",
+                                 "gluon_resnet.cli")) for m in below_training for d in deps[m])
+    launcher = deps["gluon_resnet.distributed.launcher"]
+    assert not any(d.startswith(("gluon_resnet.cli", "gluon_resnet._mxnet")) for d in launcher)

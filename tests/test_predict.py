@@ -21,7 +21,7 @@ from gluon_resnet.experiment import run_training
 from gluon_resnet.models import get_model
 from gluon_resnet.predict import predict_files
 
-from helpers import DATA_DIR, needs_data, require_data, write_fashion_folder
+from helpers import DATA_DIR, made_run, needs_data, require_data, write_fashion_folder
 
 
 def _probabilities(ckpt, loader, model="compact_resnet8_w32", num_classes=10):
@@ -132,3 +132,20 @@ def test_a_folder_run_predicts_with_its_classes_and_normalisation(tmp_path):
     assert [line.split()[0] for line in lines[2:5]] == ["ankle", "bag", "coat"]
     with open(os.path.join(out, "config.json")) as f:
         assert json.load(f)["num_classes"] == 3
+
+
+def test_predict_says_once_that_it_converted_colour_to_grey_and_resized(tmp_path, capsys):
+    run = str(tmp_path / "run")
+    made_run(run)
+    colour, grey = str(tmp_path / "red.jpg"), str(tmp_path / "grey.png")
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(colour)
+    Image.new("L", (28, 28), 90).save(grey)
+    checkpoint = os.path.join(run, "checkpoint.ckpt")
+    assert main(["predict", "--params", checkpoint, colour, grey]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        "note: converted 1 of 2 images to grey and resized 1 of 2 images to 28x28, as the "
+        "network was trained on grey 28x28 images"]
+    assert [line.split("\t")[0] for line in captured.out.splitlines()] == [colour, grey]
+    assert main(["predict", "--params", checkpoint, grey]) == 0
+    assert capsys.readouterr().err == ""  # nothing converted: nothing said

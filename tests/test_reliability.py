@@ -2,15 +2,14 @@
 refusals before anything is spent, and the rough edges of issue 23.
 
 Run folders here are either trained for real (a tiny network on a Fashion-MNIST subset) or
-made by ``_made_run``: a fresh network's checkpoint with the files training writes, for the
-checks that refuse or read a run without training it.
+made by ``made_run`` (helpers.py): a fresh network's checkpoint with the files training
+writes, for the checks that refuse or read a run without training it.
 """
 
 import dataclasses
 import json
 import os
 import pickle
-import re
 import signal
 import socket
 import subprocess
@@ -26,13 +25,11 @@ import mxnet as mx
 from mxnet import gluon, init
 
 from gluon_resnet import experiment
-from gluon_resnet.callbacks import Checkpointer, ProgressBar
-from gluon_resnet.checkpoint import (CheckpointError, SaveError, read_checkpoint,
-                                     read_checkpoint_meta, save_checkpoint)
+from gluon_resnet.callbacks import Checkpointer
+from gluon_resnet.checkpoint import SaveError, read_checkpoint, read_checkpoint_meta
 from gluon_resnet.cli import main
 from gluon_resnet.config import RunError, TrainConfig
-from gluon_resnet.data import (TEXT_LABELS, ImageFolderError, load_data_fashion_mnist,
-                               load_data_image_folder)
+from gluon_resnet.data import load_data_fashion_mnist
 from gluon_resnet.events import Callback, TrainingDiverged
 from gluon_resnet.experiment import run_training
 from gluon_resnet.models import get_model
@@ -42,38 +39,10 @@ from gluon_resnet.pretrained import (WeightFileError, WeightMismatchError,
                                      torchvision_key_map)
 from gluon_resnet.training import Learner
 
-from helpers import DATA_DIR
+from helpers import DATA_DIR, FASHION, TINY, made_run
 
 needs_data = pytest.mark.skipif(not os.path.isdir(DATA_DIR),
                                 reason="Debian's dataset-fashion-mnist is not installed")
-
-# A tiny run: the fast recipe's network at 28x28 on 100 images, two batches an epoch; fp32,
-# because bf16 AMP would switch this whole test process to bf16.
-TINY = dict(model="compact_resnet8_w32", resize=None, limit=100, batch_size=50, epochs=1,
-            precision="fp32")
-FASHION = {"classes": list(TEXT_LABELS), "channels": 1, "size": [28, 28], "mean": None,
-           "std": None}
-
-
-def _made_run(folder, epochs_done=1, **changes):
-    """A run folder as training leaves it after ``epochs_done`` epochs, without the training:
-    a fresh network's checkpoint, ``config.json`` and ``history.json``.  Returns its config."""
-    config = TrainConfig(**dict(TINY, epochs=epochs_done, **changes))
-    net = get_model(config.model, num_classes=config.num_classes)
-    net.initialize(init.Xavier())
-    net(mx.nd.zeros((1, 1, 28, 28)))
-    history = [{"epoch": e, "loss": 2.0, "train_acc": 0.1, "test_acc": 0.1, "time": 1.0,
-                "train_time": 1.0, "lr": config.lr} for e in range(1, epochs_done + 1)]
-    os.makedirs(folder, exist_ok=True)
-    save_checkpoint(os.path.join(folder, "checkpoint.ckpt"), net, None,
-                    {"epoch": epochs_done, "batch": 0, "history": history, "partial": None,
-                     "config": config.to_dict(), "data": FASHION})
-    with open(os.path.join(folder, "config.json"), "w") as f:
-        json.dump(dict(config.to_dict(), data=FASHION), f)
-    with open(os.path.join(folder, "history.json"), "w") as f:
-        json.dump(history, f)
-    return config
-
 
 def _contents(folder):
     """``{name: bytes}`` of the files in ``folder``: proof that nothing changed."""
@@ -114,60 +83,10 @@ def test_a_second_training_into_a_running_folder_is_refused_naming_the_first(tmp
     assert "run.lock" not in os.listdir(out)
 
 
-HOLDER = """
-    import fcntl, json, os, sys
-
-    fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    os.write(fd, json.dumps({"pid": os.getpid(), "host": "elsewhere",
-                             "started": "2026-11-30 09:00:00"}).encode())
-    print("locked", flush=True)
-    sys.stdin.read()  # holds the lock until the test closes standard input
-"""
-
-
-def test_a_folder_locked_by_another_process_is_refused_before_anything_is_written(tmp_path,
-                                                                                   capsys):
-    out = tmp_path / "busy"
-    out.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(HOLDER),
-                               str(out / "run.lock")], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline() == "locked\n"
-        assert main(["train", "--out", str(out), "--no-resize", "--limit", "100",
-                     "--model", "compact_resnet8_w32", "--precision", "fp32"]) == 2
-        err = capsys.readouterr().err
-        assert "is in use by another training (process %d on elsewhere, started " \
-               "2026-11-30 09:00:00)" % holder.pid in err
-        assert os.listdir(out) == ["run.lock"]  # no config.json, nothing else
-    finally:
-        holder.kill()
-        holder.wait()
-
-
-def test_a_lock_left_by_a_dead_process_is_taken_over_with_a_notice(tmp_path):
-    from gluon_resnet.runlock import RunLock
-
-    dead = subprocess.Popen(["true"])
-    dead.wait()  # its pid now names no process
-    lock_file = tmp_path / "run.lock"
-    lock_file.write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(),
-                                     "started": "2026-11-30 09:00:00"}))
-    notices = []
-    with RunLock(str(tmp_path), notice=notices.append) as lock:
-        assert json.loads(lock_file.read_text())["pid"] == os.getpid()
-        assert lock.taken_over["pid"] == dead.pid
-    assert notices == ["note: took over the lock of run folder %s from process %d on %s, "
-                       "started 2026-11-30 09:00:00, which ended without releasing it"
-                       % (tmp_path, dead.pid, socket.gethostname())]
-    assert not lock_file.exists()
-
-
 def test_resuming_into_another_runs_folder_is_refused_and_changes_nothing(tmp_path, capsys):
     chapter, fast = str(tmp_path / "chapter"), str(tmp_path / "fast")
-    _made_run(chapter, model="cifar_resnet20_v1")
-    _made_run(fast)
+    made_run(chapter, model="cifar_resnet20_v1")
+    made_run(fast)
     before = _contents(chapter)
     assert main(["train", "--resume", os.path.join(fast, "checkpoint.ckpt"), "--epochs", "2",
                  "--out", chapter]) == 2
@@ -184,7 +103,7 @@ def test_resuming_into_another_runs_folder_is_refused_and_changes_nothing(tmp_pa
 @pytest.mark.parametrize("epochs", [None, "1", "2"])
 def test_resuming_a_run_without_epochs_left_says_so_and_changes_nothing(tmp_path, capsys, epochs):
     run = str(tmp_path / "fast")
-    _made_run(run, epochs_done=2)
+    made_run(run, epochs_done=2)
     before = _contents(run)
     checkpoint = os.path.join(run, "checkpoint.ckpt")
     assert main(["train", "--resume", checkpoint] + (["--epochs", epochs] if epochs else [])) == 2
@@ -585,7 +504,7 @@ def test_sigkill_at_twenty_moments_loses_at_most_the_checkpoint_interval(tmp_pat
 @pytest.mark.slow
 def test_a_run_folder_is_accepted_wherever_a_checkpoint_is_asked(tmp_path, capsys):
     run = str(tmp_path / "fast")
-    _made_run(run)
+    made_run(run)
     assert main(["eval", "--params", run, "--limit", "100", "--precision", "fp32"]) == 0
     assert "test acc" in capsys.readouterr().out
     assert main(["export", "--params", run, "--symbol", str(tmp_path / "net")]) == 0
@@ -644,70 +563,6 @@ def test_the_printed_resume_command_works_when_pasted(tmp_path):
     assert read_checkpoint_meta(str(tmp_path / "run" / "checkpoint.ckpt"))["epoch"] == 2
 
 
-@needs_data
-def test_a_resumed_epochs_progress_bar_starts_at_the_resumed_position(capsys):
-    train_iter, _ = load_data_fashion_mnist(50, limit=200)
-    net = get_model("compact_resnet8_w32")
-    net.initialize(init.Xavier())
-    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1})
-    learner = Learner(net, train_iter, None, trainer, callbacks=[ProgressBar(enabled=True)])
-    # Stopped after two of four batches (as a checkpoint's meta says).
-    learner.restore({"epoch": 0, "batch": 2, "history": [], "partial": [200.0, 20.0, 100, 5.0]})
-    learner.fit(1)
-    # The bar draws at its start; later draws depend on tqdm's clock, so only the start is
-    # certain: it must be the resumed position, and the bar must never show an earlier one.
-    shown = re.findall(r"(\d+)/200", capsys.readouterr().err)
-    assert shown[0] == "100" and not {"0", "50"} & set(shown), shown
-
-
-def test_a_quick_notebook_run_never_touches_the_stored_full_run(tmp_path, monkeypatch):
-    import importlib.util
-
-    import nbclient
-    import nbformat
-
-    here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "notebooks")
-    spec = importlib.util.spec_from_file_location("notebook_runner", os.path.join(here, "run.py"))
-    runner = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(runner)
-    stored = tmp_path / "resnet.ipynb"  # a stored full run, as the runner writes one
-    full = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")])
-    full.metadata["gluon_resnet"] = {"mode": "full"}
-    nbformat.write(full, str(stored))
-    before = stored.read_bytes()
-    monkeypatch.setattr(runner, "HERE", tmp_path)
-    monkeypatch.setattr(nbclient.NotebookClient, "execute", lambda self: None)  # no kernel
-    assert runner.main(["--quick", "resnet.ipynb"]) == 0
-    assert stored.read_bytes() == before
-    quick = json.loads((tmp_path / "quick" / "resnet.ipynb").read_text())
-    assert quick["metadata"]["gluon_resnet"]["mode"] == "quick"
-
-
-@pytest.mark.slow
-def test_a_closed_pipe_ends_a_command_quietly():
-    read, write = os.pipe()
-    os.close(read)  # the reader is gone before the first line, as after head -2
-    try:
-        done = subprocess.run([sys.executable, "-m", "gluon_resnet", "models"], stdout=write,
-                              stderr=subprocess.PIPE, text=True, timeout=300)
-    finally:
-        os.close(write)
-    assert done.returncode == 141 and done.stderr == "", done.stderr
-
-
-def test_an_undecodable_training_set_names_the_folder_not_a_file(tmp_path):
-    root = tmp_path / "shoes"
-    for split, name in (("train", "a"), ("train", "b"), ("test", "a"), ("test", "b")):
-        (root / split / name).mkdir(parents=True)
-        if split == "train":
-            (root / split / name / "broken.png").write_bytes(b"not a picture")
-        else:
-            Image.new("L", (8, 8)).save(root / split / name / "fine.png")
-    with pytest.raises(ImageFolderError) as info:
-        load_data_image_folder(str(root), 2, skip_bad_images=True, notice=lambda line: None)
-    assert str(info.value) == "%s: none of its training images could be decoded" % root
-
-
 @pytest.mark.parametrize("name", ["resnext50_32x4d", "wide_resnet50_2"])
 def test_weight_errors_name_the_network_that_was_built(name):
     stem = {"conv1.weight": np.zeros((64, 3, 7, 7), np.float32)}
@@ -745,32 +600,3 @@ def test_a_truncated_weight_file_is_called_damaged(tmp_path):
     with pytest.raises(WeightFileError, match="resnet18.pth is damaged or truncated: it starts "
                                               "as a zip archive"):
         read_state_dict(path)
-
-
-def test_a_truncated_checkpoint_is_called_damaged(tmp_path):
-    run = str(tmp_path / "run")
-    _made_run(run)
-    path = os.path.join(run, "checkpoint.ckpt")
-    with open(path, "rb") as f:
-        data = f.read()
-    with open(path, "wb") as f:
-        f.write(data[:len(data) // 2])
-    with pytest.raises(CheckpointError, match="checkpoint.ckpt is damaged or truncated"):
-        read_checkpoint(path)
-
-
-def test_predict_says_once_that_it_converted_colour_to_grey_and_resized(tmp_path, capsys):
-    run = str(tmp_path / "run")
-    _made_run(run)
-    colour, grey = str(tmp_path / "red.jpg"), str(tmp_path / "grey.png")
-    Image.new("RGB", (40, 30), (200, 30, 30)).save(colour)
-    Image.new("L", (28, 28), 90).save(grey)
-    checkpoint = os.path.join(run, "checkpoint.ckpt")
-    assert main(["predict", "--params", checkpoint, colour, grey]) == 0
-    captured = capsys.readouterr()
-    assert captured.err.splitlines() == [
-        "note: converted 1 of 2 images to grey and resized 1 of 2 images to 28x28, as the "
-        "network was trained on grey 28x28 images"]
-    assert [line.split("\t")[0] for line in captured.out.splitlines()] == [colour, grey]
-    assert main(["predict", "--params", checkpoint, grey]) == 0
-    assert capsys.readouterr().err == ""  # nothing converted: nothing said

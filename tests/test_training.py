@@ -22,7 +22,7 @@ from gluon_resnet.cli import main
 from gluon_resnet.events import Callback, TrainingDiverged, TrainingInterrupted
 from gluon_resnet.experiment import TrainConfig, run_training
 from gluon_resnet.models import get_model
-from gluon_resnet.training import evaluate_accuracy, train_ch5
+from gluon_resnet.training import LabelSmoothingLoss, evaluate_accuracy, train_ch5
 
 from helpers import TINY_MODEL, needs_data, register_tiny_net
 
@@ -409,3 +409,35 @@ def test_progress_bar_shows_images_per_second(capsys):
     assert "epoch 1/1" in err and "img/s" in err and "200/200" in err
     Learner(net, train_iter, None, trainer, callbacks=[ProgressBar(enabled=False)]).fit(1)
     assert capsys.readouterr().err == ""
+
+
+def test_label_smoothing_loss():
+    pred = mx.nd.random.normal(shape=(6, 10))
+    label = mx.nd.array([0, 1, 2, 3, 4, 9])
+    plain = mx.gluon.loss.SoftmaxCrossEntropyLoss()(pred, label).asnumpy()
+    np.testing.assert_allclose(LabelSmoothingLoss(0.0)(pred, label).asnumpy(), plain, rtol=1e-5)
+    smooth = LabelSmoothingLoss(0.1)(pred, label).asnumpy()
+    logp = mx.nd.log_softmax(pred).asnumpy()
+    expected = -(0.9 * logp[np.arange(6), label.asnumpy().astype(int)] + 0.1 * logp.mean(axis=1))
+    np.testing.assert_allclose(smooth, expected, rtol=1e-5)
+    with pytest.raises(ValueError, match="smoothing"):
+        LabelSmoothingLoss(1.0)
+
+
+def test_flip_evaluation_adds_the_mirror_images_softmax():
+    from mxnet import gluon
+    from gluon_resnet import evaluate_accuracy
+
+    net = gluon.nn.HybridSequential()
+    net.add(gluon.nn.Flatten(), gluon.nn.Dense(3))
+    net.initialize(mx.init.Normal(1.0))
+    rng = np.random.RandomState(0)
+    X = mx.nd.array(rng.uniform(size=(40, 1, 4, 4)))
+    y = mx.nd.array(rng.randint(0, 3, size=40))
+    both = net(X).softmax(axis=1) + net(X.flip(axis=3)).softmax(axis=1)
+    expected = float((both.argmax(axis=1) == y).mean().asscalar())
+    plain = float((net(X).argmax(axis=1) == y).mean().asscalar())
+    batches = [(X[:25], y[:25]), (X[25:], y[25:])]
+    assert evaluate_accuracy(batches, net, flip=True) == pytest.approx(expected)
+    assert evaluate_accuracy(batches, net) == pytest.approx(plain)
+    assert expected != plain  # the mirror images change some decisions here
