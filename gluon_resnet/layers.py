@@ -26,7 +26,11 @@ from .arrays import array_ops, check_array_mode, numpy_mode
 from .validate import non_negative_int, positive_int
 
 __all__ = ["HybridSequential", "SHORTCUTS", "check_shortcut", "conv3x3", "conv1x1", "batch_norm",
-           "ZeroPadShortcut", "SqueezeExcite", "make_shortcut"]
+           "StemConv2D", "ZeroPadShortcut", "SqueezeExcite", "make_shortcut"]
+
+# MXNet's own convolution operators, taken before bf16 AMP (``amp.init``, see
+# ``precision.enable_bf16``) replaces them with versions that cast to bf16.
+_CONVOLUTION_BEFORE_AMP = {mx.sym: mx.sym.Convolution, mx.nd: mx.nd.Convolution}
 
 
 class _ArrayModeCheck:
@@ -69,13 +73,14 @@ def check_shortcut(shortcut, owner):
     return shortcut
 
 
-def conv3x3(channels, stride=1, in_channels=0, **kwargs):
-    """3x3 convolution without bias, padding 1.
+def conv3x3(channels, stride=1, in_channels=0, stem=False, **kwargs):
+    """3x3 convolution without bias, padding 1; a ``StemConv2D`` if ``stem``.
 
     ``(N, C, H, W) -> (N, channels, ceil(H/stride), ceil(W/stride))``.
     """
-    return nn.Conv2D(channels, kernel_size=3, strides=stride, padding=1, use_bias=False,
-                     in_channels=in_channels, **kwargs)
+    layer = StemConv2D if stem else nn.Conv2D
+    return layer(channels, kernel_size=3, strides=stride, padding=1, use_bias=False,
+                 in_channels=in_channels, **kwargs)
 
 
 def conv1x1(channels, stride=1, in_channels=0, **kwargs):
@@ -85,6 +90,29 @@ def conv1x1(channels, stride=1, in_channels=0, **kwargs):
     """
     return nn.Conv2D(channels, kernel_size=1, strides=stride, use_bias=False,
                      in_channels=in_channels, **kwargs)
+
+
+class StemConv2D(nn.Conv2D):
+    """``nn.Conv2D`` for the convolution that reads the image: it stays fp32 under bf16.
+
+    Same parameters, names and outputs as ``nn.Conv2D``; ``(N, C, H, W) ->
+    (N, channels, H', W')``.  It differs only when bf16 AMP is on: then it
+    computes in fp32 where every other convolution computes in bf16, and the
+    layers after it (BN, ReLU, pooling) follow in fp32 until the next
+    convolution casts to bf16.  The reason is oneDNN 2.4's kernels: for 1 or 3
+    input channels in bf16 it has none that writes the blocked layout its
+    other kernels use, so BN after the stem ran oneDNN's plain-layout code,
+    several times slower (``benchmarks/RESULTS.md``, "The image's
+    convolution in fp32").
+    """
+
+    def hybrid_forward(self, F, x, weight, bias=None):
+        convolution = _CONVOLUTION_BEFORE_AMP.get(F)
+        if numpy_mode() or convolution is None or convolution is F.Convolution:
+            return super().hybrid_forward(F, x, weight, bias)  # no AMP: nothing to undo
+        args = (x, weight) if bias is None else (x, weight, bias)
+        out = convolution(*args, name="fwd", **self._kwargs)
+        return self.act(out) if self.act is not None else out
 
 
 def batch_norm(channels, zero_init=False, **kwargs):

@@ -45,6 +45,7 @@ from .blocks import (resnet_block, check_positive_int, check_shortcut, conv3x3, 
                      make_stage, _Block, _ResidualUnit, BasicBlockV1, BottleneckV1, BasicBlockV2,
                      BottleneckV2, HybridSequential)
 from .summary import count_parameters
+from .layers import StemConv2D
 
 __all__ = ["chapter_resnet18", "resnet18", "register_model", "list_models",
            "get_model", "model_description", "model_input_channels", "count_model_parameters",
@@ -171,7 +172,7 @@ def chapter_resnet18(num_classes=10):
     check_positive_int(num_classes, "num_classes", "chapter_resnet18")
     net = HybridSequential(prefix="chapter_resnet18_")
     with net.name_scope():
-        net.add(nn.Conv2D(64, kernel_size=7, strides=2, padding=3),
+        net.add(StemConv2D(64, kernel_size=7, strides=2, padding=3),
                 nn.BatchNorm(),
                 nn.Activation("relu"),
                 nn.MaxPool2D(pool_size=3, strides=2, padding=1))
@@ -201,7 +202,7 @@ def resnet18(num_classes=10):
     check_positive_int(num_classes, "num_classes", "resnet18")
     net = HybridSequential(prefix="resnet18_")
     with net.name_scope():
-        net.add(nn.Conv2D(64, kernel_size=3, strides=1, padding=1),
+        net.add(StemConv2D(64, kernel_size=3, strides=1, padding=1),
                 nn.BatchNorm(),
                 nn.Activation("relu"))
         _chapter_head(net, num_classes)
@@ -347,26 +348,26 @@ def _stem(kind, width, in_channels):
         raise ValueError("stem must be %s; got %r."
                          % (" or ".join("%r (%s)" % kv for kv in STEMS.items()), kind))
     if kind == "conv":
-        return [conv3x3(width, 1, in_channels, prefix="conv_")]
+        return [conv3x3(width, 1, in_channels, stem=True, prefix="conv_")]
     layers = []
     if kind == "imagenet_deep":
         half = max(1, width // 2)
         for i, stride in enumerate((2, 1)):
-            layers += [conv3x3(half, stride, in_channels, prefix="conv%d_" % i),
+            layers += [conv3x3(half, stride, in_channels, stem=i == 0, prefix="conv%d_" % i),
                        batch_norm(half, prefix="bn%d_" % i),
                        nn.Activation("relu", prefix="relu%d_" % i)]
             in_channels = half
     if kind == "deep":
         narrow = max(1, width // 3)
-        layers += [conv3x3(narrow, 1, in_channels, prefix="conv0_"),
+        layers += [conv3x3(narrow, 1, in_channels, stem=True, prefix="conv0_"),
                    batch_norm(narrow, prefix="bn0_"), nn.Activation("relu", prefix="relu0_")]
         in_channels = narrow
     if kind == "imagenet":
-        conv = nn.Conv2D(width, kernel_size=7, strides=2, padding=3, use_bias=False,
-                         in_channels=in_channels, prefix="conv_")
+        conv = StemConv2D(width, kernel_size=7, strides=2, padding=3, use_bias=False,
+                          in_channels=in_channels, prefix="conv_")
     else:
         stride = 1 if kind in ("small", "imagenet_deep") else 2
-        conv = conv3x3(width, stride, in_channels, prefix="conv_")
+        conv = conv3x3(width, stride, in_channels, stem=not layers, prefix="conv_")
     layers += [conv, batch_norm(width, prefix="bn_"), nn.Activation("relu", prefix="relu_")]
     if kind in ("imagenet", "imagenet_deep"):
         layers.append(nn.MaxPool2D(pool_size=3, strides=2, padding=1, prefix="pool_"))

@@ -138,6 +138,12 @@ MUTATIONS = [
              '                trainer.load_states(os.path.join(work, "trainer.states"))\n',
              "                pass\n",
              ["tests/test_training.py", "-k", "resume_continues"]),
+    mutation("bf16-stem",
+             "the convolution that reads the image computes in bf16 like the others",
+             "gluon_resnet/layers.py",
+             "if numpy_mode() or convolution is None or convolution is F.Convolution:",
+             "if True:",
+             ["tests/test_precision.py", "-k", "stays_fp32"]),
 ]
 
 

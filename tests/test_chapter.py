@@ -19,7 +19,7 @@ BOOK_TABLE = [(1, 64, 112, 112)] * 3 + [(1, 64, 56, 56)] * 2 + [
 def test_chapter_shape_table():
     rows = summarize(chapter_resnet18(), (1, 1, 224, 224))
     assert [r["shape"] for r in rows] == BOOK_TABLE
-    assert [r["kind"] for r in rows][:4] == ["Conv2D", "BatchNorm", "Activation", "MaxPool2D"]
+    assert [r["kind"] for r in rows][:4] == ["StemConv2D", "BatchNorm", "Activation", "MaxPool2D"]
     # 7x7 conv on one channel: 64 * 49 weights + 64 biases.
     assert rows[0]["params"] == 64 * 49 + 64
 

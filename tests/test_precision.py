@@ -377,3 +377,57 @@ def test_bf16_evaluation_has_the_accuracy_of_fp32(kernels, tmp_path):
         acc[line] = float(re.search(r"test acc (\d\.\d+)", done.stdout).group(1))
     fp32, bf16 = acc.values()
     assert 0.5 < fp32 and abs(bf16 - fp32) <= 0.01, acc
+
+
+
+# bf16 AMP in a subprocess: the convolution that reads the image (StemConv2D) gives fp32,
+# imperatively and in the symbolic graph that hybridized training runs; the convolution
+# after it gives bf16.
+STEM = textwrap.dedent("""
+    import sys, mxnet as mx, numpy as np
+    from mxnet.gluon import nn
+    from gluon_resnet.precision import enable_bf16
+    enable_bf16()
+    from gluon_resnet import get_model
+    def convs(block):
+        if isinstance(block, nn.Conv2D):
+            return [block]
+        return [c for child in block._children.values() for c in convs(child)]
+    net = get_model(sys.argv[1])
+    net.initialize(mx.init.Xavier())
+    X = mx.nd.random.uniform(shape=(2, 1, 32, 32))
+    net(X)
+    def name(dtype):  # MXNet's bfloat16 is a numpy record type with one field, 'bfloat16'
+        return np.dtype(dtype).names[0] if np.dtype(dtype).names else np.dtype(dtype).name
+    first, second = convs(net)[:2]
+    print("imperative", name(first(X).dtype))
+    internals = net(mx.sym.var("data")).get_internals()
+    types = dict(zip(internals.list_outputs(), internals.infer_type(data="float32")[1]))
+    for conv in (first, second):
+        print("symbolic", name(types[conv.name + "_fwd_output"]))
+""")
+
+
+@pytest.mark.parametrize("name", ["chapter_resnet18", "compact_resnet8_w32", "resnet50_v1d"])
+def test_the_image_convolution_stays_fp32_under_bf16(kernels, name, tmp_path):
+    script = tmp_path / "stem.py"
+    script.write_text(STEM)
+    done = _run([str(script), name])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:3] == [
+        "imperative float32", "symbolic float32", "symbolic bfloat16"], done.stdout
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_reads_the_image_with_a_stem_convolution(name):
+    from mxnet.gluon import nn
+    from gluon_resnet.layers import StemConv2D
+
+    def convs(block):
+        if isinstance(block, nn.Conv2D):
+            return [block]
+        return [c for child in block._children.values() for c in convs(child)]
+
+    found = convs(get_model(name))
+    assert type(found[0]) is StemConv2D
+    assert all(type(c) is not StemConv2D for c in found[1:])
