@@ -61,6 +61,9 @@ _CHILD_START = 2.0
 # network reached about a third of it in bf16 on AVX512-BF16, smaller networks less.
 _FAST_FLOPS_PER_CORE = 4e11
 _CACHE_FORMAT = 1
+#: Part of the key: raised whenever gluon_resnet changes what either precision runs
+#: (2: the image's convolution stays fp32 under bf16), so older decisions are measured again.
+CODE_REVISION = 2
 
 #: What ``decide`` is asked about.  ``steps``: steps of the run (None: do not measure).
 Case = collections.namedtuple(
@@ -91,7 +94,8 @@ def machine():
                 or k == DISABLE_AMX_ENV}
     return {"cpu": cpuinfo("model name") or platform.processor() or platform.machine(),
             "flags": " ".join(sorted(cpu_flags())), "cores": usable_cores(),
-            "mxnet": mx.__version__, "amx": bool(AMX[0]), "settings": settings}
+            "mxnet": mx.__version__, "amx": bool(AMX[0]), "settings": settings,
+            "gluon_resnet": CODE_REVISION}
 
 
 def cache_path():

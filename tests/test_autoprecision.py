@@ -104,6 +104,8 @@ def _key_changes(monkeypatch):
                                                          lambda: real_flags | {"amx_bf16"})
     yield "an ISA cap", lambda: monkeypatch.setenv("DNNL_MAX_CPU_ISA", "AVX2")
     yield "an MXNet setting", lambda: monkeypatch.setenv("MXNET_ONEDNN_ENABLED", "0")
+    yield "gluon_resnet's kernels", lambda: monkeypatch.setattr(autoprecision, "CODE_REVISION",
+                                                                autoprecision.CODE_REVISION + 1)
 
 
 def test_the_same_case_reuses_the_answer_and_any_change_measures_again(monkeypatch):
