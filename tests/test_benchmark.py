@@ -718,3 +718,22 @@ def test_profile_ops_and_dnnl_summary_read_this_mxnets_output():
     for kind in ("conv forward_training", "conv backward_data", "conv backward_weights"):
         # ms per step, share and a rate: the shapes were read (no rate without MACs)
         assert kind in rows and len(rows[kind]) == 5 and float(rows[kind][2]) > 0
+
+
+@pytest.mark.slow
+def test_stem_check_prints_both_variants_and_their_ratio():
+    script = os.path.join(ROOT, "benchmarks", "stem_check.py")
+    done = subprocess.run([sys.executable, script, "--models", "compact_resnet8_w32:28",
+                           "--rounds", "1", "--warmup", "1", "--steps", "1"],
+                          capture_output=True, text=True, timeout=300)
+    if not bf16_available():
+        assert done.returncode != 0 and "runs no bf16" in done.stderr, done.stderr
+        return
+    assert done.returncode == 0, done.stderr
+    header, row = done.stdout.splitlines()[-2:]
+    assert header.split() == ["network", "stem", "fp32", "stem", "bf16", "ratio"]
+    name, at, size, fp32_stem, bf16_stem, ratio = row.split()
+    assert (name, size) == ("compact_resnet8_w32", "28")
+    assert float(fp32_stem) > 0 and float(bf16_stem) > 0
+    assert ratio.endswith("x")  # of the unrounded medians: allow the rounding of the figures
+    assert abs(float(ratio[:-1]) - float(fp32_stem) / float(bf16_stem)) <= 0.006
