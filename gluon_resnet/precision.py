@@ -3,7 +3,8 @@
 ``amp.init(target_dtype='bfloat16')`` rewrites MXNet's operators for the whole
 process, so it must run before the network is built and cannot be undone: a
 process trains either in bf16 or in fp32.  Weights stay fp32 (master copies);
-convolutions and dense layers compute in bf16.
+convolutions and dense layers compute in bf16, except the convolution that reads
+the image (``layers.StemConv2D``), which stays fp32.
 
 ``auto`` (the default of ``gluon-resnet train``) trains in the precision
 this CPU runs the network faster, measured once and cached
