@@ -99,11 +99,12 @@ class StemConv2D(nn.Conv2D):
     (N, channels, H', W')``.  It differs only when bf16 AMP is on: then it
     computes in fp32 where every other convolution computes in bf16, and the
     layers after it (BN, ReLU, pooling) follow in fp32 until the next
-    convolution casts to bf16.  The reason is oneDNN 2.4's kernels: for 1 or 3
-    input channels in bf16 it has none that writes the blocked layout its
-    other kernels use, so BN after the stem ran oneDNN's plain-layout code,
-    several times slower (``benchmarks/RESULTS.md``, "The image's
-    convolution in fp32").
+    convolution casts to bf16.  The reason is oneDNN 2.4's kernels: for a
+    1-channel image in bf16 it picks a convolution that writes plain NCHW,
+    not the blocked layout of its other kernels, so BN after the stem ran
+    oneDNN's plain-layout code, several times slower (``benchmarks/RESULTS.md``,
+    "The image's convolution in fp32"; ``benchmarks/stem_check.py`` measures
+    the choice on any CPU with bf16).
     """
 
     def hybrid_forward(self, F, x, weight, bias=None):
