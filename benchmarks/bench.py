@@ -4,7 +4,7 @@ Usage::
 
     python benchmarks/bench.py [--batch-size 256] [--size 96] [--rounds 5] [--steps 4]
                                [--json out.json] [--tiny] [--tiers auto|all|LIST]
-                               [--save] [--results-dir DIR]
+                               [--save] [--results-dir DIR] [--only NAMES]
 
 Sides compared (same network, same random batches of shape (N, 1, size, size)):
 
@@ -42,6 +42,11 @@ Every measurement runs in a fresh worker process (``--worker NAME``), because
 bf16 AMP is process-global and cannot be undone.  The variants are alternated
 round by round (ref, ours, ref, ours, ...) so that a change in the machine's
 load hits both sides alike; the figures reported are medians over rounds.
+
+``--only infer_fused,infer_ort`` runs the named workers alone (names as in
+``WORKERS``: ``peak``, the variants, ``loader``), to check one comparison
+again without the whole table; rows of the others read "not selected".  It
+cannot be combined with ``--save``, which records whole tiers.
 
 Worker protocol: ``bench.py --worker NAME ...`` prints one line
 ``BENCH_RESULT {json}`` on standard output (everything else goes to standard
@@ -579,7 +584,9 @@ def default_rows(runs, variants):
     for mode, (fp32, bf16) in pairs.items():
         cached = from_cache[0].get(mode) if from_cache else None
         if not variants[bf16]["available"]:
-            picked[mode], why[mode] = fp32, "no bf16 here"
+            note = variants[bf16].get("unavailable", "")
+            picked[mode] = fp32
+            why[mode] = "bf16 not measured (%s)" % note if "--only" in note else "no bf16 here"
         elif cached is not None:
             picked[mode] = bf16 if cached["precision"] == "bf16" else fp32
             why[mode] = "autoprecision's cached %s decision (%s case: batch %d at %dx%d, " \
@@ -729,8 +736,9 @@ def format_report(summary):
                 lines.append("%-17s %s" % (v.label, "unavailable: " + e["unavailable"]))
                 continue
             share = e["share_of_peak"]
-            lines.append("%-17s %10.1f %7.2fx %9.1f %8s %7.0f MiB"
-                         % (v.label, e["images_per_s"], e["ratio"], e["gflops"],
+            ratio = "-" if e["ratio"] is None else "%.2fx" % e["ratio"]  # no book row: --only
+            lines.append("%-17s %10.1f %8s %9.1f %8s %7.0f MiB"
+                         % (v.label, e["images_per_s"], ratio, e["gflops"],
                             _fmt(None if share is None else 100 * share, ".1f"),
                             e["max_rss_mib"]))
             if "max_abs_diff_vs_unfused" in e:
@@ -782,21 +790,34 @@ def tier_text(summary):
                          "avx2" if summary["tier"] == "AVX2" else "avx512", ORT_UNCAPPED))
 
 
-def tier_runs(tier, plan, flags, settings):
+def tier_runs(tier, plan, flags, settings, only=None):
     """``[(worker name, env or None when not run, note)]`` of one tier.
 
-    bf16 rows only at tiers with bf16; the loader (no ISA in it) at the last tier only.
+    bf16 rows only at tiers with bf16; the loader (no ISA in it) at the last tier only;
+    with ``only`` (a set of worker names), the others are not run.
     """
     work = []
     for name in WORKERS:
         variant = VARIANT_BY_NAME.get(name)
-        if variant is not None and variant.precision == "bf16" and not tiers.has_bf16(tier):
+        if only is not None and name not in only:
+            work.append((name, None, "not selected (--only)"))
+        elif variant is not None and variant.precision == "bf16" and not tiers.has_bf16(tier):
             work.append((name, None, "tier %s has no bf16" % tier))
         elif name == "loader" and tier != plan[-1]:
             work.append((name, None, "the loader is measured at tier %s only" % plan[-1]))
         else:
             work.append((name, tiers.worker_env(tier, side_of(name), flags), None))
     return work
+
+
+def parse_only(text):
+    """The set of worker names in ``--only``'s comma-separated ``text``; exits naming a bad one."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in WORKERS]
+    if unknown or not names:
+        raise SystemExit("bench.py: --only: unknown worker %s; choose from %s"
+                         % (", ".join(map(repr, unknown)) or "(none given)", ", ".join(WORKERS)))
+    return set(names)
 
 
 def resolve_settings(args):
@@ -836,6 +857,9 @@ def main(argv=None):
                         default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                              "results"),
                         help="where --save writes (default benchmarks/results)")
+    parser.add_argument("--only", metavar="NAMES",
+                        help="run only these workers (comma-separated, e.g. "
+                        "infer_fused,infer_ort); not with --save")
     parser.add_argument("--worker", choices=WORKERS, help=argparse.SUPPRESS)
     parser.add_argument("--settings", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -847,6 +871,9 @@ def main(argv=None):
         return 0
 
     settings = resolve_settings(args)
+    only = parse_only(args.only) if args.only is not None else None
+    if only is not None and args.save:
+        raise SystemExit("bench.py: --save records whole tiers; run it without --only")
     # The driver measures nothing; the workers get the caller's environment (_CALLER_ENV).
     import gluon_resnet  # noqa: F401  (before MXNet, or it warns about threads)
     import mxnet as mx
@@ -866,7 +893,7 @@ def main(argv=None):
     started = time.perf_counter()
     for r in range(settings["rounds"]):
         for tier in plan:
-            for name, env, note in tier_runs(tier, plan, flags, settings):
+            for name, env, note in tier_runs(tier, plan, flags, settings, only):
                 result = {"unavailable": note} if env is None else launch(name, settings, env)
                 if "error" in result:
                     errors[tier].append("round %d, tier %s: %s" % (r + 1, tier, result["error"]))

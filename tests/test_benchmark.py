@@ -737,3 +737,34 @@ def test_stem_check_prints_both_variants_and_their_ratio():
     assert float(fp32_stem) > 0 and float(bf16_stem) > 0
     assert ratio.endswith("x")  # of the unrounded medians: allow the rounding of the figures
     assert abs(float(ratio[:-1]) - float(fp32_stem) / float(bf16_stem)) <= 0.006
+
+
+def test_only_runs_the_named_workers_and_reports_the_rest_as_not_selected(monkeypatch, capsys):
+    launched = []
+
+    def fake_launch(name, settings, env=None):
+        launched.append(name)
+        return {"images_per_s": {"infer_fused": 300.0, "infer_ort": 400.0}[name],
+                "max_rss_mib": 6.0}
+
+    monkeypatch.setattr(bench, "launch", fake_launch)
+    assert bench.main(["--tiny", "--only", " infer_ort, infer_fused"]) == 0
+    assert sorted(launched) == ["infer_fused", "infer_ort"]
+    report = capsys.readouterr().out
+    assert "ours fp32 fused        300.0        -" in report  # no book row to divide by
+    assert "PyTorch fp32      unavailable: not selected (--only)" in report
+    assert "default inference vs ONNX Runtime                   0.75x" in report
+    # --only is checked before the tier's bf16, so this holds on a CPU without bf16 too
+    assert "inference default: bf16 not measured (not selected (--only))" in report
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--only", "infer_fusd"], ["'infer_fusd'", "infer_fused"]),
+    (["--only", ","], ["(none given)"]),
+    (["--only", "peak", "--save"], ["--save", "without --only"]),
+])
+def test_only_refuses_unknown_names_and_save(monkeypatch, args, words):
+    monkeypatch.setattr(bench, "launch", lambda *a, **k: pytest.fail("nothing may run"))
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--tiny"] + args)
+    assert all(w in str(exc.value) for w in words), exc.value
