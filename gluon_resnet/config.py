@@ -37,11 +37,11 @@ OPTIMIZERS = ("sgd", "nag", "adam")
 #: Named recipes: changes to ``TrainConfig()`` (the chapter's recipe).
 #: benchmarks/RESULTS.md records the accuracy and time each one reached.
 RECIPES = {
-    # d2l-zh 5.11 as printed, the defaults of TrainConfig (precision auto: bf16 where
-    # the CPU has AMX; the book's exact fp32 arithmetic with --precision fp32).
+    # d2l-zh 5.11 as printed, the defaults of TrainConfig (precision auto: bf16 where this
+    # CPU ran it faster when measured; the book's exact fp32 arithmetic with --precision fp32).
     "chapter": {},
-    # compact_resnet8_w32 at 28x28 (3x3/2 stem, 32/64/128 channels: AMX-friendly widths,
-    # so auto trains it in bf16), Nesterov momentum, one-cycle schedule peaking at 0.4,
+    # compact_resnet8_w32 at 28x28 (3x3/2 stem, 32/64/128 channels: widths oneDNN's bf16
+    # kernels handle well), Nesterov momentum, one-cycle schedule peaking at 0.4,
     # label smoothing, 3 epochs: chosen for accuracy within a time budget (benchmarks/RESULTS.md).
     "fast": {"model": "compact_resnet8_w32", "resize": None, "epochs": 3, "lr": 0.4,
              "batch_size": 256, "optimizer": "nag", "momentum": 0.9, "wd": 5e-4,
@@ -49,7 +49,6 @@ RECIPES = {
     # compact_resnet9 (compact_resnet8 with a deep stem) for 14 epochs with random
     # flips and shifts of at most one pixel (two did worse), evaluated with flip
     # test-time augmentation.
-    # auto keeps it in fp32: its 16- and 48-channel layers run slower in bf16.
     "best": {"model": "compact_resnet9", "resize": None, "epochs": 14, "lr": 0.2,
              "batch_size": 256, "optimizer": "nag", "momentum": 0.9, "wd": 5e-4,
              "schedule": "onecycle", "label_smoothing": 0.1, "augment": True, "max_shift": 1,
