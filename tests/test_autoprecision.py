@@ -95,6 +95,22 @@ def test_the_run_prints_the_reason():
     assert describe_precision("fp32") == "precision: fp32"
 
 
+def test_quiet_commands_mention_bf16_and_measured_choices_only(monkeypatch):
+    # predict_files prints the precision line only when Precision.news: bf16, or fp32 that
+    # a measurement chose (this CPU ran bf16 slower), not plain fp32 or fp32 by default.
+    _given(monkeypatch, 120.0, 100.0)
+    measured = Precision(*decide(CASE))
+    assert measured == "fp32" and measured.news
+    _given(monkeypatch, 100.0, 150.0)
+    assert Precision(*decide(CASE._replace(batch=128))).news
+    nearest = Precision(*decide(CASE._replace(batch=64, steps=None)))  # does not measure
+    assert "nearest case" in nearest.why and nearest.news
+    unmeasured = Precision(*decide(CASE._replace(network="compact_resnet8", steps=None)))
+    assert unmeasured == "fp32" and not unmeasured.news
+    assert not Precision("fp32").news and not Precision("fp32", "auto: x").news
+    assert Precision("bf16").news
+
+
 def _key_changes(monkeypatch):
     """Each changes one part of the key; ``decide`` must measure again after it."""
     real_flags = autoprecision.cpu_flags()
