@@ -20,7 +20,7 @@ from ._mxnet import mx
 from .arrays import in_caller_mode, scalar
 from .checkpoint import atomic_write, save_checkpoint
 from .events import Callback, TrainingDiverged
-from .plotting import in_notebook, plot_curves, plot_history
+from .plotting import close_figure, in_notebook, plot_curves, plot_history
 from .validate import non_negative_number, optional_positive_int
 
 __all__ = ["Recorder", "DivergenceCheck", "PrintEpochs", "PrintSummary", "ProgressBar",
@@ -260,8 +260,13 @@ class CurvePlotter(Callback):
         self.path, self.title = path, title
 
     def after_epoch(self, learner):
-        atomic_write(self.path, lambda tmp: plot_history(learner.history, path=tmp,
-                                                         title=self.title), suffix=".png")
+        figures = []
+        try:
+            atomic_write(self.path, lambda tmp: figures.append(
+                plot_history(learner.history, path=tmp, title=self.title)), suffix=".png")
+        finally:  # saved: closed, so that no epoch's figure stays open (or shows in a notebook)
+            for fig in figures:
+                close_figure(fig)
 
 
 class LiveCurves(Callback):

@@ -14,7 +14,7 @@ from ._mxnet import mx
 from .arrays import as_legacy, in_caller_mode
 from .checkpoint import checkpoint_file
 from .data import get_fashion_mnist_labels, load_data_fashion_mnist, load_data_image_folder
-from .plotting import confusion_matrix, plot_confusion_matrix, plot_predictions
+from .plotting import close_figure, confusion_matrix, plot_confusion_matrix, plot_predictions
 from .precision import describe_precision
 from .trained import load_trained
 
@@ -113,15 +113,16 @@ def evaluate_run(path, model=None, resize=None, data_root=None, confusion=None, 
     for name, a in zip(names, per_class):
         out("  %-12s %.4f" % (name, a))
     if confusion:
-        plot_confusion_matrix(confusion_matrix(labels, preds), names, path=confusion,
-                              title="%s: test acc %.4f" % (config.model, acc))
+        close_figure(plot_confusion_matrix(confusion_matrix(labels, preds), names,
+                                           path=confusion,
+                                           title="%s: test acc %.4f" % (config.model, acc)))
         out("confusion matrix saved to %s" % confusion)
     if samples:
         X, y = next(iter(test_iter))
         X, y = X[:32], y[:32]
         p = net(in_caller_mode(X).as_in_context(ctx)).argmax(axis=1).asnumpy()
-        plot_predictions(X.asnumpy(), [names[int(i)] for i in y.asnumpy()],
-                         [names[int(i)] for i in p], path=samples)
+        close_figure(plot_predictions(X.asnumpy(), [names[int(i)] for i in y.asnumpy()],
+                                      [names[int(i)] for i in p], path=samples))
         out("sample predictions saved to %s" % samples)
     return {"accuracy": acc, "per_class": per_class.tolist()}
 

@@ -1,6 +1,6 @@
 """Figures: learning curves, confusion matrix, a grid of predictions.
 
-Every function returns the matplotlib ``Figure`` and, given ``path``, saves
+Every plotting function returns the matplotlib ``Figure`` and, given ``path``, saves
 it as a PNG.  matplotlib is imported lazily and without a display when
 saving from the command line.
 """
@@ -33,6 +33,11 @@ def in_notebook():
         return get_ipython() is not None and "IPKernelApp" in get_ipython().config
     except Exception:  # IPython missing or not running
         return False
+
+
+def close_figure(fig):
+    """Forget ``fig`` in pyplot (which keeps every figure it made until closed)."""
+    _plt().close(fig)
 
 
 def _finish(fig, path):

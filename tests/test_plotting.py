@@ -219,3 +219,23 @@ def test_plot_layer_responses_draws_layers_in_order_and_sorted(tmp_path):
         ticks = [t for t in ax.get_xticks() if 1 <= t <= 4]
         assert ticks and all(float(t).is_integer() for t in ticks), ticks
     _png(tmp_path / "r.png")
+
+
+def test_the_curve_plotter_leaves_no_figure_open(tmp_path):
+    # One figure per epoch left in pyplot's keeping piled up in long runs (matplotlib's
+    # "More than 20 figures" warning) and showed every epoch's curves under a notebook cell.
+    import matplotlib.pyplot as plt
+
+    from gluon_resnet.callbacks import CurvePlotter
+
+    class Run:
+        history = []
+
+    before = set(plt.get_fignums())
+    plotter = CurvePlotter(str(tmp_path / "curves.png"), title="run")
+    for epoch in range(1, 4):
+        Run.history.append({"epoch": epoch, "loss": 1.0 / epoch, "train_acc": 0.5,
+                            "test_acc": 0.4 + 0.1 * epoch})
+        plotter.after_epoch(Run)
+        assert (tmp_path / "curves.png").stat().st_size > 0
+    assert set(plt.get_fignums()) == before

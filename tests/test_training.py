@@ -350,6 +350,9 @@ def test_bad_arguments_give_one_sentence(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_eval_command_prints_accuracy_and_saves_figures(tmp_path, capsys):
+    import matplotlib.pyplot as plt
+
+    open_before = set(plt.get_fignums())
     out = str(tmp_path / "run")
     history, _ = run_training(_quick_config(epochs=2, limit=2000), out=out, quiet=True)
     confusion, samples = str(tmp_path / "cm.png"), str(tmp_path / "samples.png")
@@ -363,6 +366,8 @@ def test_eval_command_prints_accuracy_and_saves_figures(tmp_path, capsys):
     assert "ankle boot" in text and "t-shirt" in text
     assert "precision: fp32, oneDNN operator fusion" in text
     assert os.path.getsize(confusion) > 10000 and os.path.getsize(samples) > 10000
+    # Saved figures are closed: training's learning curve and eval's two leave none open.
+    assert set(plt.get_fignums()) == open_before
 
 
 @pytest.mark.slow
