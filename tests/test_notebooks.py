@@ -112,6 +112,8 @@ def test_notebook_runs_in_quick_mode(name, tmp_path, monkeypatch):
     assert not _errors(ran)
     assert all(c.execution_count for c in ran.cells if c.cell_type == "code")
     assert _images(ran) >= MIN_FIGURES[name], "%s: quick run drew too few figures" % name
+    left = sorted(p.name for p in (tmp_path / "tmp").iterdir())
+    assert not left, "%s left in the temporary folder: %s" % (name, left)  # a reader's /tmp
     print("%s quick run: %.1f s" % (name, seconds))
 
 
