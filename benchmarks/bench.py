@@ -147,6 +147,8 @@ VARIANTS = [
             "(MLAS has no run-time ISA cap)"),
 ]
 VARIANT_BY_NAME = {v.name: v for v in VARIANTS}
+#: The note of a worker that ``--only`` left out.
+NOT_SELECTED = "not selected (--only)"
 WORKERS = ["peak"] + [v.name for v in VARIANTS] + ["loader"]
 
 
@@ -584,9 +586,9 @@ def default_rows(runs, variants):
     for mode, (fp32, bf16) in pairs.items():
         cached = from_cache[0].get(mode) if from_cache else None
         if not variants[bf16]["available"]:
-            note = variants[bf16].get("unavailable", "")
             picked[mode] = fp32
-            why[mode] = "bf16 not measured (%s)" % note if "--only" in note else "no bf16 here"
+            why[mode] = ("bf16 not measured (%s)" % NOT_SELECTED
+                         if variants[bf16].get("unavailable") == NOT_SELECTED else "no bf16 here")
         elif cached is not None:
             picked[mode] = bf16 if cached["precision"] == "bf16" else fp32
             why[mode] = "autoprecision's cached %s decision (%s case: batch %d at %dx%d, " \
@@ -800,7 +802,7 @@ def tier_runs(tier, plan, flags, settings, only=None):
     for name in WORKERS:
         variant = VARIANT_BY_NAME.get(name)
         if only is not None and name not in only:
-            work.append((name, None, "not selected (--only)"))
+            work.append((name, None, NOT_SELECTED))
         elif variant is not None and variant.precision == "bf16" and not tiers.has_bf16(tier):
             work.append((name, None, "tier %s has no bf16" % tier))
         elif name == "loader" and tier != plan[-1]:

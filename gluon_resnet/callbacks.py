@@ -260,13 +260,10 @@ class CurvePlotter(Callback):
         self.path, self.title = path, title
 
     def after_epoch(self, learner):
-        figures = []
-        try:
-            atomic_write(self.path, lambda tmp: figures.append(
-                plot_history(learner.history, path=tmp, title=self.title)), suffix=".png")
-        finally:  # saved: closed, so that no epoch's figure stays open (or shows in a notebook)
-            for fig in figures:
-                close_figure(fig)
+        def write(tmp):  # saved, then closed: no epoch's figure stays open (or shows in a notebook)
+            close_figure(plot_history(learner.history, path=tmp, title=self.title))
+
+        atomic_write(self.path, write, suffix=".png")
 
 
 class LiveCurves(Callback):
