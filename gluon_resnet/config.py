@@ -10,6 +10,7 @@ with learning rate 0.05, batch 256, 5 epochs).
 
 import dataclasses
 
+from .errors import RunError
 from .models import list_models
 from .precision import PRECISIONS
 from .pretrained import SUPPORTED_MODELS
@@ -17,10 +18,6 @@ from . import validate
 
 __all__ = ["TrainConfig", "RunError", "RECIPES", "recipe_config", "SCHEDULES", "KVSTORES",
            "OPTIMIZERS", "RESUME_CHANGES"]
-
-
-class RunError(ValueError):
-    """A run cannot start: bad configuration, occupied folder, wrong checkpoint."""
 
 
 #: Learning-rate schedules: the book's constant rate, or one cycle (up, then down).

@@ -18,7 +18,7 @@ import os
 import socket
 import sys
 
-from .config import RunError
+from .errors import RunError
 
 __all__ = ["RunLock", "FolderInUseError", "LOCK_NAME"]
 

@@ -12,6 +12,7 @@ import sys
 import pytest
 
 import gluon_resnet
+from gluon_resnet import config, errors, experiment, runlock
 
 ROOT = pathlib.Path(gluon_resnet.__file__).resolve().parent.parent
 
@@ -167,3 +168,11 @@ def test_the_layers_import_downwards_only():
                                  "gluon_resnet.cli")) for m in below_training for d in deps[m])
     launcher = deps["gluon_resnet.distributed.launcher"]
     assert not any(d.startswith(("gluon_resnet.cli", "gluon_resnet._mxnet")) for d in launcher)
+    # The run lock sits below the model zoo: its error comes from the bottom layer.
+    assert deps["gluon_resnet.runlock"] <= {"gluon_resnet.errors"}, deps["gluon_resnet.runlock"]
+    assert deps["gluon_resnet.errors"] == set()
+
+
+def test_run_error_is_one_class_wherever_it_is_imported_from():
+    assert config.RunError is errors.RunError is experiment.RunError
+    assert issubclass(runlock.FolderInUseError, errors.RunError)
