@@ -169,6 +169,15 @@ def _add_train_parsers(sub):
     add_train_options(p)
     p.set_defaults(func=_cmd_train)
 
+
+def _add_precision_option(parser):
+    """``--precision`` of the commands that run a trained network (``eval``, ``predict``)."""
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="auto (default: the inference precision measured faster for this "
+                        "network here, see 'gluon-resnet precision'; else fp32), bf16 or fp32")
+
+
+def _add_eval_parser(sub):
     p = sub.add_parser("eval", help="test accuracy, per-class accuracy and figures of a trained "
                        "model",
                        allow_abbrev=False)
@@ -181,9 +190,7 @@ def _add_train_parsers(sub):
                    "images")
     p.add_argument("--confusion", metavar="PNG", help="save the confusion matrix figure here")
     p.add_argument("--samples", metavar="PNG", help="save a grid of sample predictions here")
-    p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="auto (default: the inference precision measured faster for this "
-                   "network here, see 'gluon-resnet precision'; else fp32), bf16 or fp32")
+    _add_precision_option(p)
     p.set_defaults(func=_cmd_eval)
 
 
@@ -209,9 +216,7 @@ def _add_predict_parser(sub):
     p.add_argument("--top-k", type=_POSITIVE_INT, default=1, metavar="K",
                    help="classes per image (default 1)")
     p.add_argument("--json", action="store_true", help="print one JSON document instead")
-    p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="auto (default: the inference precision measured faster for this "
-                   "network here, see 'gluon-resnet precision'; else fp32), bf16 or fp32")
+    _add_precision_option(p)
     p.set_defaults(func=_cmd_predict)
 
 
@@ -352,6 +357,7 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     _add_train_parsers(sub)
+    _add_eval_parser(sub)
 
     p = sub.add_parser("shapes", help="print each layer's output shape and parameter count",
                        allow_abbrev=False)

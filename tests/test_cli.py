@@ -12,6 +12,7 @@ import mxnet as mx
 from gluon_resnet.cli import build_parser, main
 from gluon_resnet.config import TrainConfig
 from gluon_resnet.models import get_model
+from gluon_resnet.precision import PRECISIONS
 
 from helpers import DATA_DIR
 
@@ -27,6 +28,18 @@ def test_every_train_option_comes_from_a_config_field():
         assert action.default is None  # not given: as the recipe or checkpoint has it
     extra = set(options) - {f.name for f in dataclasses.fields(TrainConfig)}
     assert extra == {"help", "no_resize", "out", "resume", "checkpoint_minutes", "no_progress"}
+
+
+def test_the_commands_that_run_a_trained_network_take_the_same_precision_option():
+    commands = build_parser()._subparsers._group_actions[0].choices
+    eval_options, predict_options = ({a.dest: a for a in commands[name]._actions}
+                                     for name in ("eval", "predict"))
+    for options in (eval_options, predict_options):
+        assert options["precision"].default == "auto"
+        assert list(options["precision"].choices) == list(PRECISIONS)
+    assert eval_options["precision"].help == predict_options["precision"].help
+    args = build_parser().parse_args(["eval", "--params", "x.ckpt", "--precision", "bf16"])
+    assert args.func.__name__ == "_cmd_eval" and args.precision == "bf16"
 
 
 def test_abbreviated_options_are_refused(capsys):
