@@ -386,10 +386,10 @@ class Checkpointer(Callback):
         Checkpoint file, for example ``runs/chapter/checkpoint.ckpt``.
     config : dict
         The run's configuration, stored in the checkpoint for resuming.
-    data : dict, optional
+    data : DataDescription, optional
         What the network was trained on (class names, channels, input size,
         mean and std: the loader's ``description()``), stored as
-        ``meta["data"]`` for predicting and exporting.
+        ``meta["data"]`` (its ``to_dict()``) for predicting and exporting.
     minutes : float, default 10
         Save during the epoch when this many minutes passed since the last
         save; 0 saves only at epoch ends and on stop signals.
@@ -408,7 +408,8 @@ class Checkpointer(Callback):
     def __init__(self, path, config, data=None, minutes=10, batches=None):
         non_negative_number(minutes, "minutes", "Checkpointer")
         optional_positive_int(batches, "batches", "Checkpointer")
-        self.path, self.config, self.data = path, config, data
+        self.path, self.config = path, config
+        self.data = None if data is None else data.to_dict()
         self.minutes, self.batches = minutes, batches
         self.clock = time.monotonic
         self.saved = None  # (epoch, batch) of the last save

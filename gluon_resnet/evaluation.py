@@ -128,18 +128,21 @@ def evaluate_run(path, model=None, resize=None, data_root=None, confusion=None, 
 
 
 def _folder_test_set(config, data, resize, out):
-    """``(size, test_iter, class names)`` of a run on ``config.data``; ``data`` describes it."""
+    """``(size, test_iter, class names)`` of a run on ``config.data``; ``data`` describes it.
+
+    ``data`` is the run's ``DataDescription``.
+    """
     if resize and resize != config.resize:
         raise ValueError("%s was trained on %s at its own size: leave out --resize"
                          % (config.model, config.data))
-    stats = (data["mean"], data["std"]) if data["mean"] is not None else False
+    stats = (data.mean, data.std) if data.mean is not None else False
     _, test_iter = load_data_image_folder(
         config.data, 256, resize=config.resize, val_fraction=config.val_fraction,
         skip_bad_images=config.skip_bad_images, normalize=stats, notice=out)
-    if test_iter.classes != data["classes"]:
+    if tuple(test_iter.classes) != data.classes:
         raise ValueError("%s now holds the classes %s, not the %s the network was trained on"
-                         % (config.data, ", ".join(test_iter.classes), ", ".join(data["classes"])))
-    return data["size"][0], test_iter, data["classes"]
+                         % (config.data, ", ".join(test_iter.classes), ", ".join(data.classes)))
+    return data.size[0], test_iter, list(data.classes)
 
 
 def _first_examples(data_iter, limit):

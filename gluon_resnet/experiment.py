@@ -140,7 +140,7 @@ def run_training(config=None, out=None, resume=None, overrides=None, progress=No
         data = train_iter.description()
         precision = choose_precision(config, ctxs, train_iter)
         check_memory(config, data, precision, ctxs)
-        net = build_network(config, ctxs, in_channels=data["channels"], load_weights=saved is None,
+        net = build_network(config, ctxs, in_channels=data.channels, load_weights=saved is None,
                             out=print if job.lead and not quiet else None)
         trainer = build_trainer(config, net, job.kv)
         if job.lead:
@@ -295,21 +295,21 @@ def check_memory(config, data, precision, ctxs, available=None):
     """Refuse a batch whose training cannot fit in main memory, before the first step.
 
     The estimate is a lower bound: the outputs of the network's convolutions
-    for one batch of ``data["size"]`` images (kept for the backward pass; two
-    bytes a value in bf16, four in fp32; ``summary.activation_bytes``),
-    against ``available`` bytes
-    (default: ``devices.available_memory()``; no check when unknown, or when
-    training on GPUs).
+    for one batch of the images ``data`` (a ``DataDescription``) describes
+    (kept for the backward pass; two bytes a value in bf16, four in fp32;
+    ``summary.activation_bytes``), against ``available`` bytes (default:
+    ``devices.available_memory()``; no check when unknown, or when training
+    on GPUs).
     """
     if any(ctx.device_type != "cpu" for ctx in ctxs):
         return
     available = available_memory() if available is None else available
     if available is None:
         return
-    size = tuple(data["size"])
+    size = data.size
     net = get_model(config.model, num_classes=config.num_classes)
     try:
-        per_image = activation_bytes(net, (1, data["channels"]) + size,
+        per_image = activation_bytes(net, (1,) + data.input_shape,
                                      value_bytes=2 if precision == "bf16" else 4)
     except mx.base.MXNetError:
         return  # an input the network cannot take: the first step says so
@@ -337,7 +337,7 @@ def choose_precision(config, ctxs, train_iter=None):
     case = None
     if train_iter is not None:
         data = train_iter.description()
-        case = Case(config.model, data["channels"], tuple(data["size"]), train_iter.batch_size,
+        case = Case(config.model, data.channels, data.size, train_iter.batch_size,
                     config.ctx, "train", len(train_iter) * config.epochs, config.num_classes)
     precision = resolve_precision(config.precision, ctxs, case=case,
                                   net=get_model(config.model, num_classes=config.num_classes))
@@ -425,13 +425,16 @@ def build_loss(config):
 def write_config(out, config, precision, job, data=None):
     """Write ``out/config.json``: ``config``, the precision used, the workers and ``data``.
 
-    ``data`` is the training data's ``description()``; the file is written
-    atomically (``checkpoint.atomic_write``).
+    ``data`` is the training data's ``description()`` (a ``DataDescription``,
+    stored as its ``to_dict()``); the file is written atomically
+    (``checkpoint.atomic_write``).
     """
+    stored = None if data is None else data.to_dict()
+
     def write(tmp):
         with open(tmp, "w") as f:
             json.dump(dict(config.to_dict(), precision_used=precision, workers=job.num_workers,
-                           data=data), f, indent=1)
+                           data=stored), f, indent=1)
 
     atomic_write(os.path.join(out, "config.json"), write)
 

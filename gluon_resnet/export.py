@@ -11,11 +11,10 @@ classes)``, before softmax.  Any normalisation the run used (``(x - mean) /
 std`` per channel) is part of the exported graph (``PixelInput``), so a user
 feeds plain pixels.
 
-The run's data description comes from the checkpoint: ``meta["data"] =
-{"classes": [...], "channels": C, "size": [H, W], "mean": [...] or None,
-"std": [...] or None}``.  A checkpoint without it is a Fashion-MNIST run:
-the ten class names of ``TEXT_LABELS``, 1 channel, ``resize`` (or 28)
-pixels square, no normalisation.
+The run's data description comes from the checkpoint's ``meta["data"]``
+(``gluon_resnet.data.DataDescription``); a checkpoint without it is a
+Fashion-MNIST run: the ten class names of ``TEXT_LABELS``, 1 channel,
+``resize`` (or 28) pixels square, no normalisation.
 
 The network is always built and exported in fp32: a bf16 run keeps fp32
 weights (AMP computes in bf16 but stores fp32), so its checkpoint loads as
@@ -115,7 +114,7 @@ def load_for_export(path):
 
     Returns
     -------
-    (PixelInput, dict, TrainConfig)
+    (PixelInput, DataDescription, TrainConfig)
         The hybridized network (called once, so its graph exists), the data
         description and the run's configuration.
 
@@ -134,8 +133,8 @@ def load_for_export(path):
     ctx = mx.cpu()
     trained = load_trained(path, ctx, "fp32")
     net, description, config = trained.net, trained.data, trained.config
-    shape = (1, description["channels"]) + tuple(description["size"])
-    wrapped = PixelInput(net, description["mean"], description["std"], prefix="export_")
+    shape = (1,) + description.input_shape
+    wrapped = PixelInput(net, description.mean, description.std, prefix="export_")
     wrapped.params.initialize(ctx=ctx)  # its own constants; net's parameters are loaded
     wrapped.hybridize()
     wrapped(mx.nd.zeros(shape, ctx=ctx))
@@ -192,11 +191,12 @@ def _onnx_with_mapping():
 
 
 def _metadata(description, config):
-    return {"classes": description["classes"], "input_size": description["size"],
-            "input_channels": description["channels"], "input_layout": "NCHW",
+    stored = description.to_dict()
+    return {"classes": stored["classes"], "input_size": stored["size"],
+            "input_channels": stored["channels"], "input_layout": "NCHW",
             "input_range": [0, 1],
-            "normalization": None if description["mean"] is None
-            else {"mean": description["mean"], "std": description["std"]},
+            "normalization": None if stored["mean"] is None
+            else {"mean": stored["mean"], "std": stored["std"]},
             "model": config.model}
 
 
@@ -213,7 +213,7 @@ def export_onnx(net, description, config, path):
         symbol_file, params_file = export_symbol(net, os.path.join(work, "net"))
         sym = mx.sym.load(symbol_file)
         params = {key.split(":", 1)[1]: value for key, value in mx.nd.load(params_file).items()}
-        shape = (description["channels"],) + tuple(description["size"])
+        shape = description.input_shape
         raw = os.path.join(work, "raw.onnx")
         mx.onnx.export_model(sym, params, in_shapes=[(1,) + shape], in_types=[np.float32],
                              onnx_file_path=raw, dynamic=True,
@@ -236,7 +236,7 @@ def export_onnx(net, description, config, path):
     model.producer_name, model.producer_version = "gluon_resnet", mx.__version__
     model.doc_string = ("%s from gluon_resnet: input 'data', float32 (N, %d, %d, %d) pixels in "
                         "[0, 1]; output 'logits' (N, %d)."
-                        % ((config.model,) + shape + (len(description["classes"]),)))
+                        % ((config.model,) + shape + (len(description.classes),)))
     onnx.helper.set_model_props(model, {key: json.dumps(value) for key, value
                                         in _metadata(description, config).items()})
     onnx.checker.check_model(model)
@@ -268,11 +268,11 @@ def export_checkpoint(path, onnx=None, symbol=None, out=print):
     if not (onnx or symbol):
         raise ExportError("say what to write: --onnx OUT.onnx and/or --symbol PREFIX")
     net, description, config = load_for_export(path)
-    size = "x".join(map(str, description["size"]))
+    size = "x".join(map(str, description.size))
     what = "%s, input (N, %d, %s) pixels in [0, 1]%s, %d classes" % (
-        config.model, description["channels"], size,
-        ", normalisation inside" if description["mean"] is not None else "",
-        len(description["classes"]))
+        config.model, description.channels, size,
+        ", normalisation inside" if description.mean is not None else "",
+        len(description.classes))
     written = []
     if onnx:
         written.append(export_onnx(net, description, config, onnx))

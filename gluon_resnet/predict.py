@@ -101,17 +101,17 @@ def predict_files(checkpoint, paths, top_k=1, ctx=None, batch_size=256, notice=N
     ctx = ctx or mx.cpu()
     trained = load_trained(checkpoint, ctx, precision, notice=notice, batch_size=batch_size)
     data = trained.data
-    classes, size = data["classes"], tuple(data["size"])
+    classes, size = data.classes, data.size
     files = collect_image_files(paths)
-    line = _conversion_notice([image_header(f) for f in files], data["channels"], size)
+    line = _conversion_notice([image_header(f) for f in files], data.channels, size)
     if line is not None:
         if notice is None:
             warnings.warn(line, UserWarning, stacklevel=2)
         else:
             notice(line)
-    images = np.stack([resize_image(read_image(f, data["channels"]), size) for f in files])
+    images = np.stack([resize_image(read_image(f, data.channels), size) for f in files])
     loader = FashionMNISTLoader(images, np.zeros(len(files), np.int64), batch_size,
-                                mean=data["mean"], std=data["std"], classes=classes, ctx=ctx)
+                                mean=data.mean, std=data.std, classes=classes, ctx=ctx)
     if notice is not None and trained.precision.news:  # plain fp32 goes without saying
         notice(describe_precision(trained.precision))
     net = trained.net

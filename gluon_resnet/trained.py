@@ -7,25 +7,18 @@ and loads every weight.  How the network then runs (oneDNN fusion, a wrapper
 that normalises) is the caller's choice.
 
 What the network was trained on is the checkpoint's data description,
-``meta["data"]``, written by training (``gluon_resnet.experiment``)::
-
-    {"classes": [...], "channels": C, "size": [H, W], "mean": [...] or None,
-     "std": [...] or None}
-
-A checkpoint without it is a Fashion-MNIST run: the ten class names of
-``TEXT_LABELS``, one channel, ``resize`` (or 28) pixels square, no
-normalisation (``data_description``).
+``meta["data"]``, written by training (``gluon_resnet.experiment``) and read
+back as a ``gluon_resnet.data.DataDescription`` (``data_description``); a
+checkpoint without it is a Fashion-MNIST run.
 """
 
 import dataclasses
-
-import numpy as np
 
 from ._mxnet import mx
 
 from .checkpoint import Checkpoint, CheckpointError, checkpoint_file, read_checkpoint
 from .config import TrainConfig
-from .data import TEXT_LABELS
+from .data import DataDescription
 from .models import get_model
 from .precision import Case, enable_bf16, resolve_precision
 
@@ -42,8 +35,8 @@ class Trained:
         The network with every weight loaded, not hybridized.
     config : TrainConfig
         The run's configuration.
-    data : dict
-        The data description (see the module's docstring).
+    data : DataDescription
+        What the network was trained on (classes, channels, size, normalisation).
     precision : str
         ``"fp32"`` or ``"bf16"``: what the network computes in.
     checkpoint : Checkpoint or None
@@ -52,7 +45,7 @@ class Trained:
 
     net: object
     config: TrainConfig
-    data: dict
+    data: DataDescription
     precision: str
     checkpoint: Checkpoint = None
 
@@ -94,7 +87,7 @@ def load_trained(path, ctx=None, precision="fp32", model=None, notice=None, batc
     ctx = ctx or mx.cpu()
     config, saved = _stored_config(path, model)
     data = data_description(saved.meta if saved is not None else {"config": config.to_dict()})
-    case = Case(config.model, data["channels"], tuple(size or data["size"]), batch_size,
+    case = Case(config.model, data.channels, tuple(size or data.size), batch_size,
                 mode="infer", num_classes=config.num_classes)
     precision = resolve_precision(precision, [ctx], notice=notice, case=case,
                                   net=get_model(config.model, num_classes=config.num_classes))
@@ -102,7 +95,7 @@ def load_trained(path, ctx=None, precision="fp32", model=None, notice=None, batc
         enable_bf16()  # before the network is built
     net = get_model(config.model, num_classes=config.num_classes)
     net.initialize(ctx=ctx)  # every weight comes from the file
-    net(mx.nd.zeros((1, data["channels"]) + tuple(data["size"]), ctx=ctx))  # the shapes
+    net(mx.nd.zeros((1,) + data.input_shape, ctx=ctx))  # the shapes
     if saved is not None:
         saved.load_into(net, ctx=ctx, restore_random_state=False)
     else:
@@ -128,51 +121,18 @@ def _stored_config(path, model):
 
 
 def data_description(meta):
-    """The data description of a checkpoint's ``meta`` (see the module's docstring).
+    """The ``DataDescription`` of a checkpoint's ``meta``: ``meta["data"]``, checked.
 
-    Returns
-    -------
-    dict
-        ``classes`` (list of str), ``channels`` (int), ``size`` ([H, W]),
-        ``mean`` and ``std`` (lists of ``channels`` floats, or None).
+    A checkpoint without ``meta["data"]`` is a Fashion-MNIST run at its
+    configuration's ``resize`` (``DataDescription.from_dict``).
 
     Raises
     ------
     CheckpointError
         ``meta["data"]`` is there but malformed; the message names the field.
     """
-    data = meta.get("data")
-    if data is None:  # a Fashion-MNIST run from before the data description was stored
-        size = (meta.get("config") or {}).get("resize") or 28
-        return {"classes": list(TEXT_LABELS), "channels": 1, "size": [size, size],
-                "mean": None, "std": None}
     try:
-        classes, channels, size = data["classes"], data["channels"], data["size"]
-        mean, std = data.get("mean"), data.get("std")
-    except (KeyError, TypeError, AttributeError):
-        raise CheckpointError("the checkpoint's data description %r lacks classes, channels or "
-                              "size" % (data,)) from None
-    if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
-        raise CheckpointError("the checkpoint's data classes must be a non-empty list of names, "
-                              "got %r" % (classes,))
-    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
-        raise CheckpointError("the checkpoint's data channels must be a positive integer, got %r"
-                              % (channels,))
-    if not (isinstance(size, (list, tuple)) and len(size) == 2
-            and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)):
-        raise CheckpointError("the checkpoint's data size must be [height, width], got %r"
-                              % (size,))
-    if (mean is None) != (std is None):
-        raise CheckpointError("the checkpoint's data description has %s without %s"
-                              % (("mean", "std") if std is None else ("std", "mean")))
-    for name, values in (("mean", mean), ("std", std)):
-        if values is not None and not (
-                isinstance(values, (list, tuple)) and len(values) == channels
-                and all(isinstance(v, (int, float)) and np.isfinite(v) for v in values)):
-            raise CheckpointError("the checkpoint's data %s must be %d numbers (one per channel), "
-                                  "got %r" % (name, channels, values))
-    if std is not None and not all(v > 0 for v in std):
-        raise CheckpointError("the checkpoint's data std must be positive, got %r" % (std,))
-    return {"classes": list(classes), "channels": channels, "size": list(size),
-            "mean": None if mean is None else [float(v) for v in mean],
-            "std": None if std is None else [float(v) for v in std]}
+        return DataDescription.from_dict(meta.get("data"),
+                                         resize=(meta.get("config") or {}).get("resize"))
+    except ValueError as exc:
+        raise CheckpointError("the checkpoint's %s" % exc) from None

@@ -8,6 +8,7 @@ import shutil
 import mxnet as mx
 
 from gluon_resnet.config import TrainConfig
+from gluon_resnet.data import DataDescription
 from gluon_resnet.distributed import Job
 from gluon_resnet.experiment import (build_callbacks, build_data, build_loss, build_network,
                                      settle_config, write_config)
@@ -37,8 +38,8 @@ def test_the_folder_and_the_job_settle_a_new_config(tmp_path):
 
 
 def test_config_json_is_written_by_write_config_alone(tmp_path):
-    config, data = TrainConfig(), {"classes": ["a", "b"], "channels": 1, "size": [8, 8],
-                                   "mean": None, "std": None}
+    stored = {"classes": ["a", "b"], "channels": 1, "size": [8, 8], "mean": None, "std": None}
+    config, data = TrainConfig(), DataDescription.from_dict(stored)
     callbacks = build_callbacks(config, Job(), str(tmp_path), "fp32", progress=False,
                                 quiet=True, data=data)
     assert callbacks and os.listdir(tmp_path) == []
@@ -46,5 +47,5 @@ def test_config_json_is_written_by_write_config_alone(tmp_path):
     assert os.listdir(tmp_path) == ["config.json"]
     with open(tmp_path / "config.json") as f:
         assert json.load(f) == dict(config.to_dict(), precision_used="bf16", workers=2,
-                                    data=data)
+                                    data=stored)
 

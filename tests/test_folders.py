@@ -53,8 +53,8 @@ def test_the_loader_holds_exactly_the_idx_images(fashion):
         np.testing.assert_array_equal(loader.images, images)
         np.testing.assert_array_equal(loader.labels, labels)
     assert train_iter.classes == CLASSES and train_iter.shuffle and not test_iter.shuffle
-    assert train_iter.description() == {"classes": CLASSES, "channels": 1, "size": [28, 28],
-                                        "mean": None, "std": None}
+    assert train_iter.description().to_dict() == {"classes": CLASSES, "channels": 1,
+                                                  "size": [28, 28], "mean": None, "std": None}
     # The batches are those of the Fashion-MNIST loader over the same arrays.
     images, labels = _expected(train_x, train_y, train_idx)
     plain = FashionMNISTLoader(images, labels, 64, shuffle=True, resize=32)
@@ -69,12 +69,12 @@ def test_normalisation_comes_from_the_training_images(fashion):
     train_x = load_fashion_mnist_arrays(DATA_DIR)[0][train_idx] / 255.0
     train_iter, test_iter = load_data_image_folder(root, 400, notice=_quiet([]))
     data = train_iter.description()
-    np.testing.assert_allclose(data["mean"], [train_x.mean()], rtol=1e-9)
-    np.testing.assert_allclose(data["std"], [train_x.std()], rtol=1e-6)
+    np.testing.assert_allclose(data.mean, [train_x.mean()], rtol=1e-9)
+    np.testing.assert_allclose(data.std, [train_x.std()], rtol=1e-6)
     X, _ = next(iter(load_data_image_folder(root, 400, shuffle=False, notice=_quiet([]))[0]))
     assert abs(float(X.mean().asscalar())) < 1e-4 and abs(float(X.asnumpy().std()) - 1) < 1e-3
     given, _ = load_data_image_folder(root, 8, normalize=([0.5], [0.25]), notice=_quiet([]))
-    assert given.description()["mean"] == [0.5] and test_iter.description() == data
+    assert given.description().mean == (0.5,) and test_iter.description() == data
 
 
 def test_limit_is_balanced_and_shards_cover_the_data(fashion):
@@ -218,7 +218,7 @@ def test_one_colour_image_makes_three_channels(tmp_path):
     assert X.shape == (4, 3, 8, 8)
     normalised, _ = load_data_image_folder(root, 4, notice=_quiet([]))
     data = normalised.description()
-    assert data["channels"] == 3 and len(data["mean"]) == len(data["std"]) == 3
+    assert data.channels == 3 and len(data.mean) == len(data.std) == 3
 
 
 def test_bmp_files_read_and_val_is_the_test_set(tmp_path):
@@ -240,7 +240,7 @@ def test_sizes_must_agree_unless_resized(tmp_path):
         load_data_image_folder(root, 4, notice=_quiet([]))
     train_iter, _ = load_data_image_folder(root, 4, resize=6, notice=_quiet([]))
     assert train_iter.images.shape == (7, 6, 6) and train_iter.resize is None
-    assert train_iter.description()["size"] == [6, 6]
+    assert train_iter.description().size == (6, 6)
 
 
 def test_files_without_an_image_extension_get_one_notice(tmp_path):

@@ -29,7 +29,7 @@ from gluon_resnet.callbacks import Checkpointer
 from gluon_resnet.checkpoint import SaveError, read_checkpoint, read_checkpoint_meta
 from gluon_resnet.cli import main
 from gluon_resnet.config import RunError, TrainConfig
-from gluon_resnet.data import load_data_fashion_mnist
+from gluon_resnet.data import DataDescription, load_data_fashion_mnist
 from gluon_resnet.events import Callback, TrainingDiverged
 from gluon_resnet.experiment import run_training
 from gluon_resnet.models import get_model
@@ -144,7 +144,7 @@ def test_the_memory_estimate_is_a_lower_bound_of_what_training_took():
     # Measured (build_network's memory plan, benchmarks/RESULTS.md): the chapter's recipe, batch
     # 256 at 96x96 in fp32, peaked at 1.96 GiB of resident memory; so that much must pass.
     config = TrainConfig(batch_size=256)
-    data = dict(FASHION, size=[96, 96])
+    data = DataDescription.from_dict(dict(FASHION, size=[96, 96]))
     measured = int(1.96 * 2 ** 30)
     per_image = activation_bytes(get_model("chapter_resnet18"), (1, 1, 96, 96))
     # More than the first convolution's output alone (64 x 48 x 48 in the shape table).

@@ -16,7 +16,7 @@ import mxnet as mx
 import gluon_resnet
 from gluon_resnet.checkpoint import CheckpointError, save_checkpoint
 from gluon_resnet.config import TrainConfig
-from gluon_resnet.data import TEXT_LABELS
+from gluon_resnet.data import TEXT_LABELS, DataDescription
 from gluon_resnet.models import get_model
 from gluon_resnet.predict import predict_files
 from gluon_resnet.trained import data_description, load_trained
@@ -78,7 +78,7 @@ def test_a_params_file_comes_back_as_the_network_it_names(tmp_path):
     x = mx.nd.array(np.random.RandomState(2).uniform(size=(3, 1, 28, 28)))
     trained = load_trained(path, model="compact_resnet8")
     assert trained.checkpoint is None and trained.config == TrainConfig(model="compact_resnet8")
-    assert trained.data["channels"] == 1 and len(trained.data["classes"]) == 10
+    assert trained.data == DataDescription(tuple(TEXT_LABELS), 1, (96, 96))  # resize 96
     np.testing.assert_allclose(trained.net(x).asnumpy(), net(x).asnumpy(), rtol=1e-5, atol=1e-6)
     with pytest.raises(CheckpointError, match="net.params does not hold the parameters of "
                                               "compact_resnet8_w32"):
@@ -112,12 +112,12 @@ def test_eval_predict_and_export_get_their_network_from_load_trained():
 
 
 def test_a_checkpoint_without_a_data_description_is_fashion_mnist():
-    assert data_description({"config": {"resize": 96}}) == {
+    assert data_description({"config": {"resize": 96}}).to_dict() == {
         "classes": list(TEXT_LABELS), "channels": 1, "size": [96, 96], "mean": None, "std": None}
-    assert data_description({"config": {"resize": None}})["size"] == [28, 28]
+    assert data_description({"config": {"resize": None}}).size == (28, 28)
     given = {"classes": ["a", "b"], "channels": 3, "size": [8, 8], "mean": [0.5] * 3,
              "std": [0.2] * 3}
-    assert data_description({"config": {}, "data": given}) == given
+    assert data_description({"config": {}, "data": given}).to_dict() == given
 
 
 @pytest.mark.parametrize("data, message", [

@@ -8,6 +8,8 @@ name, signature and return value.  One module per concern:
   ``$GLUON_RESNET_DATA``, ``$MXNET_HOME``), and MXNet's download as a last resort;
 - ``idx``: the IDX parser with its checks, the checksums, class-balanced
   subsets and the class names;
+- ``description``: what a network was trained on (``DataDescription``: class names,
+  channels, size, normalisation), as the loader reports it and checkpoints store it;
 - ``loader``: batches from ``(N, H, W)`` or ``(N, H, W, C)`` images
   (``ArrayLoader``; ``FashionMNISTLoader`` is its Fashion-MNIST name), reproducible
   shuffling and augmentation, shards for distributed workers, normalisation;
@@ -23,6 +25,7 @@ from .files import (DATA_ENV, FILE_NAMES, SYSTEM_DATA_DIR, DatasetNotFoundError,
                     FashionMNISTFiles, download_with_mxnet, find_fashion_mnist, mxnet_data_dir)
 from .idx import (NUM_CLASSES, SUBSET_SEED, TEXT_LABELS, DatasetError, balanced_subset,
                   get_fashion_mnist_labels, load_fashion_mnist_arrays, read_idx)
+from .description import DataDescription
 from .loader import (AUGMENT, SHUFFLE, ArrayLoader, FashionMNISTLoader, epoch_rng,
                      load_data_fashion_mnist)
 from .folders import (IMAGE_EXTENSIONS, MEMORY_BUDGET, SPLIT_SEED, ImageFolderError,
@@ -31,7 +34,7 @@ from .folders import (IMAGE_EXTENSIONS, MEMORY_BUDGET, SPLIT_SEED, ImageFolderEr
 
 __all__ = ["DatasetError", "DatasetNotFoundError", "FashionMNISTFiles", "find_fashion_mnist",
            "read_idx", "load_fashion_mnist_arrays", "balanced_subset", "ArrayLoader",
-           "FashionMNISTLoader",
+           "FashionMNISTLoader", "DataDescription",
            "load_data_fashion_mnist", "get_fashion_mnist_labels", "epoch_rng", "TEXT_LABELS",
            "FILE_NAMES", "SYSTEM_DATA_DIR", "DATA_ENV", "NUM_CLASSES", "SUBSET_SEED", "SHUFFLE",
            "AUGMENT", "download_with_mxnet", "mxnet_data_dir", "load_data_image_folder",

@@ -18,6 +18,7 @@ import numpy as np
 from .._mxnet import mx
 from .. import validate
 from ..arrays import in_caller_mode
+from .description import DataDescription
 from .idx import NUM_CLASSES, TEXT_LABELS, balanced_subset, load_fashion_mnist_arrays
 
 __all__ = ["ArrayLoader", "FashionMNISTLoader", "load_data_fashion_mnist", "epoch_rng", "SHUFFLE",
@@ -262,13 +263,11 @@ class ArrayLoader:
         return (self.resize, self.resize) if self.resize else tuple(self.images.shape[1:3])
 
     def description(self):
-        """What a network trained on these batches expects: ``meta["data"]`` of a checkpoint.
+        """What a network trained on these batches expects, as a ``DataDescription``.
 
-        ``{"classes": [...], "channels": C, "size": [H, W], "mean": [...] or None,
-        "std": [...] or None}``.
+        Its ``to_dict()`` is a checkpoint's ``meta["data"]``.
         """
-        return {"classes": list(self.classes), "channels": self.channels,
-                "size": list(self.size), "mean": self.mean, "std": self.std}
+        return DataDescription(self.classes, self.channels, self.size, self.mean, self.std)
 
     def __iter__(self):
         order = self.indices(self.epoch)
