@@ -5,8 +5,8 @@ MXNet is not a hard dependency of the distribution: a reader with a CUDA build
 top of it.  The CPU wheel comes with the ``[cpu]`` extra instead, and this
 module explains what to install when no MXNet is importable.
 
-Threads: left alone, MXNet 1.9.1 runs its operators on one OpenMP thread on
-the 2-core machines this project is measured on, half the machine.  Unless
+Threads: left alone, MXNet 1.9.1 may run its operators on fewer OpenMP
+threads than there are cores (one of two on a 2-core machine).  Unless
 ``OMP_NUM_THREADS`` is set, it is set here to the number of cores this process
 may use, which must happen before MXNet is first imported (setting it later,
 or MXNet's ``MXSetNumOMPThreads``, does not reach its worker threads).

@@ -27,9 +27,9 @@ module, by ``gluon_resnet.pretrained`` (``gluon_resnet.get_model(name,
 pretrained=FILE)``).  Like their blocks, the networks work on
 legacy ``nd`` arrays and, after ``npx.set_np()``, on ``mxnet.np`` arrays.
 
-Over 500 lines on purpose: the spec table, the one class built from it and
-every registered name read together, as one family (the blocks are in
-``blocks``, the weights in ``pretrained``).
+One module for the family: the spec table, the one class built from it and
+every registered name are read together (the blocks are in ``blocks``, the
+weights in ``pretrained``).
 """
 
 import collections
@@ -694,7 +694,7 @@ def _compact_resnet(stem, prefix, num_classes, kwargs, width=48):
 
 @register_model("compact_resnet8",
                 "a compact ResNet-8 for 28x28 images: 3x3/2 stem, basic blocks 1-1-1 of "
-                "48/96/192 channels, shortcut B; the fast recipe's network")
+                "48/96/192 channels, shortcut B")
 def compact_resnet8(num_classes=10, **kwargs):
     """A small, fast ResNet for 28x28 Fashion-MNIST (the ``fast`` recipe's network).
 
@@ -712,8 +712,7 @@ def compact_resnet8(num_classes=10, **kwargs):
 
 
 @register_model("compact_resnet8_w32",
-                "compact_resnet8 at 32/64/128 channels: widths oneDNN's AMX bf16 kernels "
-                "handle well; the fast recipe's network")
+                "compact_resnet8 at 32/64/128 channels; the fast recipe's network")
 def compact_resnet8_w32(num_classes=10, **kwargs):
     """``compact_resnet8`` with 32/64/128 channels (the ``fast`` recipe's network).
 

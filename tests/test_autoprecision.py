@@ -70,7 +70,7 @@ def test_bf16_is_chosen_from_five_percent_faster():
 
 
 @pytest.mark.parametrize("fp32, bf16, expected, reason", [
-    (108.0, 150.0, "bf16", "150 img/s against 108 in fp32"),  # the AMD Zen 4 numbers
+    (108.0, 150.0, "bf16", "150 img/s against 108 in fp32"),
     (100.0, 105.0, "bf16", "105 img/s against 100 in fp32"),
     (100.0, 104.0, "fp32", "100 img/s against 104 in bf16"),
     (120.0, 100.0, "fp32", "120 img/s against 100 in bf16")])

@@ -121,8 +121,8 @@ def test_tiny_run_measures_every_variant(tiny, monkeypatch):
         assert entry["max_rss_mib"] > 50  # a process with MXNet loaded, in MiB
         # The printed row carries the JSON's median.
         assert "%-17s %10.1f" % (entry["label"], entry["images_per_s"]) in proc.stdout
-    # Fusion must not change the answer: RESULTS.md records 2.0e-7 (96x96, batch 256); this
-    # tiny run differed by 1.1e-7 on an AMD Zen 4.  5x margin on the recorded figure.
+    # Fusion must not change the answer: RESULTS.md records 2.0e-7 (96x96, batch 256); 5x
+    # margin on the recorded figure.
     fused = result["variants"]["infer_fused"]
     assert fused["max_abs_diff_vs_unfused"] < 1e-6
 

@@ -28,8 +28,8 @@ from helpers import DATA_DIR, require_data
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-# The README quotes 2.1e-7 between ONNX Runtime's and MXNet's logits; measured 1.4e-7 on
-# an AMD Zen 4 (1.1e-7 normalised), 1.3e-7 on an Intel Xeon (2.1e-7 normalised): 5x margin.
+# benchmarks/RESULTS.md records at most 2.1e-7 between ONNX Runtime's and MXNet's logits: a
+# 5x margin on it.
 ATOL = 1e-6
 
 

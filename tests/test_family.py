@@ -47,7 +47,7 @@ CIFAR_COUNTS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_9
 # are the same networks.  SE-ResNet-50: timm's seresnet50 (28,088,024).  Cross-checked:
 # osmr/imgclsmob's model tests (resneta18 11,708,744, resneta50b 25,576,264, resneta101b
 # 44,568,392, seresnet50 28,088,024) and jax_resnet's tests (ResNet-D counts, citing
-# fast.ai's xresnet docs).  Found with the search tool, 2026-11-28.
+# fast.ai's xresnet docs).
 VARIANT_COUNTS = {"resnext50_32x4d": 25_028_904, "resnext101_32x8d": 88_791_336,
                   "wide_resnet50_2": 68_883_240, "wide_resnet101_2": 126_886_696,
                   "resnet50_v1c": 25_576_264, "resnet18_v1d": 11_708_744,

@@ -38,7 +38,7 @@ def _png(path):
 
 
 @pytest.mark.parametrize("name, shape, gmacs", [
-    ("chapter_resnet18", (1, 1, 96, 96), 0.3187),   # 0.64 GFLOP per inference image (issue 5)
+    ("chapter_resnet18", (1, 1, 96, 96), 0.3187),   # 0.64 GFLOP per inference image
     ("resnet18_v1", (1, 3, 224, 224), 1.814),       # torchvision: 1.81
     ("resnet50_v1", (1, 3, 224, 224), 4.089),       # torchvision: 4.09
     ("cifar_resnet20_v1", (1, 3, 32, 32), 0.04055),  # about 41 M in the literature

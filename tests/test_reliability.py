@@ -1,5 +1,5 @@
 """Nothing is lost: one run per folder, checkpoints that survive SIGKILL and a full disk,
-refusals before anything is spent, and the rough edges of issue 23.
+refusals before anything is spent, and the rough edges a user meets.
 
 Run folders here are either trained for real (a tiny network on a Fashion-MNIST subset) or
 made by ``made_run`` (helpers.py): a fresh network's checkpoint with the files training
@@ -497,7 +497,7 @@ def test_sigkill_at_twenty_moments_loses_at_most_the_checkpoint_interval(tmp_pat
 
 
 # ---------------------------------------------------------------------------
-# The rough edges of the issue's table, one test each.
+# Rough edges a user meets, one test each.
 # ---------------------------------------------------------------------------
 
 @needs_data

@@ -20,7 +20,7 @@ run on Python 3.9 and later (it calls ``Thread.isAlive``).
 The launcher imports no MXNet: the scheduler and servers must not inherit
 anything an MXNet import sets up.
 
-Over 500 lines on purpose: starting, watching and stopping the roles (locally or over
+One module for the whole job: starting, watching and stopping the roles (locally or over
 ssh) is one sequence of states, and its teardown paths are easiest to check together.
 """
 
