@@ -139,9 +139,16 @@ def run_training(config=None, out=None, resume=None, overrides=None, progress=No
         check_batch_size(config, train_iter)
         data = train_iter.description()
         precision = choose_precision(config, ctxs, train_iter)
-        check_memory(config, data, precision, ctxs)
+        # The network is built once, after the precision is known (AMP must be on before a
+        # network is built): the memory check reads it symbolically, then it trains.  Built
+        # apart from it: auto's throwaway copy (its FLOPs count initialises it in its own
+        # way), the copies the precision measurement builds in child processes, and for
+        # fine-tuning the memory check's copy (the network that trains comes from its file).
+        net = None if config.pretrained else get_model(config.model,
+                                                       num_classes=config.num_classes)
+        check_memory(config, data, precision, ctxs, net=net)
         net = build_network(config, ctxs, in_channels=data.channels, load_weights=saved is None,
-                            out=print if job.lead and not quiet else None)
+                            out=print if job.lead and not quiet else None, net=net)
         trainer = build_trainer(config, net, job.kv)
         if job.lead:
             write_config(out, config, precision, job, data)
@@ -291,7 +298,7 @@ def check_batch_size(config, train_iter):
                        "--batch-size %d or less" % (config.batch_size, total, total))
 
 
-def check_memory(config, data, precision, ctxs, available=None):
+def check_memory(config, data, precision, ctxs, available=None, net=None):
     """Refuse a batch whose training cannot fit in main memory, before the first step.
 
     The estimate is a lower bound: the outputs of the network's convolutions
@@ -299,7 +306,8 @@ def check_memory(config, data, precision, ctxs, available=None):
     (kept for the backward pass; two bytes a value in bf16, four in fp32;
     ``summary.activation_bytes``), against ``available`` bytes (default:
     ``devices.available_memory()``; no check when unknown, or when training
-    on GPUs).
+    on GPUs).  ``net``: ``config``'s network, not yet initialised (default:
+    one built here).
     """
     if any(ctx.device_type != "cpu" for ctx in ctxs):
         return
@@ -307,7 +315,8 @@ def check_memory(config, data, precision, ctxs, available=None):
     if available is None:
         return
     size = data.size
-    net = get_model(config.model, num_classes=config.num_classes)
+    if net is None:
+        net = get_model(config.model, num_classes=config.num_classes)
     try:
         per_image = activation_bytes(net, (1,) + data.input_shape,
                                      value_bytes=2 if precision == "bf16" else 4)
@@ -331,22 +340,25 @@ def choose_precision(config, ctxs, train_iter=None):
     """``'bf16'`` or ``'fp32'`` for ``config.precision`` here; turns AMP on for bf16.
 
     ``auto`` decides for the network, ``train_iter``'s images and the run's
-    steps (``precision.resolve_precision``; without ``train_iter``: fp32).
-    AMP must be on before the network is built.
+    steps (``precision.resolve_precision``, given a throwaway copy of the
+    network to count the run's work; without ``train_iter``: fp32).  AMP must
+    be on before the network that trains is built.
     """
     case = None
     if train_iter is not None:
         data = train_iter.description()
         case = Case(config.model, data.channels, data.size, train_iter.batch_size,
                     config.ctx, "train", len(train_iter) * config.epochs, config.num_classes)
-    precision = resolve_precision(config.precision, ctxs, case=case,
-                                  net=get_model(config.model, num_classes=config.num_classes))
+    net = None  # only auto decides with it
+    if case is not None and config.precision == "auto":
+        net = get_model(config.model, num_classes=config.num_classes)
+    precision = resolve_precision(config.precision, ctxs, case=case, net=net)
     if precision == "bf16":
         enable_bf16()
     return precision
 
 
-def build_network(config, ctx, in_channels=1, load_weights=True, out=None):
+def build_network(config, ctx, in_channels=1, load_weights=True, out=None, net=None):
     """The registered model of ``config``, initialised on ``ctx`` and hybridized.
 
     Xavier initialisation.  With ``config.pretrained`` (fine-tuning, as in the
@@ -372,10 +384,15 @@ def build_network(config, ctx, in_channels=1, load_weights=True, out=None):
         Prints what was loaded from ``config.pretrained`` (counts, the layer
         left out, notices such as the summed stem); None issues the notices
         as ``UserWarning`` instead.
+    net : mxnet.gluon.HybridBlock, optional
+        ``config``'s network as ``get_model`` built it, not yet initialised
+        nor hybridized, to use instead of building another (without
+        ``config.pretrained`` only).
     """
     kwargs = {"num_classes": config.num_classes}
     if config.pretrained is None:
-        net = get_model(config.model, **kwargs)
+        if net is None:
+            net = get_model(config.model, **kwargs)
         net.initialize(init.Xavier(), ctx=ctx)
     else:
         kwargs["in_channels"] = in_channels

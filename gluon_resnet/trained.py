@@ -89,8 +89,9 @@ def load_trained(path, ctx=None, precision="fp32", model=None, notice=None, batc
     data = data_description(saved.meta if saved is not None else {"config": config.to_dict()})
     case = Case(config.model, data.channels, tuple(size or data.size), batch_size,
                 mode="infer", num_classes=config.num_classes)
-    precision = resolve_precision(precision, [ctx], notice=notice, case=case,
-                                  net=get_model(config.model, num_classes=config.num_classes))
+    # No network for the decision: an inference case is never measured (the cache or fp32
+    # decides), so the one network is built once, after AMP is on for bf16.
+    precision = resolve_precision(precision, [ctx], notice=notice, case=case)
     if precision == "bf16":
         enable_bf16()  # before the network is built
     net = get_model(config.model, num_classes=config.num_classes)

@@ -6,14 +6,17 @@ import os
 import shutil
 
 import mxnet as mx
+import pytest
 
+from gluon_resnet import experiment
 from gluon_resnet.config import TrainConfig
 from gluon_resnet.data import DataDescription
 from gluon_resnet.distributed import Job
 from gluon_resnet.experiment import (build_callbacks, build_data, build_loss, build_network,
-                                     settle_config, write_config)
+                                     run_training, settle_config, write_config)
+from gluon_resnet.models import get_model
 
-from helpers import needs_data, write_fashion_folder
+from helpers import TINY, needs_data, write_fashion_folder
 
 
 @needs_data
@@ -49,3 +52,20 @@ def test_config_json_is_written_by_write_config_alone(tmp_path):
         assert json.load(f) == dict(config.to_dict(), precision_used="bf16", workers=2,
                                     data=stored)
 
+
+
+@needs_data
+@pytest.mark.slow
+def test_a_run_builds_its_network_once(tmp_path, monkeypatch):
+    built = []
+
+    def counting_get_model(name, **kwargs):
+        built.append(name)
+        return get_model(name, **kwargs)
+
+    monkeypatch.setattr(experiment, "get_model", counting_get_model)
+    history, _ = run_training(TrainConfig(**TINY), out=str(tmp_path / "run"), quiet=True,
+                              progress=False)
+    assert len(history) == TINY["epochs"]
+    # fp32: the memory check and the training share the one network.
+    assert built == [TINY["model"]]

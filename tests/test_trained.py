@@ -19,6 +19,7 @@ from gluon_resnet.config import TrainConfig
 from gluon_resnet.data import TEXT_LABELS, DataDescription
 from gluon_resnet.models import get_model
 from gluon_resnet.predict import predict_files
+from gluon_resnet import trained as trained_module
 from gluon_resnet.trained import data_description, load_trained
 
 
@@ -83,6 +84,25 @@ def test_a_params_file_comes_back_as_the_network_it_names(tmp_path):
     with pytest.raises(CheckpointError, match="net.params does not hold the parameters of "
                                               "compact_resnet8_w32"):
         load_trained(path, model="compact_resnet8_w32")
+
+
+def test_load_trained_builds_the_network_once(tmp_path, monkeypatch):
+    net = _network("compact_resnet8", (1, 1, 28, 28))
+    ckpt = _checkpoint(tmp_path / "run.ckpt", net, TrainConfig(model="compact_resnet8",
+                                                               resize=None))
+    built = []
+
+    def counting_get_model(name, **kwargs):
+        built.append(name)
+        return get_model(name, **kwargs)
+
+    monkeypatch.setattr(trained_module, "get_model", counting_get_model)
+    x = mx.nd.array(np.random.RandomState(3).uniform(size=(2, 1, 28, 28)))
+    for precision in ("fp32", "auto"):  # auto: an inference decision builds no copy
+        loaded = load_trained(ckpt, precision=precision)
+        np.testing.assert_allclose(loaded.net(x).asnumpy(), net(x).asnumpy(), rtol=1e-5,
+                                   atol=1e-6)
+    assert built == ["compact_resnet8"] * 2
 
 
 def test_a_checkpoint_of_another_network_or_without_a_config_is_refused(tmp_path):
