@@ -13,11 +13,11 @@ anything.  No builder changes the (frozen) ``TrainConfig`` it is given:
 each gets what it needs as arguments, so the order of the calls is the
 order of what they need.
 
-What the network was trained on, ``train_iter.description()`` (class names,
-channels, input size, normalisation), goes into ``config.json`` as ``data``
-and into every checkpoint as ``meta["data"]`` (the format:
-``gluon_resnet.trained``); ``gluon-resnet eval``, ``predict`` and ``export``
-read it from there.
+What the network was trained on, ``train_iter.description()`` (a
+``gluon_resnet.data.DataDescription``: class names, channels, input size,
+normalisation), goes into ``config.json`` as ``data`` and into every
+checkpoint as ``meta["data"]`` (its ``to_dict()``); ``gluon-resnet eval``,
+``predict`` and ``export`` read it from there.
 """
 
 import contextlib

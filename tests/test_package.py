@@ -171,6 +171,11 @@ def test_the_layers_import_downwards_only():
     # The run lock sits below the model zoo: its error comes from the bottom layer.
     assert deps["gluon_resnet.runlock"] <= {"gluon_resnet.errors"}, deps["gluon_resnet.runlock"]
     assert deps["gluon_resnet.errors"] == set()
+    # The data package (DataDescription included) sits below everything that reads a run.
+    for module in (m for m in deps if m.startswith("gluon_resnet.data.")):
+        assert deps[module] <= {"gluon_resnet._mxnet", "gluon_resnet.validate",
+                                "gluon_resnet.arrays"} | {m for m in deps if m.startswith(
+                                    "gluon_resnet.data.")}, (module, deps[module])
 
 
 def test_run_error_is_one_class_wherever_it_is_imported_from():
