@@ -31,7 +31,7 @@ class FolderInUseError(RunError):
 
 
 def _describe(holder):
-    """``process 1234 on host, started 2026-11-30 15:00:00`` (what a lock file says)."""
+    """``process 1234 on host, started YYYY-MM-DD HH:MM:SS`` (what a lock file says)."""
     if not isinstance(holder, dict) or not holder:
         return "an unknown process"
     return "process %s on %s, started %s" % (holder.get("pid", "?"), holder.get("host", "?"),
