@@ -458,7 +458,7 @@ def test_main_runs_each_tier_with_its_caps_and_saves_its_rows(monkeypatch, tmp_p
     monkeypatch.setattr(bench, "launch", fake_launch)
     out = tmp_path / "all.json"
     assert bench.main(["--tiny", "--tiers", "AVX2,%s" % top, "--save", "--results-dir",
-                       str(tmp_path), "--json", str(out)]) == 0
+                       str(tmp_path / "results"), "--json", str(out)]) == 0
     plan = sorted({"AVX2", top}, key=tiers.TIERS.index)
     assert len(launched) == sum(
         1 for tier in plan for _, env, _ in bench.tier_runs(tier, plan, flags, {})
@@ -480,11 +480,16 @@ def test_main_runs_each_tier_with_its_caps_and_saves_its_rows(monkeypatch, tmp_p
         assert "tier AVX2: capped: MXNet DNNL_MAX_CPU_ISA=AVX2" in report
         with open(str(out)) as f:
             assert [s["tier"] for s in json.load(f)["tiers"]] == plan
-    (saved,) = list(tmp_path.glob("*.jsonl"))
+    (saved,) = list((tmp_path / "results").glob("*.jsonl"))
     with open(str(saved)) as f:
         rows = [json.loads(line) for line in f]
     assert sorted({r["tier"] for r in rows}) == sorted(plan)
     assert all(r["rounds"] == 1 and r["images_per_s"] == 5.0 for r in rows)
+    # --save also writes RESULTS.md's tables, beside the results folder, from those rows.
+    with open(str(tmp_path / "RESULTS.md")) as f:
+        document = f.read()
+    assert "### %s" % rows[0]["machine_kind"] in document
+    assert "| training: ref (book) | %s |" % " | ".join(["5.0"] * len(plan)) in document
 
 
 @pytest.mark.slow
