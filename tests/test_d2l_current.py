@@ -31,10 +31,7 @@ from gluon_resnet import (Accumulator, Residual, Timer, evaluate_accuracy, evalu
 from gluon_resnet.checkpoint import load_checkpoint
 from gluon_resnet.events import Callback, TrainingInterrupted
 
-from helpers import DATA_DIR
-
-needs_data = pytest.mark.skipif(not os.path.isdir(DATA_DIR),
-                                reason="Debian's dataset-fashion-mnist is not installed")
+from helpers import needs_data
 
 SUMMARY = re.compile(r"^loss \d+\.\d{3}, train acc \d\.\d{3}, test acc \d\.\d{3}$")
 SPEED = re.compile(r"^\d+\.\d examples/sec on cpu\(0\)$")

@@ -19,10 +19,7 @@ from gluon_resnet.plotting import (layer_sequence, plot_blocks, plot_curves,
                                    plot_error_comparison, plot_layer_responses)
 from gluon_resnet.summary import count_flops, layer_responses
 
-from helpers import DATA_DIR
-
-needs_data = pytest.mark.skipif(not os.path.isdir(DATA_DIR),
-                                reason="Debian's dataset-fashion-mnist is not installed")
+from helpers import needs_data
 
 
 def _png(path):

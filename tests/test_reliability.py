@@ -39,10 +39,8 @@ from gluon_resnet.pretrained import (WeightFileError, WeightMismatchError,
                                      torchvision_key_map)
 from gluon_resnet.training import Learner
 
-from helpers import DATA_DIR, FASHION, TINY, made_run
+from helpers import FASHION, TINY, made_run, needs_data
 
-needs_data = pytest.mark.skipif(not os.path.isdir(DATA_DIR),
-                                reason="Debian's dataset-fashion-mnist is not installed")
 
 def _contents(folder):
     """``{name: bytes}`` of the files in ``folder``: proof that nothing changed."""
