@@ -85,7 +85,7 @@ MUTATIONS = [
              "else self.shortcut(x))\n",
              "        return array_ops(F).add(out * 0.9, x if self.shortcut is None "
              "else self.shortcut(x))\n",
-             ["tests/test_family.py", "-k", "golden"], env={"GLUON_RESNET_REGEN_GOLDEN": "1"},
+             ["tests/test_models.py", "-k", "golden"], env={"GLUON_RESNET_REGEN_GOLDEN": "1"},
              baseline=False),
     mutation("residual-0.9",
              "the family's residual branch is scaled by 0.9",
@@ -94,7 +94,7 @@ MUTATIONS = [
              "else self.shortcut(x))\n",
              "        return array_ops(F).add(out * 0.9, x if self.shortcut is None "
              "else self.shortcut(x))\n",
-             ["tests/test_family.py", "-k", "golden"]),
+             ["tests/test_models.py", "-k", "golden"]),
     mutation("resume-skips-a-batch",
              "a run resumed inside an epoch skips the batch after the one it stopped at",
              "gluon_resnet/training.py",
