@@ -67,3 +67,17 @@ def _numpy_mode_off_after_each_test():
     if leaked:
         mx.npx.reset_np()  # so that only the test that leaked fails
     assert not leaked, "this test left MXNet's numpy mode on; switch it off in a finally"
+
+
+NO_TORCH = ("PyTorch is not installed: the comparisons with PyTorch's logits and with "
+            "torch.save files need it (pip install -e '.[test]' brings it)")
+
+
+@pytest.fixture(scope="session")
+def torch():
+    """PyTorch, or one skip that says why; the tests without this fixture run anyway."""
+    try:
+        import torch
+    except ImportError:
+        pytest.skip(NO_TORCH)
+    return torch

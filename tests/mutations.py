@@ -41,7 +41,7 @@ MUTATIONS = [
              "        except KeyError:\n"
              "            return pickle.Unpickler.find_class(self, module, name)\n"
              "        allowed = sorted(",
-             ["tests/test_pretrained.py", "-k", "pickle"], hide_torch=True),
+             ["tests/test_weights.py", "-k", "pickle"], hide_torch=True),
     mutation("bn-mean-var-swapped",
              "weight loading puts a BN's running mean in its variance and back (PyTorch hidden)",
              "gluon_resnet/pretrained.py",

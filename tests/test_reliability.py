@@ -9,13 +9,11 @@ writes, for the checks that refuse or read a run without training it.
 import dataclasses
 import json
 import os
-import pickle
 import signal
 import socket
 import subprocess
 import sys
 import textwrap
-import zipfile
 
 import numpy as np
 import pytest
@@ -31,9 +29,8 @@ from gluon_resnet.events import Callback
 from gluon_resnet.experiment import run_training
 from gluon_resnet.models import get_model
 from gluon_resnet.summary import activation_bytes
-from gluon_resnet.pretrained import (WeightFileError, WeightMismatchError,
-                                     load_torchvision_weights, read_state_dict,
-                                     torchvision_key_map)
+from gluon_resnet.pretrained import (WeightMismatchError,
+                                     load_torchvision_weights, torchvision_key_map)
 
 from helpers import FASHION, TINY, made_run, needs_data
 
@@ -521,14 +518,3 @@ def test_the_load_report_names_the_network_that_was_built():
     state = {k: p.data().asnumpy() for k, p in torchvision_key_map(net).items()}
     report = load_torchvision_weights(net, state)
     assert report.network == "resnext50_32x4d" and "into resnext50_32x4d" in str(report)
-
-
-def test_a_truncated_weight_file_is_called_damaged(tmp_path):
-    path = tmp_path / "resnet18.pth"
-    with zipfile.ZipFile(path, "w") as archive:  # torch.save's layout
-        archive.writestr("resnet18/data.pkl", pickle.dumps({}))
-        archive.writestr("resnet18/data/0", b"\0" * 4096)
-    path.write_bytes(path.read_bytes()[:2000])
-    with pytest.raises(WeightFileError, match="resnet18.pth is damaged or truncated: it starts "
-                                              "as a zip archive"):
-        read_state_dict(path)
