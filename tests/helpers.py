@@ -1,5 +1,6 @@
 """Helpers shared by the tests."""
 
+import contextlib
 import json
 import os
 import struct
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 import mxnet as mx
-from mxnet import init
+from mxnet import init, npx
 from mxnet.gluon import nn
 
 from gluon_resnet.checkpoint import save_checkpoint
@@ -30,6 +31,25 @@ def randomize_params(net, seed=0):
         else:
             value = rng.normal(0, 0.1, size=p.shape)
         p.set_data(array(value, dtype=p.dtype))
+
+
+@contextlib.contextmanager
+def numpy_mode_on():
+    """Numpy mode on inside the ``with``, off again afterwards whatever happens."""
+    npx.set_np()
+    try:
+        yield
+    finally:
+        npx.reset_np()
+
+
+def array_of_mode(values):
+    """``values`` (a numpy array) as an array of the mode that is on, of the same dtype."""
+    return (mx.np.array if mx.util.is_np_array() else mx.nd.array)(values, dtype=values.dtype)
+
+
+def uniform_values(shape, seed=0):
+    return np.random.RandomState(seed).uniform(-1, 1, shape).astype(np.float32)
 
 
 def copy_params(src, dst):
