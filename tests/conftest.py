@@ -8,6 +8,8 @@ import pytest
 import gluon_resnet  # noqa: F401  (before MXNet: it sets the thread count)
 import mxnet as mx
 
+from helpers import numpy_mode_on
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _temporary_files_under_pytest(tmp_path_factory):
@@ -81,3 +83,10 @@ def torch():
     except ImportError:
         pytest.skip(NO_TORCH)
     return torch
+
+
+@pytest.fixture
+def numpy_mode():
+    """Numpy mode on for the test, off again afterwards, whatever happens."""
+    with numpy_mode_on():
+        yield

@@ -7,9 +7,9 @@ inference path work on ``mxnet.np`` arrays; bf16 falls back to fp32 in numpy
 mode with one notice; no call leaves the mode switched; an array of the other
 mode gets one sentence that says how to convert it.
 
-Numpy mode is switched on only through ``numpy_mode_on`` (or the ``numpy_mode``
-fixture built on it), which always switches it off again; conftest.py fails any
-test that leaves it on.
+Numpy mode is switched on only through ``helpers.numpy_mode_on`` (or conftest.py's
+``numpy_mode`` fixture built on it), which always switches it off again; conftest.py
+fails any test that leaves it on.
 """
 
 import contextlib
@@ -36,12 +36,6 @@ from gluon_resnet.precision import bf16_available, resolve_precision
 from gluon_resnet.summary import count_flops, top_level_layers
 
 from helpers import DATA_DIR, array_of_mode, numpy_mode_on, randomize_params, uniform_values
-
-
-@pytest.fixture
-def numpy_mode():
-    with numpy_mode_on():
-        yield
 
 
 def _mode():
