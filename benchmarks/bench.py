@@ -926,7 +926,12 @@ def main(argv=None):
                                  tiers.machine_kind(meta["cpu_model"], flags))
         print("%d rows appended to %s" % (len(rows), path), file=sys.stderr)
         document = os.path.join(os.path.dirname(os.path.abspath(args.results_dir)), "RESULTS.md")
-        results_tables.update(args.results_dir, document)
+        try:
+            results_tables.update(args.results_dir, document)
+        except ValueError as e:  # the rows are saved; only the tables wait
+            print("bench.py: the rows are saved, but %s was not rewritten: %s"
+                  % (document, e), file=sys.stderr)
+            return 1
         print("tables of %s written from %s" % (document, args.results_dir), file=sys.stderr)
     return 1 if any(errors.values()) else 0
 

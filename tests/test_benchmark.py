@@ -492,6 +492,20 @@ def test_main_runs_each_tier_with_its_caps_and_saves_its_rows(monkeypatch, tmp_p
     assert "| training: ref (book) | %s |" % " | ".join(["5.0"] * len(plan)) in document
 
 
+def test_save_beside_a_document_without_markers_keeps_the_rows_and_the_document(
+        monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(bench, "launch", lambda name, settings, env=None: (
+        {"dot_fp32": 1.0, "fc_fp32": 2.0, "fc_bf16": 3.0, "dot_bf16": 4.0} if name == "peak"
+        else {"images_per_s": 5.0, "max_rss_mib": 6.0}))
+    document = tmp_path / "RESULTS.md"
+    document.write_text("# my own notes\n")
+    assert bench.main(["--tiny", "--save", "--results-dir", str(tmp_path / "results")]) == 1
+    assert "the rows are saved, but %s was not rewritten" % document in capsys.readouterr().err
+    assert document.read_text() == "# my own notes\n"
+    (saved,) = list((tmp_path / "results").glob("*.jsonl"))
+    assert saved.read_text().count("\n") > 0
+
+
 @pytest.mark.slow
 def test_a_capped_worker_runs_on_avx2_kernels():
     from gluon_resnet._cpu import cpu_flags
