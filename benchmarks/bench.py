@@ -46,7 +46,9 @@ load hits both sides alike; the figures reported are medians over rounds.
 ``--only infer_fused,infer_ort`` runs the named workers alone (names as in
 ``WORKERS``: ``peak``, the variants, ``loader``), to check one comparison
 again without the whole table; rows of the others read "not selected".  It
-cannot be combined with ``--save``, which records whole tiers.
+cannot be combined with ``--save``, which records whole tiers: it appends one
+JSON line per measured row to ``results/<machine kind>.jsonl`` and rewrites the
+tables of the ``RESULTS.md`` beside that folder (``results_tables.py``).
 
 Worker protocol: ``bench.py --worker NAME ...`` prints one line
 ``BENCH_RESULT {json}`` on standard output (everything else goes to standard
@@ -67,6 +69,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import results_tables  # noqa: E402  (benchmarks/results_tables.py, beside this file)
 import tiers  # noqa: E402  (benchmarks/tiers.py, beside this file)
 from tiers import ORT_UNCAPPED  # noqa: E402
 
@@ -854,7 +857,8 @@ def main(argv=None):
                         help="ISA tiers: auto (this CPU's own, uncapped; the default), all "
                         "(every tier it can emulate), or a list such as AVX2,AVX512_CORE")
     parser.add_argument("--save", action="store_true",
-                        help="append the rows to RESULTS-DIR/<machine kind>.jsonl")
+                        help="append the rows to RESULTS-DIR/<machine kind>.jsonl and "
+                        "rewrite the tables of RESULTS.md beside RESULTS-DIR")
     parser.add_argument("--results-dir", metavar="DIR",
                         default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                              "results"),
@@ -921,6 +925,14 @@ def main(argv=None):
         path = tiers.append_rows(rows, args.results_dir,
                                  tiers.machine_kind(meta["cpu_model"], flags))
         print("%d rows appended to %s" % (len(rows), path), file=sys.stderr)
+        document = os.path.join(os.path.dirname(os.path.abspath(args.results_dir)), "RESULTS.md")
+        try:
+            results_tables.update(args.results_dir, document)
+        except ValueError as e:  # the rows are saved; only the tables wait
+            print("bench.py: the rows are saved, but %s was not rewritten: %s"
+                  % (document, e), file=sys.stderr)
+            return 1
+        print("tables of %s written from %s" % (document, args.results_dir), file=sys.stderr)
     return 1 if any(errors.values()) else 0
 
 

@@ -8,6 +8,8 @@ import pytest
 import gluon_resnet  # noqa: F401  (before MXNet: it sets the thread count)
 import mxnet as mx
 
+from helpers import numpy_mode_on
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _temporary_files_under_pytest(tmp_path_factory):
@@ -67,3 +69,24 @@ def _numpy_mode_off_after_each_test():
     if leaked:
         mx.npx.reset_np()  # so that only the test that leaked fails
     assert not leaked, "this test left MXNet's numpy mode on; switch it off in a finally"
+
+
+NO_TORCH = ("PyTorch is not installed: the comparisons with PyTorch's logits and with "
+            "torch.save files need it (pip install -e '.[test]' brings it)")
+
+
+@pytest.fixture(scope="session")
+def torch():
+    """PyTorch, or one skip that says why; the tests without this fixture run anyway."""
+    try:
+        import torch
+    except ImportError:
+        pytest.skip(NO_TORCH)
+    return torch
+
+
+@pytest.fixture
+def numpy_mode():
+    """Numpy mode on for the test, off again afterwards, whatever happens."""
+    with numpy_mode_on():
+        yield

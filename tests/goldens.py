@@ -2,7 +2,7 @@
 
 ``tests/golden/<model>.json`` holds a model's output for a fixed input, with parameters
 from ``mx.random.seed(GOLDEN_SEED)`` and ``mx.init.Xavier()``, in prediction mode.  The
-tests (``test_family.py``) only compare with these files; ``python tests/regen_golden.py``
+tests (``test_models.py``) only compare with these files; ``python tests/regen_golden.py``
 writes them, and nothing else does, so a test can never bless the outputs it checks.
 """
 

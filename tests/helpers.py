@@ -1,13 +1,15 @@
 """Helpers shared by the tests."""
 
+import contextlib
 import json
 import os
+import struct
 
 import numpy as np
 import pytest
 
 import mxnet as mx
-from mxnet import init
+from mxnet import init, npx
 from mxnet.gluon import nn
 
 from gluon_resnet.checkpoint import save_checkpoint
@@ -29,6 +31,25 @@ def randomize_params(net, seed=0):
         else:
             value = rng.normal(0, 0.1, size=p.shape)
         p.set_data(array(value, dtype=p.dtype))
+
+
+@contextlib.contextmanager
+def numpy_mode_on():
+    """Numpy mode on inside the ``with``, off again afterwards whatever happens."""
+    npx.set_np()
+    try:
+        yield
+    finally:
+        npx.reset_np()
+
+
+def array_of_mode(values):
+    """``values`` (a numpy array) as an array of the mode that is on, of the same dtype."""
+    return (mx.np.array if mx.util.is_np_array() else mx.nd.array)(values, dtype=values.dtype)
+
+
+def uniform_values(shape, seed=0):
+    return np.random.RandomState(seed).uniform(-1, 1, shape).astype(np.float32)
 
 
 def copy_params(src, dst):
@@ -155,3 +176,19 @@ def made_run(folder, epochs_done=1, **changes):
     with open(os.path.join(folder, "history.json"), "w") as f:
         json.dump(history, f)
     return config
+
+
+def write_safetensors(path, arrays):
+    """A minimal safetensors writer: header length, JSON header, C-order little-endian data."""
+    codes = {np.dtype("float32"): "F32", np.dtype("float16"): "F16", np.dtype("int64"): "I64"}
+    header, chunks, offset = {"__metadata__": {"format": "pt"}}, [], 0
+    for name, array in arrays.items():
+        data = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes()
+        header[name] = {"dtype": codes[array.dtype], "shape": list(array.shape),
+                        "data_offsets": [offset, offset + len(data)]}
+        chunks.append(data)
+        offset += len(data)
+    text = json.dumps(header).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + b"".join(chunks))

@@ -41,7 +41,7 @@ MUTATIONS = [
              "        except KeyError:\n"
              "            return pickle.Unpickler.find_class(self, module, name)\n"
              "        allowed = sorted(",
-             ["tests/test_pretrained.py", "-k", "pickle"], hide_torch=True),
+             ["tests/test_weights.py", "-k", "pickle"], hide_torch=True),
     mutation("bn-mean-var-swapped",
              "weight loading puts a BN's running mean in its variance and back (PyTorch hidden)",
              "gluon_resnet/pretrained.py",
@@ -85,7 +85,7 @@ MUTATIONS = [
              "else self.shortcut(x))\n",
              "        return array_ops(F).add(out * 0.9, x if self.shortcut is None "
              "else self.shortcut(x))\n",
-             ["tests/test_family.py", "-k", "golden"], env={"GLUON_RESNET_REGEN_GOLDEN": "1"},
+             ["tests/test_models.py", "-k", "golden"], env={"GLUON_RESNET_REGEN_GOLDEN": "1"},
              baseline=False),
     mutation("residual-0.9",
              "the family's residual branch is scaled by 0.9",
@@ -94,7 +94,7 @@ MUTATIONS = [
              "else self.shortcut(x))\n",
              "        return array_ops(F).add(out * 0.9, x if self.shortcut is None "
              "else self.shortcut(x))\n",
-             ["tests/test_family.py", "-k", "golden"]),
+             ["tests/test_models.py", "-k", "golden"]),
     mutation("resume-skips-a-batch",
              "a run resumed inside an epoch skips the batch after the one it stopped at",
              "gluon_resnet/training.py",

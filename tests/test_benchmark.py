@@ -458,7 +458,7 @@ def test_main_runs_each_tier_with_its_caps_and_saves_its_rows(monkeypatch, tmp_p
     monkeypatch.setattr(bench, "launch", fake_launch)
     out = tmp_path / "all.json"
     assert bench.main(["--tiny", "--tiers", "AVX2,%s" % top, "--save", "--results-dir",
-                       str(tmp_path), "--json", str(out)]) == 0
+                       str(tmp_path / "results"), "--json", str(out)]) == 0
     plan = sorted({"AVX2", top}, key=tiers.TIERS.index)
     assert len(launched) == sum(
         1 for tier in plan for _, env, _ in bench.tier_runs(tier, plan, flags, {})
@@ -480,11 +480,30 @@ def test_main_runs_each_tier_with_its_caps_and_saves_its_rows(monkeypatch, tmp_p
         assert "tier AVX2: capped: MXNet DNNL_MAX_CPU_ISA=AVX2" in report
         with open(str(out)) as f:
             assert [s["tier"] for s in json.load(f)["tiers"]] == plan
-    (saved,) = list(tmp_path.glob("*.jsonl"))
+    (saved,) = list((tmp_path / "results").glob("*.jsonl"))
     with open(str(saved)) as f:
         rows = [json.loads(line) for line in f]
     assert sorted({r["tier"] for r in rows}) == sorted(plan)
     assert all(r["rounds"] == 1 and r["images_per_s"] == 5.0 for r in rows)
+    # --save also writes RESULTS.md's tables, beside the results folder, from those rows.
+    with open(str(tmp_path / "RESULTS.md")) as f:
+        document = f.read()
+    assert "### %s" % rows[0]["machine_kind"] in document
+    assert "| training: ref (book) | %s |" % " | ".join(["5.0"] * len(plan)) in document
+
+
+def test_save_beside_a_document_without_markers_keeps_the_rows_and_the_document(
+        monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(bench, "launch", lambda name, settings, env=None: (
+        {"dot_fp32": 1.0, "fc_fp32": 2.0, "fc_bf16": 3.0, "dot_bf16": 4.0} if name == "peak"
+        else {"images_per_s": 5.0, "max_rss_mib": 6.0}))
+    document = tmp_path / "RESULTS.md"
+    document.write_text("# my own notes\n")
+    assert bench.main(["--tiny", "--save", "--results-dir", str(tmp_path / "results")]) == 1
+    assert "the rows are saved, but %s was not rewritten" % document in capsys.readouterr().err
+    assert document.read_text() == "# my own notes\n"
+    (saved,) = list((tmp_path / "results").glob("*.jsonl"))
+    assert saved.read_text().count("\n") > 0
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
-"""The chapter's Residual and resnet_block: shapes, d2lzh parity, errors; the units' saved files."""
+"""blocks.py: the chapter's Residual and resnet_block (shapes, d2lzh parity, errors, the units'
+saved files) and the family's blocks and stages."""
 
 import collections
 import os
@@ -15,6 +16,8 @@ from mxnet import autograd
 from mxnet.gluon import nn
 
 from gluon_resnet import Residual, resnet_block
+from gluon_resnet.blocks import BasicBlockV1, BasicBlockV2, BottleneckV1, BottleneckV2, make_stage
+from gluon_resnet.summary import count_parameters
 from helpers import book_net, copy_params, randomize_params
 
 
@@ -261,3 +264,88 @@ def test_parameters_saved_by_the_earlier_units_load_and_compute_the_same():
     net.load_parameters(SAVED_UNITS + ".params")  # raises on a missing or an extra name
     np.testing.assert_allclose(net(_saved_units_input()).asnumpy(), saved["output"],
                                rtol=1e-5, atol=1e-6)
+
+
+# --- the family's blocks -----------------------------------------------------------------
+
+BLOCK_CLASSES = [BasicBlockV1, BottleneckV1, BasicBlockV2, BottleneckV2]
+
+
+def _block_input(in_channels, size=6, seed=3):
+    return mx.nd.array(np.random.RandomState(seed).normal(size=(2, in_channels, size, size)))
+
+
+@pytest.mark.parametrize("block", BLOCK_CLASSES)
+def test_v1_blocks_end_with_relu_v2_blocks_do_not(block):
+    blk = block(16, 16 // block.expansion)
+    blk.initialize(mx.init.Xavier())
+    out = blk(_block_input(16)).asnumpy()
+    assert out.shape == (2, 16, 6, 6)
+    if block.version == 1:
+        assert out.min() >= 0
+    else:
+        assert out.min() < 0
+
+
+@pytest.mark.parametrize("block", BLOCK_CLASSES)
+@pytest.mark.parametrize("hybridize", [False, True])
+def test_zero_pad_shortcut_with_zero_init_block(block, hybridize):
+    """With a zero last gamma the residual branch is 0: the block is its shortcut (option A)."""
+    blk = block(4, 8 // block.expansion, stride=2, shortcut="A", zero_init_last_bn=True)
+    blk.initialize(mx.init.Xavier())
+    if hybridize:
+        blk.hybridize()
+    x = _block_input(4, size=5)
+    expected = np.concatenate([x.asnumpy()[:, :, ::2, ::2], np.zeros((2, 4, 3, 3))], axis=1)
+    if block.version == 1:
+        expected = np.maximum(expected, 0)
+    with autograd.record():  # training mode: batch statistics
+        train = blk(x)
+    for out in (blk(x), train):
+        np.testing.assert_allclose(out.asnumpy(), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("block", BLOCK_CLASSES)
+def test_zero_init_makes_identity_blocks_and_plain_blocks_zero(block):
+    x = _block_input(8)
+    relu = block.version == 1
+    for shortcut, expected in [("B", np.maximum(x.asnumpy(), 0) if relu else x.asnumpy()),
+                               (None, np.zeros(x.shape))]:
+        blk = block(8, 8 // block.expansion, shortcut=shortcut, zero_init_last_bn=True)
+        blk.initialize(mx.init.Xavier())
+        np.testing.assert_allclose(blk(x).asnumpy(), expected, atol=1e-6)
+
+
+def test_stride_in_1x1_moves_the_stride():
+    x = _block_input(16, size=8)
+    shapes = {}
+    for flag in (False, True):
+        blk = BottleneckV1(16, 8, stride=2, stride_in_1x1=flag)
+        blk.initialize()
+        strides = [conv._kwargs["stride"] for conv in blk.convs]
+        assert strides == ([(2, 2), (1, 1), (1, 1)] if flag else [(1, 1), (2, 2), (1, 1)])
+        shapes[flag] = (blk(x).shape, count_parameters(blk))
+    assert shapes[False] == shapes[True]
+    assert shapes[True][0] == (2, 32, 4, 4)
+
+
+def test_make_stage_projects_only_the_first_block():
+    stage = make_stage(BottleneckV1, 64, 64, 3, stride=1, shortcut="B")
+    assert [b.shortcut is not None for b in stage] == [True, False, False]
+    stage = make_stage(BasicBlockV1, 64, 64, 2, stride=1, shortcut="B")
+    assert [b.shortcut is not None for b in stage] == [False, False]
+    stage = make_stage(BasicBlockV1, 64, 64, 2, stride=1, shortcut="C")
+    assert [b.shortcut is not None for b in stage] == [True, True]
+
+
+def test_grouped_convolution_keeps_the_groups_apart():
+    """An input change in the first group's channels moves only that group's outputs."""
+    blk = BottleneckV1(8, 8, groups=4, base_width=16, shortcut=None)  # width 8: groups of 2
+    blk.initialize(mx.init.Xavier())
+    x = _block_input(8, size=5).asnumpy()
+    inner = lambda v: blk.conv2(mx.nd.array(v)).asnumpy()  # noqa: E731
+    y = x[:, :8].copy()
+    y2 = y.copy()
+    y2[:, :2] += 1.0  # the first group's two channels
+    moved = np.abs(inner(y2) - inner(y)).max(axis=(0, 2, 3))
+    assert (moved[:2] > 0).all() and not moved[2:].any()

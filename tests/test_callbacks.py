@@ -1,13 +1,18 @@
-"""The callbacks: a resumed epoch's progress bar starts where the run stopped."""
+"""The callbacks: a resumed epoch's progress bar starts where the run stopped; the
+Checkpointer saves every few minutes during the epoch, never a diverged network."""
 
 import re
 
 import numpy as np
 import pytest
 
+import mxnet as mx
 from mxnet import gluon, init
 
 from gluon_resnet.callbacks import OneCycleSchedule, ProgressBar
+from gluon_resnet.callbacks import Checkpointer
+from gluon_resnet.checkpoint import read_checkpoint, read_checkpoint_meta
+from gluon_resnet.events import Callback, TrainingDiverged
 from gluon_resnet.data import load_data_fashion_mnist
 from gluon_resnet.models import get_model
 from gluon_resnet.training import Learner
@@ -39,3 +44,65 @@ def test_one_cycle_rises_then_falls():
     assert peak == 25 and rates[-1] == pytest.approx(1e-3)
     assert all(a <= b for a, b in zip(rates[:peak], rates[1:peak + 1]))
     assert all(a >= b for a, b in zip(rates[peak:], rates[peak + 1:]))
+
+
+class Clock(Callback):
+    """A clock for the Checkpointer that advances ``step`` seconds per batch."""
+
+    order = -50
+
+    def __init__(self, step):
+        self.now, self.step = 0.0, step
+
+    def __call__(self):
+        return self.now
+
+    def before_batch(self, learner):
+        self.now += self.step
+
+
+@needs_data
+@pytest.mark.parametrize("minutes, saved", [(10, [(0, 3), (0, 6), (1, 0)]), (0, [(1, 0)])])
+def test_checkpoints_come_every_few_minutes_during_the_epoch(tmp_path, monkeypatch, minutes,
+                                                             saved):
+    from gluon_resnet import callbacks
+
+    positions = []
+    real = callbacks.save_checkpoint
+
+    def save(path, net, trainer, meta):
+        positions.append((meta["epoch"], meta["batch"]))
+        real(path, net, trainer, meta)
+
+    monkeypatch.setattr(callbacks, "save_checkpoint", save)
+    train_iter, _ = load_data_fashion_mnist(10, limit=70)  # 7 batches
+    net = get_model("compact_resnet8_w32")
+    net.initialize(init.Xavier())
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1})
+    clock = Clock(4 * 60)  # a batch every four minutes
+    checkpointer = Checkpointer(str(tmp_path / "c.ckpt"), {}, minutes=minutes)
+    checkpointer.clock = clock
+    Learner(net, train_iter, None, trainer, callbacks=[clock, checkpointer]).fit(1)
+    assert positions == saved
+    meta = read_checkpoint_meta(str(tmp_path / "c.ckpt"))
+    assert (meta["epoch"], meta["batch"]) == (1, 0)
+
+
+@needs_data
+def test_a_checkpoint_during_the_epoch_never_saves_a_diverged_network(tmp_path):
+    train_iter, _ = load_data_fashion_mnist(10, limit=100)
+    net = get_model("compact_resnet8_w32")
+    net.initialize(init.Xavier())
+    # Loss 24, then about 2e38, then inf at batch 4 (seed 0).
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 1e38})
+    path = str(tmp_path / "c.ckpt")
+    learner = Learner(net, train_iter, None, trainer,
+                      callbacks=[Checkpointer(path, {}, minutes=0, batches=1)])
+    with pytest.raises(TrainingDiverged):
+        learner.fit(1)
+    saved = read_checkpoint(path)
+    assert 0 < saved.meta["batch"] < learner.batch  # saved during the epoch, before the NaN
+    work = str(tmp_path / "model.params")
+    with open(work, "wb") as f:
+        f.write(saved._members["model.params"])
+    assert all(np.isfinite(v.asnumpy()).all() for v in mx.nd.load(work).values())

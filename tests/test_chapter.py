@@ -8,7 +8,7 @@ import pytest
 
 import mxnet as mx
 
-from gluon_resnet import chapter_resnet18, resnet18, summarize, try_all_gpus, try_gpu
+from gluon_resnet import chapter_resnet18, resnet18, summarize
 from gluon_resnet.cli import main
 from gluon_resnet.summary import InputTooSmallError
 
@@ -81,13 +81,6 @@ def test_hybridized_equals_imperative_and_export_round_trip(factory, shape, tmp_
     loaded = mx.gluon.SymbolBlock.imports(prefix + "-symbol.json", ["data"],
                                           prefix + "-0000.params")
     np.testing.assert_allclose(loaded(x).asnumpy(), imperative, rtol=1e-4, atol=1e-5)
-
-
-def test_try_gpu_on_this_cpu_machine():
-    if mx.context.num_gpus() > 0:
-        pytest.skip("this machine has a GPU")
-    assert try_gpu() == mx.cpu(0)
-    assert try_all_gpus() == [mx.cpu(0)]
 
 
 def test_bad_num_classes():

@@ -2,9 +2,9 @@
 
 ``d2l==1.0.3`` (``from d2l import mxnet as d2l``) is the oracle, as ``d2lzh`` is
 for the first edition: ``train_ch6`` prints what ``d2l.train_ch6`` prints for the
-same network, data and seed; ``evaluate_accuracy_gpu``, ``Accumulator`` and
-``Timer`` give what d2l's give.  The batches, devices and loop follow the
-caller's mode and never switch it.
+same network, data and seed; ``evaluate_accuracy_gpu`` gives what d2l's gives
+(``Accumulator`` and ``Timer``: test_meters.py; the devices: test_devices.py).
+The batches and loop follow the caller's mode and never switch it.
 """
 
 import os
@@ -26,28 +26,15 @@ from d2l import mxnet as d2l
 from matplotlib import pyplot as plt
 
 import gluon_resnet
-from gluon_resnet import (Accumulator, Residual, Timer, evaluate_accuracy, evaluate_accuracy_gpu,
-                          load_data_fashion_mnist, train_ch6, try_all_gpus, try_gpu)
+from gluon_resnet import (Residual, evaluate_accuracy, evaluate_accuracy_gpu,
+                          load_data_fashion_mnist, train_ch6)
 from gluon_resnet.checkpoint import load_checkpoint
 from gluon_resnet.events import Callback, TrainingInterrupted
 
-from helpers import DATA_DIR
-
-needs_data = pytest.mark.skipif(not os.path.isdir(DATA_DIR),
-                                reason="Debian's dataset-fashion-mnist is not installed")
+from helpers import needs_data
 
 SUMMARY = re.compile(r"^loss \d+\.\d{3}, train acc \d\.\d{3}, test acc \d\.\d{3}$")
 SPEED = re.compile(r"^\d+\.\d examples/sec on cpu\(0\)$")
-
-
-@pytest.fixture
-def numpy_mode():
-    """Numpy mode on for the test, off again afterwards, whatever happens."""
-    npx.set_np()
-    try:
-        yield
-    finally:
-        npx.reset_np()
 
 
 def _small_net():
@@ -194,53 +181,6 @@ def test_evaluate_accuracy_gpu_legacy_mode_and_default_device():
     net.initialize(init.Normal(1.0))
     scores = net(mx.nd.array(X)).asnumpy()
     assert evaluate_accuracy_gpu(net, batches) == np.mean(scores.argmax(axis=1) == y)
-
-
-def test_accumulator_sums_as_d2l(numpy_mode):
-    ours, theirs = Accumulator(3), d2l.Accumulator(3)
-    steps = [(1, 2.5, mx.np.array(3.0)), (mx.np.array([0.25]), 4, 1), (0.5, 0.5, 0.5, 99)]
-    for args in steps:
-        ours.add(*args)
-        theirs.add(*args)
-        assert ours.data == theirs.data and [ours[i] for i in range(3)] == theirs.data
-    assert ours[0:2] == theirs[0:2]
-    ours.reset()
-    theirs.reset()
-    assert ours.data == theirs.data == [0.0, 0.0, 0.0]
-    npx.reset_np()
-    ours.add(mx.nd.array([2.0]), 1, 0)  # legacy arrays too, which d2l's cannot take
-    assert ours.data == [2.0, 1.0, 0.0]
-
-
-def test_timer_times_as_d2l(monkeypatch):
-    import types
-
-    import gluon_resnet.meters as meters
-
-    clock = iter([10.0, 10.5, 11.0, 13.0, 20.0, 20.25] * 2)
-    fake = types.SimpleNamespace(time=lambda: next(clock), perf_counter=lambda: next(clock))
-    monkeypatch.setattr(d2l, "time", fake)  # both read this clock, nothing else does
-    monkeypatch.setattr(meters, "time", fake)
-    results = []
-    for make in (d2l.Timer, Timer):
-        timer = make()  # starts when made: 10.0
-        laps = [timer.stop()]  # 0.5
-        timer.start()  # 11.0
-        laps.append(timer.stop())  # 2.0
-        timer.start()  # 20.0
-        laps.append(timer.stop())  # 0.25
-        results.append((laps, timer.times, timer.avg(), timer.sum(), timer.cumsum()))
-    assert results[0] == results[1]
-    assert results[1][0] == [0.5, 2.0, 0.25] and results[1][4] == [0.5, 2.5, 2.75]
-
-
-def test_devices_in_numpy_mode(numpy_mode):
-    assert try_gpu() == d2l.try_gpu() == try_gpu(0)
-    gpus = d2l.try_all_gpus()
-    # d2l 1.0.3 gives [] without a GPU (its docstring says [cpu()]); ours keeps the first
-    # edition's [cpu()], so that a list of devices is never empty.
-    assert try_all_gpus() == (gpus or [mx.cpu()])
-    assert npx.is_np_array()
 
 
 def test_the_current_editions_names_are_exported():

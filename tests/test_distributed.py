@@ -40,10 +40,8 @@ from gluon_resnet.distributed import process_kvstore
 from gluon_resnet.experiment import TrainConfig, build_trainer
 from gluon_resnet.training import Learner
 
-from helpers import DATA_DIR
+from helpers import DATA_DIR, needs_data
 
-needs_data = pytest.mark.skipif(not os.path.isdir(DATA_DIR),
-                                reason="Debian's dataset-fashion-mnist is not installed")
 PIDS = re.compile(r"(scheduler|server \d+|worker \d+) (\d+)")
 
 

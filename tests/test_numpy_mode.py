@@ -7,9 +7,9 @@ inference path work on ``mxnet.np`` arrays; bf16 falls back to fp32 in numpy
 mode with one notice; no call leaves the mode switched; an array of the other
 mode gets one sentence that says how to convert it.
 
-Numpy mode is switched on only through ``_numpy_mode`` (or the ``numpy_mode``
-fixture built on it), which always switches it off again; conftest.py fails any
-test that leaves it on.
+Numpy mode is switched on only through ``helpers.numpy_mode_on`` (or conftest.py's
+``numpy_mode`` fixture built on it), which always switches it off again; conftest.py
+fails any test that leaves it on.
 """
 
 import contextlib
@@ -22,13 +22,12 @@ import numpy as np
 import pytest
 
 import mxnet as mx
-from mxnet import autograd, gluon, npx
+from mxnet import autograd, gluon
 from mxnet.gluon import nn
 from d2l import mxnet as d2l
 
 from gluon_resnet import (Residual, chapter_resnet18, evaluate_accuracy, format_summary,
                           get_model, list_models, resnet_block, summarize)
-from gluon_resnet.arrays import array_ops
 from gluon_resnet.blocks import BasicBlockV1, BasicBlockV2, BottleneckV1, BottleneckV2
 from gluon_resnet.data import load_fashion_mnist_arrays
 from gluon_resnet.evaluation import predict
@@ -36,36 +35,11 @@ from gluon_resnet.models import count_model_parameters, model_input_channels
 from gluon_resnet.precision import bf16_available, resolve_precision
 from gluon_resnet.summary import count_flops, top_level_layers
 
-from helpers import DATA_DIR, randomize_params
-
-
-@contextlib.contextmanager
-def _numpy_mode():
-    """Numpy mode on inside the ``with``, off again afterwards whatever happens."""
-    npx.set_np()
-    try:
-        yield
-    finally:
-        npx.reset_np()
-
-
-@pytest.fixture
-def numpy_mode():
-    with _numpy_mode():
-        yield
+from helpers import DATA_DIR, array_of_mode, numpy_mode_on, randomize_params, uniform_values
 
 
 def _mode():
     return mx.util.is_np_array(), mx.util.is_np_shape()
-
-
-def _array(values):
-    """``values`` (a numpy array) as an array of the mode that is on, of the same dtype."""
-    return (mx.np.array if mx.util.is_np_array() else mx.nd.array)(values, dtype=values.dtype)
-
-
-def _uniform(shape, seed=0):
-    return np.random.RandomState(seed).uniform(-1, 1, shape).astype(np.float32)
 
 
 def _close(actual, expected, rtol=1e-5):
@@ -103,39 +77,6 @@ def _step(net, x, y, params=None):
     grads = [p.grad().asnumpy().ravel() for p in params or net.collect_params().values()
              if p.grad_req != "null"]
     return out.asnumpy(), np.concatenate(grads)
-
-
-# --- the operations table ------------------------------------------------------------------
-
-
-OPERATIONS = [  # (name, arguments after the arrays, number of array arguments)
-    ("activation", ("relu",), 1), ("activation", ("sigmoid",), 1), ("add", (), 2),
-    ("subsample", (2,), 1), ("append_zero_channels", (3,), 1), ("softmax", (1,), 1),
-    ("flip", (3,), 1),
-]
-
-
-@pytest.mark.parametrize("name, args, arrays", OPERATIONS, ids=lambda v: str(v))
-def test_each_operation_computes_the_same_in_both_modes(name, args, arrays):
-    values = [_uniform((2, 3, 5, 5), seed=i) for i in range(arrays)]
-
-    def run():
-        ops = array_ops(mx.nd)
-        out = getattr(ops, name)(*[_array(v) for v in values], *args)
-        assert isinstance(out, mx.np.ndarray) == mx.util.is_np_array()
-        return out.asnumpy()
-
-    expected = run()
-    with _numpy_mode():
-        np.testing.assert_array_equal(run(), expected)
-
-
-def test_scale_channels_broadcasts_over_height_and_width_in_both_modes():
-    x, scale = _uniform((2, 3, 5, 5)), _uniform((2, 3, 1, 1), seed=1)
-    for mode in (contextlib.nullcontext, _numpy_mode):
-        with mode():
-            out = array_ops(mx.nd).scale_channels(_array(x), _array(scale)).asnumpy()
-        np.testing.assert_allclose(out, x * scale, rtol=1e-6)
 
 
 # --- every registered network ----------------------------------------------------------------
@@ -207,13 +148,13 @@ def test_every_model_trains_hybridized_in_numpy_mode_with_the_legacy_numbers(nam
     legacy = get_model(name, num_classes=10)
     legacy.hybridize()
     size = _downsampling(legacy)
-    x = _uniform((2, model_input_channels(name), size, size))
+    x = uniform_values((2, model_input_channels(name), size, size))
     y = np.array([0, 1], dtype=np.float32)
     legacy.infer_shape(mx.nd.array(x))  # builds the graph the training step then runs
     params = legacy.collect_params()
     values = _pattern_values(params)
     expected = train_step(legacy, mx.nd.array(x), mx.nd.array(y), params)
-    with _numpy_mode():
+    with numpy_mode_on():
         net = get_model(name, num_classes=10)
         net.hybridize()
         out, grads = train_step(net, mx.np.array(x), mx.np.array(y), net.collect_params())
@@ -238,25 +179,25 @@ BLOCK_CASES = [  # (block class, in channels, channels, stride, options)
 @pytest.mark.parametrize("case", BLOCK_CASES, ids=lambda c: "%s-%s" % (c[0].__name__, c[4]))
 def test_family_blocks_give_the_legacy_numbers_in_numpy_mode(case, hybridize):
     block, in_channels, channels, stride, options = case
-    x = _uniform((2, in_channels, 6, 6), seed=1)
+    x = uniform_values((2, in_channels, 6, 6), seed=1)
 
     def run():
         blk = block(in_channels, channels, stride, **options)
         blk.initialize()
-        _settle(blk, _array(x))
+        _settle(blk, array_of_mode(x))
         randomize_params(blk)  # BN running statistics too, so prediction mode is checked
         if hybridize:
             blk.hybridize()
-        predicted = blk(_array(x)).asnumpy()
+        predicted = blk(array_of_mode(x)).asnumpy()
         with autograd.record():
-            out = blk(_array(x))
+            out = blk(array_of_mode(x))
         out.backward()
         grads = [p.grad().asnumpy() for p in blk.collect_params().values()
                  if p.grad_req != "null"]
         return [predicted, out.asnumpy()] + grads
 
     expected = run()
-    with _numpy_mode():
+    with numpy_mode_on():
         actual = run()
     for a, e in zip(actual, expected):
         _close(a, e)
@@ -304,7 +245,7 @@ def test_summary_and_counts_in_numpy_mode_equal_legacy_mode():
                 count_model_parameters("resnet18_v1"))
 
     expected = tables()
-    with _numpy_mode():
+    with numpy_mode_on():
         assert tables() == expected
     assert "stage4 (HybridSequential)  (1, 512, 7, 7)" in expected[0]  # the book's table
 
@@ -320,7 +261,7 @@ def test_images():
 
 
 def _batches(test_images):
-    return [(_array(X), _array(y)) for X, y in test_images]
+    return [(array_of_mode(X), array_of_mode(y)) for X, y in test_images]
 
 
 def _compact_net(values=None):
@@ -331,7 +272,7 @@ def _compact_net(values=None):
         return net, values
     mx.random.seed(0)
     net.initialize(mx.init.Xavier())
-    _settle(net, _array(np.zeros((1, 1, 28, 28), np.float32)))
+    _settle(net, array_of_mode(np.zeros((1, 1, 28, 28), np.float32)))
     return net, [p.data().asnumpy() for p in net.collect_params().values()]
 
 
@@ -343,7 +284,7 @@ def test_evaluate_accuracy_in_numpy_mode_counts_like_legacy_mode(test_images, fl
     labels = np.concatenate([y for _, y in test_images])
     if not flip:  # what the accuracy is, counted here
         assert expected == (scores.argmax(1) == labels).mean()
-    with _numpy_mode():
+    with numpy_mode_on():
         net, _ = _compact_net(values)
         assert evaluate_accuracy(_batches(test_images), net, flip=flip) == expected
         # Two devices: the batches are split (numpy mode's own split).
@@ -361,7 +302,7 @@ def test_fused_inference_in_numpy_mode_gives_the_legacy_outputs(test_images):
 
     legacy, values = _compact_net()
     expected_outputs, (expected_labels, expected_preds) = fused(legacy)
-    with _numpy_mode():
+    with numpy_mode_on():
         net, _ = _compact_net(values)
         outputs, (labels, preds) = fused(net)
     for a, e in zip(outputs, expected_outputs):
@@ -439,7 +380,7 @@ def _public_calls(test_images):
     def block_call(blk, shape):
         blk.initialize()
         blk.hybridize()
-        return blk(_array(np.ones(shape, np.float32)))
+        return blk(array_of_mode(np.ones(shape, np.float32)))
 
     net = get_model("compact_resnet8")
     return [
@@ -457,7 +398,7 @@ def _public_calls(test_images):
 
 @pytest.mark.parametrize("numpy_on", [False, True])
 def test_no_call_switches_the_mode(test_images, numpy_on):
-    with _numpy_mode() if numpy_on else contextlib.nullcontext():
+    with numpy_mode_on() if numpy_on else contextlib.nullcontext():
         for name, call in _public_calls(test_images):
             call()
             assert _mode() == (numpy_on, numpy_on), name
@@ -481,7 +422,7 @@ NETWORKS = {
 def test_an_array_of_the_other_mode_gets_one_sentence(which, numpy_on, hybridize):
     build, channels = NETWORKS[which]
     x = np.ones((2, channels, 4, 4), np.float32)
-    with _numpy_mode() if numpy_on else contextlib.nullcontext():
+    with numpy_mode_on() if numpy_on else contextlib.nullcontext():
         net = build()
         net.initialize()
         if hybridize:
@@ -501,16 +442,16 @@ def test_an_array_of_the_other_mode_gets_one_sentence(which, numpy_on, hybridize
 @pytest.mark.parametrize("numpy_first", [False, True])
 def test_a_network_built_in_the_other_mode_gets_one_sentence(numpy_first, initialise):
     x = np.ones((2, 3, 4, 4), np.float32)
-    with _numpy_mode() if numpy_first else contextlib.nullcontext():
+    with numpy_mode_on() if numpy_first else contextlib.nullcontext():
         net = get_model("cifar_resnet20_v1")
         if initialise:
             net.initialize()
-            net(_array(x))
-    with contextlib.nullcontext() if numpy_first else _numpy_mode():
+            net(array_of_mode(x))
+    with contextlib.nullcontext() if numpy_first else numpy_mode_on():
         if not initialise:
             net.initialize()
         with pytest.raises(TypeError) as raised:
-            net(_array(x))  # the input is right for the mode that is on now
+            net(array_of_mode(x))  # the input is right for the mode that is on now
     message = str(raised.value)
     assert "\n" not in message
     if numpy_first:

@@ -1,4 +1,4 @@
-"""Figures and the numbers behind them: live curves, comparisons, block diagrams, FLOPs."""
+"""Figures: live curves, comparisons, block diagrams, layer responses."""
 
 import os
 
@@ -12,17 +12,13 @@ import pytest
 import mxnet as mx
 from mxnet import gluon, init
 
-from gluon_resnet import chapter_resnet18, get_model, load_data_fashion_mnist, train_ch5
+from gluon_resnet import chapter_resnet18, load_data_fashion_mnist, train_ch5
 from gluon_resnet.blocks import BasicBlockV1, BasicBlockV2, BottleneckV1, BottleneckV2
 from gluon_resnet.callbacks import LiveCurves
 from gluon_resnet.plotting import (layer_sequence, plot_blocks, plot_curves,
                                    plot_error_comparison, plot_layer_responses)
-from gluon_resnet.summary import count_flops, layer_responses
 
-from helpers import DATA_DIR
-
-needs_data = pytest.mark.skipif(not os.path.isdir(DATA_DIR),
-                                reason="Debian's dataset-fashion-mnist is not installed")
+from helpers import needs_data
 
 
 def _png(path):
@@ -32,34 +28,6 @@ def _png(path):
     assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100
     assert img[..., :3].std() > 0.01, "%s is blank" % path
     return img
-
-
-# --- FLOPs ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("name, shape, gmacs", [
-    ("chapter_resnet18", (1, 1, 96, 96), 0.3187),   # 0.64 GFLOP per inference image
-    ("resnet18_v1", (1, 3, 224, 224), 1.814),       # torchvision: 1.81
-    ("resnet50_v1", (1, 3, 224, 224), 4.089),       # torchvision: 4.09
-    ("cifar_resnet20_v1", (1, 3, 32, 32), 0.04055),  # about 41 M in the literature
-])
-def test_count_flops_matches_published_figures(name, shape, gmacs):
-    counted = count_flops(get_model(name), shape)
-    assert counted["flops"] == 2 * counted["macs"]
-    assert abs(counted["macs"] / 1e9 - gmacs) / gmacs < 0.002
-
-
-def test_count_flops_scales_with_the_input_and_refuses_hybridized_nets():
-    small = count_flops(chapter_resnet18(), (1, 1, 96, 96))["macs"]
-    large = count_flops(chapter_resnet18(), (1, 1, 192, 192))["macs"]
-    assert 3.9 < large / small < 4.01  # convolutions scale with the area; the dense layer does not
-    net = chapter_resnet18()
-    net.initialize()
-    net.hybridize()
-    with pytest.raises(ValueError, match="not hybridized"):
-        count_flops(net, (1, 1, 96, 96))
-    with pytest.raises(ValueError, match=r"\(1, C, H, W\)"):
-        count_flops(chapter_resnet18(), (2, 1, 96, 96))
 
 
 # --- block diagrams --------------------------------------------------------------------
@@ -168,43 +136,6 @@ def test_plot_history_draws_the_three_curves_per_epoch(tmp_path):
     assert [artist.get_label() for artist in right.get_lines()] == ["train acc", "test acc"]
     assert list(left.get_xticks()) == [1, 2, 3] and left.get_title() == "run"
     _png(tmp_path / "h.png")
-
-
-@pytest.mark.parametrize("name, layers", [("cifar_resnet20_v1", 19), ("cifar_plain20", 19),
-                                          ("cifar_plain56", 55), ("compact_resnet9", 8)])
-def test_layer_responses_has_one_value_per_3x3_layer(name, layers):
-    net = get_model(name)
-    net.initialize(init.Xavier())
-    stds = layer_responses(net, mx.nd.random.uniform(shape=(4, 1, 28, 28)))
-    assert len(stds) == layers and all(s > 0 for s in stds)
-
-
-def test_layer_responses_measure_after_bn_in_forward_order():
-    net = get_model("cifar_resnet20_v1")
-    net.initialize(init.Xavier())
-    X = mx.nd.random.uniform(shape=(8, 1, 28, 28))
-    net(X)  # BN statistics exist; inference mode uses the running ones
-    stage = net.features[3]  # conv, bn, relu, stage1, ...
-    second_unit_last_bn = stage[1].bns[1]
-    second_unit_last_bn.gamma.set_data(mx.nd.zeros_like(second_unit_last_bn.gamma.data()))
-    second_unit_last_bn.beta.set_data(mx.nd.zeros_like(second_unit_last_bn.beta.data()))
-    stds = layer_responses(net, X)
-    # stem (1), unit 1 (2, 3), unit 2 (4, 5): the zeroed BN is the fifth 3x3 layer.
-    assert stds[4] == 0 and all(s > 0 for i, s in enumerate(stds) if i != 4)
-    stem = net.features[1](net.features[0](X)).asnumpy()
-    assert stds[0] == pytest.approx(float(stem.std()), rel=1e-6)
-
-
-def test_layer_responses_refuses_hybridized_and_pre_activation_networks():
-    net = get_model("cifar_resnet20_v1")
-    net.initialize()
-    net.hybridize()
-    with pytest.raises(ValueError, match="not hybridized"):
-        layer_responses(net, mx.nd.zeros((1, 1, 28, 28)))
-    v2 = get_model("cifar_resnet20_v2")
-    v2.initialize()
-    with pytest.raises(ValueError, match="pre-activation"):
-        layer_responses(v2, mx.nd.zeros((1, 1, 28, 28)))
 
 
 def test_plot_layer_responses_draws_layers_in_order_and_sorted(tmp_path):

@@ -9,40 +9,32 @@ writes, for the checks that refuse or read a run without training it.
 import dataclasses
 import json
 import os
-import pickle
 import signal
 import socket
 import subprocess
 import sys
 import textwrap
-import zipfile
 
 import numpy as np
 import pytest
 from PIL import Image
 
 import mxnet as mx
-from mxnet import gluon, init
 
 from gluon_resnet import experiment
-from gluon_resnet.callbacks import Checkpointer
 from gluon_resnet.checkpoint import SaveError, read_checkpoint, read_checkpoint_meta
 from gluon_resnet.cli import main
 from gluon_resnet.config import RunError, TrainConfig
-from gluon_resnet.data import DataDescription, load_data_fashion_mnist
-from gluon_resnet.events import Callback, TrainingDiverged
+from gluon_resnet.data import DataDescription
+from gluon_resnet.events import Callback
 from gluon_resnet.experiment import run_training
 from gluon_resnet.models import get_model
 from gluon_resnet.summary import activation_bytes
-from gluon_resnet.pretrained import (WeightFileError, WeightMismatchError,
-                                     load_torchvision_weights, read_state_dict,
-                                     torchvision_key_map)
-from gluon_resnet.training import Learner
+from gluon_resnet.pretrained import (WeightMismatchError,
+                                     load_torchvision_weights, torchvision_key_map)
 
-from helpers import DATA_DIR, FASHION, TINY, made_run
+from helpers import FASHION, TINY, made_run, needs_data
 
-needs_data = pytest.mark.skipif(not os.path.isdir(DATA_DIR),
-                                reason="Debian's dataset-fashion-mnist is not installed")
 
 def _contents(folder):
     """``{name: bytes}`` of the files in ``folder``: proof that nothing changed."""
@@ -158,70 +150,8 @@ def test_the_memory_estimate_is_a_lower_bound_of_what_training_took():
 
 
 # ---------------------------------------------------------------------------
-# Checkpoints during the epoch, and a disk that fills up.
+# A disk that fills up.
 # ---------------------------------------------------------------------------
-
-class Clock(Callback):
-    """A clock for the Checkpointer that advances ``step`` seconds per batch."""
-
-    order = -50
-
-    def __init__(self, step):
-        self.now, self.step = 0.0, step
-
-    def __call__(self):
-        return self.now
-
-    def before_batch(self, learner):
-        self.now += self.step
-
-
-@needs_data
-@pytest.mark.parametrize("minutes, saved", [(10, [(0, 3), (0, 6), (1, 0)]), (0, [(1, 0)])])
-def test_checkpoints_come_every_few_minutes_during_the_epoch(tmp_path, monkeypatch, minutes,
-                                                             saved):
-    from gluon_resnet import callbacks
-
-    positions = []
-    real = callbacks.save_checkpoint
-
-    def save(path, net, trainer, meta):
-        positions.append((meta["epoch"], meta["batch"]))
-        real(path, net, trainer, meta)
-
-    monkeypatch.setattr(callbacks, "save_checkpoint", save)
-    train_iter, _ = load_data_fashion_mnist(10, limit=70)  # 7 batches
-    net = get_model("compact_resnet8_w32")
-    net.initialize(init.Xavier())
-    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1})
-    clock = Clock(4 * 60)  # a batch every four minutes
-    checkpointer = Checkpointer(str(tmp_path / "c.ckpt"), {}, minutes=minutes)
-    checkpointer.clock = clock
-    Learner(net, train_iter, None, trainer, callbacks=[clock, checkpointer]).fit(1)
-    assert positions == saved
-    meta = read_checkpoint_meta(str(tmp_path / "c.ckpt"))
-    assert (meta["epoch"], meta["batch"]) == (1, 0)
-
-
-@needs_data
-def test_a_checkpoint_during_the_epoch_never_saves_a_diverged_network(tmp_path):
-    train_iter, _ = load_data_fashion_mnist(10, limit=100)
-    net = get_model("compact_resnet8_w32")
-    net.initialize(init.Xavier())
-    # Loss 24, then about 2e38, then inf at batch 4 (seed 0).
-    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 1e38})
-    path = str(tmp_path / "c.ckpt")
-    learner = Learner(net, train_iter, None, trainer,
-                      callbacks=[Checkpointer(path, {}, minutes=0, batches=1)])
-    with pytest.raises(TrainingDiverged):
-        learner.fit(1)
-    saved = read_checkpoint(path)
-    assert 0 < saved.meta["batch"] < learner.batch  # saved during the epoch, before the NaN
-    work = str(tmp_path / "model.params")
-    with open(work, "wb") as f:
-        f.write(saved._members["model.params"])
-    assert all(np.isfinite(v.asnumpy()).all() for v in mx.nd.load(work).values())
-
 
 class FailDisk(Callback):
     """After batch 1 of epoch 2 (before the Checkpointer), fill the disk of ``mount`` or make
@@ -589,14 +519,3 @@ def test_the_load_report_names_the_network_that_was_built():
     state = {k: p.data().asnumpy() for k, p in torchvision_key_map(net).items()}
     report = load_torchvision_weights(net, state)
     assert report.network == "resnext50_32x4d" and "into resnext50_32x4d" in str(report)
-
-
-def test_a_truncated_weight_file_is_called_damaged(tmp_path):
-    path = tmp_path / "resnet18.pth"
-    with zipfile.ZipFile(path, "w") as archive:  # torch.save's layout
-        archive.writestr("resnet18/data.pkl", pickle.dumps({}))
-        archive.writestr("resnet18/data/0", b"\0" * 4096)
-    path.write_bytes(path.read_bytes()[:2000])
-    with pytest.raises(WeightFileError, match="resnet18.pth is damaged or truncated: it starts "
-                                              "as a zip archive"):
-        read_state_dict(path)
