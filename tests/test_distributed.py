@@ -13,7 +13,8 @@ What is equivalent, and what these tests check:
   without BN, N workers compute what one process computes (tested with a
   BN-free network registered by a worker script).  With BN (a registered
   ResNet) the workers end with identical parameters, BN running statistics
-  included, since they are averaged every epoch.
+  included, since they are averaged every epoch; the average is what one
+  process computes over the same batches (tested with BN on the input image).
 """
 
 import os

@@ -178,6 +178,7 @@ class _StepWatch(Callback):
         self.before = {k: p.data().asnumpy() for k, p in self._trainable(learner).items()}
 
     def after_step(self, learner):
+        self.loss = learner.loss
         params = self._trainable(learner)
         self.steps.append({"lr": learner.trainer.learning_rate, "n": learner.batch_size,
                            "before": self.before,
@@ -195,7 +196,7 @@ def _one_cycle(step, total, peak_lr):
 
 @needs_data
 @pytest.mark.slow
-def test_the_fast_recipe_trains_with_nesterov_momentum_weight_decay_and_one_cycle(tmp_path):
+def test_the_fast_recipe_trains_with_its_optimizer_schedule_and_label_smoothing(tmp_path):
     recipe = RECIPES["fast"]
     config = recipe_config("fast", limit=200, batch_size=50, epochs=1, precision="fp32",
                            data_root=DATA_DIR)
@@ -204,6 +205,14 @@ def test_the_fast_recipe_trains_with_nesterov_momentum_weight_decay_and_one_cycl
                  callbacks=[watch])
     total = len(watch.steps)
     assert total == 4
+    # The run's loss smooths the labels by the recipe's amount.
+    scores = np.random.RandomState(8).normal(size=(3, 10))
+    labels = np.array([2, 0, 7])
+    target = np.full((3, 10), recipe["label_smoothing"] / 10)
+    target[np.arange(3), labels] += 1 - recipe["label_smoothing"]
+    logp = scores - np.log(np.exp(scores).sum(axis=1, keepdims=True))
+    np.testing.assert_allclose(watch.loss(mx.nd.array(scores), mx.nd.array(labels)).asnumpy(),
+                               -(target * logp).sum(axis=1), rtol=1e-5)
     # The rate of every step is the schedule's, peaking at the recipe's lr.
     assert [s["lr"] for s in watch.steps] == pytest.approx(
         [_one_cycle(i, total, recipe["lr"]) for i in range(total)], rel=1e-6)
