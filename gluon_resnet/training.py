@@ -105,7 +105,8 @@ def evaluate_accuracy(data_iter, net, ctx=None, *, flip=False):
     correct = in_caller_mode(mx.nd.zeros((1,), ctx=ctxs[0]))
     n = 0
     for X, y in data_iter:
-        for xs, ys in zip(_split(X, ctxs), _split(y, ctxs)):
+        parts = ctxs[:max(1, y.shape[0])]  # a batch smaller than the devices skips the last
+        for xs, ys in zip(_split(X, parts), _split(y, parts)):
             scores = net(xs)
             if flip:
                 scores = (ops.softmax(scores, axis=1)

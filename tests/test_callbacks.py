@@ -1,5 +1,6 @@
-"""The callbacks: a resumed epoch's progress bar starts where the run stopped; the
-Checkpointer saves every few minutes during the epoch, never a diverged network."""
+"""The callbacks: a resumed epoch's progress bar starts where the run stopped; one cycle sets the
+trainer's rate of every step; a loss that is not finite stops the run; the Checkpointer saves
+every few minutes during the epoch, never a diverged network."""
 
 import re
 
@@ -106,3 +107,73 @@ def test_a_checkpoint_during_the_epoch_never_saves_a_diverged_network(tmp_path):
     with open(work, "wb") as f:
         f.write(saved._members["model.params"])
     assert all(np.isfinite(v.asnumpy()).all() for v in mx.nd.load(work).values())
+class _Rates(Callback):
+    """The learning rate the trainer steps with, per step: ``(epoch, batch, rate)``."""
+
+    def __init__(self):
+        self.seen = []
+
+    def after_step(self, learner):
+        self.seen.append((learner.epoch, learner.batch, learner.trainer.learning_rate))
+
+
+def _batches(count, seed=0):
+    rng = np.random.RandomState(seed)
+    return [(mx.nd.array(rng.normal(size=(4, 3))), mx.nd.array(rng.randint(0, 2, size=4)))
+            for _ in range(count)]
+
+
+def test_one_cycle_sets_the_trainers_rate_of_every_step_of_a_run():
+    net = gluon.nn.Dense(2, in_units=3)
+    net.initialize()
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 123.0})
+    rates = _Rates()
+    Learner(net, _batches(4), None, trainer, callbacks=[OneCycleSchedule(0.8), rates],
+            handle_signals=False).fit(2)
+    # The definition: 8 steps; from 0.08 at step 0 up to 0.8 at step 2 (a quarter of the
+    # steps), then straight down to 0.0008 at step 7, the last.
+    down = [0.8 + (0.0008 - 0.8) * k / 5 for k in range(6)]
+    expected = [0.08, 0.44] + down
+    assert [(e, b) for e, b, _ in rates.seen] == [(e, b) for e in (0, 1) for b in range(4)]
+    assert [r for _, _, r in rates.seen] == pytest.approx(expected, rel=1e-9)
+    # A run resumed inside the second epoch continues the same curve.
+    rates = _Rates()
+    learner = Learner(net, _batches(4), None, trainer, callbacks=[OneCycleSchedule(0.8), rates],
+                      handle_signals=False)
+    learner.restore({"epoch": 1, "batch": 1, "history": [{"epoch": 1}], "partial": None})
+    learner.fit(2)
+    assert [r for _, _, r in rates.seen] == pytest.approx(expected[5:], rel=1e-9)
+
+
+class _LossBecomes(Callback):
+    """Makes the summed loss of batch ``batch`` (1-based) ``value``; counts the steps run."""
+
+    order = -100  # before DivergenceCheck reads the loss
+
+    def __init__(self, batch, value):
+        self.batch, self.value, self.steps = batch, value, 0
+
+    def after_step(self, learner):
+        self.steps += 1
+        if learner.batch + 1 == self.batch:
+            learner.batch_loss = mx.nd.array([self.value])
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+def test_a_loss_that_is_not_finite_stops_the_run(value):
+    net = gluon.nn.Dense(2, in_units=3)
+    net.initialize()
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1})
+    bad = _LossBecomes(3, value)
+    learner = Learner(net, _batches(6), None, trainer, callbacks=[bad], handle_signals=False)
+    with pytest.raises(TrainingDiverged, match=r"the loss became %s in epoch 1, batch 3: "
+                                               r"training stopped" % value):
+        learner.fit(1)
+    # The host reads a batch's loss once the next one is queued: stopped after batch 4 of 6.
+    assert bad.steps == 4 and learner.history == []
+    # The last batch's loss is read when the pass ends.
+    bad = _LossBecomes(6, value)
+    learner = Learner(net, _batches(6), None, trainer, callbacks=[bad], handle_signals=False)
+    with pytest.raises(TrainingDiverged, match=r"became %s in epoch 1, batch 6" % value):
+        learner.fit(2)
+    assert bad.steps == 6 and learner.history == []

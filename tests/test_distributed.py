@@ -13,7 +13,8 @@ What is equivalent, and what these tests check:
   without BN, N workers compute what one process computes (tested with a
   BN-free network registered by a worker script).  With BN (a registered
   ResNet) the workers end with identical parameters, BN running statistics
-  included, since they are averaged every epoch.
+  included, since they are averaged every epoch; the average is what one
+  process computes over the same batches (tested with BN on the input image).
 """
 
 import os
@@ -555,3 +556,58 @@ def test_a_worker_error_names_the_worker(tmp_path):
                     r"stopped the other processes of the job$", job.err[-1]), job.output()
     _assert_all_gone(pids)
     assert os.listdir(tmp_path) == []
+
+
+INPUT_BN_SCRIPT = """
+    import sys
+
+    import gluon_resnet
+    from mxnet.gluon import nn
+    from gluon_resnet.models import register_model
+
+
+    @register_model("test_input_bn", "batch normalisation of the input image, then a small net")
+    def test_input_bn(num_classes=10):
+        net = nn.HybridSequential()
+        net.add(nn.BatchNorm(in_channels=1), nn.Conv2D(8, 3, padding=1, activation="relu"),
+                nn.GlobalAvgPool2D(), nn.Dense(num_classes))
+        return net
+
+
+    from gluon_resnet.cli import main
+
+    sys.exit(main())
+"""
+
+
+@needs_data
+@pytest.mark.slow
+def test_two_workers_average_the_batch_norm_statistics_of_one_process(tmp_path):
+    # A BN layer on the input image normalises with statistics of the data alone, whatever
+    # the training does to the layers after it.  Each worker's running mean follows the means
+    # of its half-batches; their average over the workers is the running mean of the whole
+    # batches, which one process computes.  Two effects keep them a few parts in a thousand
+    # apart: the variance of a whole batch also holds the spread between its halves' means,
+    # and at the first step every worker takes worker 0's parameters, its running statistics
+    # included.  Statistics summed over the workers, not averaged, are twice as large.
+    script = tmp_path / "worker.py"
+    script.write_text(textwrap.dedent(INPUT_BN_SCRIPT))
+    args = [*TRAIN, "--model", "test_input_bn", "--limit", "256", "--batch-size", "64",
+            "--epochs", "1", "--precision", "fp32"]
+    single = subprocess.run(
+        [sys.executable, str(script), *args, "--out", str(tmp_path / "single")], cwd=tmp_path,
+        env=dict(os.environ, GLUON_RESNET_DUMP_PARAMS=str(tmp_path / "single.params")),
+        capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr
+    launcher = ("import sys; from gluon_resnet.distributed import launch; "
+                "sys.exit(launch(sys.argv[1:], workers=2, servers=1, timeout=300))")
+    job = Job([sys.executable, "-c", launcher, str(script), *args, "--out", str(tmp_path / "dist")],
+              tmp_path, env={"GLUON_RESNET_DUMP_PARAMS": str(tmp_path / "dist-{rank}.params")})
+    assert job.finish(300) == 0, job.output()
+    ref = mx.nd.load(str(tmp_path / "single.params"))
+    mean, var = ref["0.running_mean"], ref["0.running_var"]
+    assert 0 < abs(float(mean.asscalar())) and 0 < float(var.asscalar())
+    for rank in (0, 1):
+        got = mx.nd.load(str(tmp_path / ("dist-%d.params" % rank)))
+        np.testing.assert_allclose(got["0.running_mean"].asnumpy(), mean.asnumpy(), rtol=1e-2)
+        np.testing.assert_allclose(got["0.running_var"].asnumpy(), var.asnumpy(), rtol=1e-2)

@@ -446,3 +446,41 @@ def test_flip_evaluation_adds_the_mirror_images_softmax():
     assert evaluate_accuracy(batches, net, flip=True) == pytest.approx(expected)
     assert evaluate_accuracy(batches, net) == pytest.approx(plain)
     assert expected != plain  # the mirror images change some decisions here
+
+
+@pytest.mark.parametrize("numpy_mode", [False, True], ids=["legacy", "numpy"])
+@pytest.mark.parametrize("flip", [False, True])
+def test_evaluation_on_two_devices_counts_every_example_once(numpy_mode, flip):
+    rng = np.random.RandomState(11)
+    weight, bias = rng.normal(size=(4, 6)), rng.normal(size=4)
+    images = [rng.normal(size=(n, 1, 2, 3)) for n in (7, 5, 1)]  # uneven splits, a lone one
+    labels = [rng.randint(0, 4, size=len(X)) for X in images]
+
+    def scores(X):  # the network below, in numpy: a dense layer on the flattened image
+        return X.reshape(len(X), -1) @ weight.T + bias
+
+    def softmax(s):
+        e = np.exp(s - s.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    hits = 0
+    for X, y in zip(images, labels):
+        s = softmax(scores(X)) + softmax(scores(X[..., ::-1])) if flip else scores(X)
+        hits += int((s.argmax(axis=1) == y).sum())
+    expected = hits / sum(len(y) for y in labels)
+    assert 0 < expected < 1
+    if numpy_mode:
+        mx.npx.set_np()
+    try:
+        array = mx.np.array if numpy_mode else mx.nd.array
+        net = gluon.nn.Dense(4, in_units=6)
+        net.initialize(ctx=[mx.cpu(0), mx.cpu(1)])
+        net.weight.set_data(array(weight, dtype="float32"))
+        net.bias.set_data(array(bias, dtype="float32"))
+        batches = [(array(X, dtype="float32"), array(y, dtype="float32"))
+                   for X, y in zip(images, labels)]
+        for ctx in (mx.cpu(0), [mx.cpu(0), mx.cpu(1)]):
+            assert evaluate_accuracy(batches, net, ctx, flip=flip) == pytest.approx(expected)
+    finally:
+        if numpy_mode:
+            mx.npx.reset_np()
