@@ -380,15 +380,14 @@ def build_network(config, ctx, in_channels=1, load_weights=True, out=None):
     else:
         kwargs["in_channels"] = in_channels
         if load_weights:
-            with warnings.catch_warnings():
-                if out is not None:  # printed below, not twice
-                    warnings.simplefilter("ignore", UserWarning)
-                net, report = load_pretrained(config.model, config.pretrained, **kwargs)
+            net, report = load_pretrained(config.model, config.pretrained, **kwargs)
             net.collect_params().reset_ctx(ctx)
             if report.skipped:
                 net.output.initialize(init.Xavier(), ctx=ctx, force_reinit=True)
             if out is not None:
                 out(str(report))
+            for notice in report.notices if out is None else ():
+                warnings.warn(notice, UserWarning, stacklevel=2)
         else:
             net = get_model(config.model, **kwargs)
             net.initialize(init.Xavier(), ctx=ctx)

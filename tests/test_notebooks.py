@@ -8,6 +8,8 @@ import importlib.util
 import json
 import os
 import pathlib
+import subprocess
+import sys
 
 import nbformat
 import pytest
@@ -138,3 +140,19 @@ def test_a_quick_notebook_run_never_touches_the_stored_full_run(tmp_path, monkey
     assert stored.read_bytes() == before
     quick = json.loads((tmp_path / "quick" / "resnet.ipynb").read_text())
     assert quick["metadata"]["gluon_resnet"]["mode"] == "quick"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", EXPECTED)
+def test_first_cell_runs_without_a_warning(name, tmp_path):
+    """Each notebook's first code cell, as written, in a fresh interpreter with Python's default
+    warning filters and no ``OMP_NUM_THREADS`` (a reader's first cell): no warning."""
+    nb = nbformat.read(NOTEBOOK_DIR / name, as_version=4)
+    first = next(cell.source for cell in nb.cells if cell.cell_type == "code")
+    root = NOTEBOOK_DIR.parent
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+    done = subprocess.run([sys.executable, "-"], input=first, capture_output=True, text=True,
+                          cwd=tmp_path, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "Warning" not in done.stderr, done.stderr
