@@ -5,8 +5,8 @@ import pytest
 import mxnet as mx
 
 from gluon_resnet import models
-from gluon_resnet.config import RECIPES
-from gluon_resnet.models import get_model, register_model
+from gluon_resnet.config import RECIPES, TrainConfig
+from gluon_resnet.models import get_model, list_models, model_description, register_model
 
 
 def _broken(num_classes=10):
@@ -78,3 +78,25 @@ def test_compact_resnet9_is_compact_resnet8_with_a_deep_stem():
     extra_macs = 9 * 16 * 28 ** 2 + 9 * (16 - 1) * 48 * 14 ** 2
     assert (count_flops(get_model("compact_resnet9"), (1, 1, 28, 28))["macs"]
             == count_flops(get_model("compact_resnet8"), (1, 1, 28, 28))["macs"] + extra_macs)
+
+
+def test_each_model_has_its_own_description_and_recipes_are_named_truly():
+    """No two models share a description, and "the X recipe's network" is said of exactly
+    the model recipe X trains (``config.RECIPES``)."""
+
+
+    descriptions = {name: model_description(name) for name in list_models()}
+    assert len(set(descriptions.values())) == len(descriptions)
+    for recipe, changes in RECIPES.items():
+        model = changes.get("model", TrainConfig().model)
+        claimed = [name for name, text in descriptions.items()
+                   if "the %s recipe's network" % recipe in text]
+        assert claimed in ([model], []), (recipe, claimed)
+
+
+def test_an_unknown_name_gets_the_closest_names():
+    with pytest.raises(ValueError) as info:
+        get_model("compact_resnet8_w23")
+    message = str(info.value)
+    assert "did you mean compact_resnet8_w32" in message and "list_models()" in message
+    assert "resnet152_v2" not in message
