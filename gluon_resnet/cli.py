@@ -107,8 +107,17 @@ def program():
     return "gluon-resnet"  # main() called from Python: the name the README uses
 
 
+def shown_path(path):
+    """``path`` in one form wherever a command prints it: relative to the current folder when
+    it is inside it (``runs/x/checkpoint.ckpt``), absolute otherwise."""
+    absolute = os.path.abspath(path)
+    relative = os.path.relpath(absolute)
+    return absolute if relative == os.pardir or relative.startswith(os.pardir + os.sep) \
+        else relative
+
+
 def _resume_hint(checkpoint):
-    return "%s train --resume %s" % (program(), shlex.quote(checkpoint))
+    return "%s train --resume %s" % (program(), shlex.quote(shown_path(checkpoint)))
 
 
 def _cmd_train(args):
@@ -130,7 +139,7 @@ def _cmd_train(args):
         print("\n%s." % exc, file=sys.stderr)
         if exc.checkpoint:
             print("Nothing is lost: the state is saved in %s.\nResume with: %s"
-                  % (exc.checkpoint, _resume_hint(exc.checkpoint)), file=sys.stderr)
+                  % (shown_path(exc.checkpoint), _resume_hint(exc.checkpoint)), file=sys.stderr)
         return exc.exit_status
     except TrainingDiverged as exc:
         print("gluon-resnet train: %s The last good checkpoint, if any, is kept." % exc,
@@ -145,7 +154,7 @@ def _cmd_train(args):
         return 1
     if out is not None:  # None on distributed workers other than worker 0
         print("run folder: %s (checkpoint.ckpt, history.json, history.csv, learning_curve.png, "
-              "config.json)" % out)
+              "config.json)" % shown_path(out))
     return 0
 
 

@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+import re
 import subprocess
 import sys
 
@@ -9,8 +10,10 @@ import pytest
 
 import mxnet as mx
 
+import gluon_resnet.cli as cli
 from gluon_resnet.cli import build_parser, main
 from gluon_resnet.config import TrainConfig
+from gluon_resnet.events import TrainingInterrupted
 from gluon_resnet.models import get_model
 
 from helpers import DATA_DIR, made_run
@@ -130,8 +133,6 @@ def test_the_resume_refusal_names_the_flags(tmp_path, capsys):
 def test_eval_and_predict_take_ctx_as_train_does(command, monkeypatch, tmp_path, capsys):
     """``--ctx`` reaches the function that runs the network; a device that is not there is
     refused in train's words."""
-    import gluon_resnet.cli as cli
-
     seen = {}
     target = "evaluate_run" if command == "eval" else "predict_files"
     monkeypatch.setattr(cli, target, lambda *a, **kw: seen.update(kw) or [])
@@ -141,3 +142,23 @@ def test_eval_and_predict_take_ctx_as_train_does(command, monkeypatch, tmp_path,
     assert seen["ctx"] == mx.cpu(1)
     assert main(argv + ["--ctx", "gpu:%d" % (mx.context.num_gpus() + 7)]) == 2
     assert "is not available on this machine" in capsys.readouterr().err
+
+
+def test_resume_hints_print_one_form_of_path(tmp_path, monkeypatch, capsys):
+    """A first run (folder given relative) and a resumed one (folder worked out absolute) print
+    the same path: relative to the current folder inside it, absolute outside it."""
+    monkeypatch.chdir(tmp_path)
+    inside = os.path.join("runs", "a", "checkpoint.ckpt")
+    outside = os.path.join(os.path.dirname(str(tmp_path)), "elsewhere", "checkpoint.ckpt")
+    printed = {}
+    for given in (inside, os.path.abspath(inside), outside, os.path.relpath(outside)):
+        def stopped(*args, **kwargs):
+            raise TrainingInterrupted("training interrupted", checkpoint=given)
+        monkeypatch.setattr(cli, "run_training", stopped)
+        assert main(["train", "--limit", "10"]) == 130
+        err = capsys.readouterr().err
+        saved = re.search(r"saved in (\S+)\.$", err, re.M).group(1)
+        resume = re.search(r"--resume (\S+)$", err, re.M).group(1)
+        printed[given] = (saved, resume)
+    assert printed[inside] == printed[os.path.abspath(inside)] == (inside, inside)
+    assert printed[outside] == printed[os.path.relpath(outside)] == (outside, outside)
