@@ -227,7 +227,8 @@ def _add_train_parsers(sub):
 def _cmd_predict(args):
     results = predict_files(args.params, args.paths, top_k=args.top_k,
                             notice=lambda line: print(line, file=sys.stderr),
-                            precision=args.precision, ctx=_device(args.ctx, "predict"))
+                            precision=args.precision, ctx=_device(args.ctx, "predict"),
+                            skip_bad_images=args.skip_bad_images)
     print(format_predictions(results, as_json=args.json))
     return 0
 
@@ -246,6 +247,8 @@ def _add_predict_parser(sub):
     p.add_argument("--top-k", type=_POSITIVE_INT, default=1, metavar="K",
                    help="classes per image (default 1)")
     p.add_argument("--json", action="store_true", help="print one JSON document instead")
+    p.add_argument("--skip-bad-images", action="store_true", help="leave out image files that "
+                   "cannot be decoded, naming them, instead of stopping")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="auto (default: the inference precision measured faster for this "
                    "network here, see 'gluon-resnet precision'; else fp32), bf16 or fp32")
