@@ -208,3 +208,40 @@ def test_the_layers_import_downwards_only():
                                  "gluon_resnet.cli")) for m in below_training for d in deps[m])
     launcher = deps["gluon_resnet.distributed.launcher"]
     assert not any(d.startswith(("gluon_resnet.cli", "gluon_resnet._mxnet")) for d in launcher)
+
+
+def _setup_plan(*options):
+    """What ``scripts/setup.sh --print`` says it installs: {"system": [...], "venv": [...]}."""
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "setup.sh"), "--print"] + list(options),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    plan = {"system": [], "venv": []}
+    for line in done.stdout.splitlines():
+        where, _, what = line.partition(": ")
+        plan["system" if where.startswith("system-wide") else "venv"] += (
+            what.split() if where.startswith("system-wide") else [what])
+    return plan
+
+
+def test_the_main_jobs_setup_installs_only_what_the_main_job_needs():
+    main_job, tests = _setup_plan(), _setup_plan("--test")
+    assert main_job == {"system": ["dataset-fashion-mnist"],
+                        "venv": ["pip install -e '.[cpu]'"]}
+    assert set(tests["system"]) == {"dataset-fashion-mnist", "openssh-server", "iproute2"}
+    assert tests["venv"] == ["pip install -e '.[cpu,test,bench]'",
+                             "pip install --no-deps d2l==1.0.3"]
+
+
+def test_the_readme_names_what_each_setup_installs_and_ci_runs_its_test_command():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    commands = re.search(r"## Set-up.*?```bash\n(.*?)```", readme, re.S).group(1)
+    assert "bash scripts/setup.sh && .venv/bin/gluon-resnet train" in commands
+    test_command = ("bash scripts/setup.sh --test && .venv/bin/ruff check . && "
+                    ".venv/bin/python -m pytest -q tests")
+    assert test_command in commands
+    setup_text = readme[readme.index("## Set-up"):readme.index("## How long")]
+    for package in _setup_plan("--test")["system"]:
+        assert "`%s`" % package in setup_text, package
+    assert "pip install -e '.[cpu]'" in setup_text and "--no-deps" in setup_text
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "bash scripts/setup.sh --test && .venv/bin/ruff check ." in ci
