@@ -9,8 +9,10 @@ ONNX or MXNet's symbol format, see ``gluon_resnet.export``), ``launch`` (``train
 worker processes, see ``gluon_resnet.distributed``), ``precision`` (what
 ``--precision auto`` measured on this CPU).  The options of ``train``
 are the fields of ``TrainConfig``.  Errors a user can fix are printed as one
-sentence with exit status 2 (a file that cannot be written: status 1); a stop
-signal during training (Ctrl-C, SIGTERM, SIGHUP) saves a checkpoint and exits
+sentence in the flags the user typed (a bad option: after one usage line; the
+whole usage is ``--help``'s) with exit status 2 (a file that cannot be written:
+status 1); a stop signal during training (Ctrl-C, SIGTERM, SIGHUP) saves a
+checkpoint and exits
 with status 128 + its number (130, 143, 129), and the printed resume command
 is the one this command was started with.  A closed output pipe (``gluon-resnet
 models | head``) ends the command quietly with status 141.
