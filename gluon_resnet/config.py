@@ -162,8 +162,11 @@ class TrainConfig:
         except ValueError as exc:
             raise RunError(str(exc)) from None
         if self.data is None and (self.val_fraction is not None or self.skip_bad_images):
-            raise RunError("val_fraction and skip_bad_images apply to your own images: give "
-                           "data (--data PATH) too")
+            raise validate.in_flags(
+                RunError("val_fraction and skip_bad_images apply to your own images: give "
+                         "data (--data PATH) too"),
+                "--val-fraction and --skip-bad-images apply to your own images: give --data "
+                "PATH too")
         if self.model not in list_models():
             raise RunError(unknown_model_message(self.model))
         if self.pretrained is not None and self.model not in SUPPORTED_MODELS:

@@ -118,6 +118,13 @@ def test_the_data_root_refusal_names_the_flag(tmp_path, capsys):
     assert "pass --data-root FOLDER" in err and "root=" not in err
 
 
+def test_an_option_for_own_images_without_data_names_the_flags(capsys):
+    assert main(["train", "--skip-bad-images", "--limit", "10"]) == 2
+    err = capsys.readouterr().err
+    assert "--skip-bad-images apply to your own images: give --data PATH too" in err
+    assert "skip_bad_images" not in err
+
+
 def test_the_resume_refusal_names_the_flags(tmp_path, capsys):
     made_run(str(tmp_path / "run"), epochs_done=1)  # trained with --no-resize
     assert main(["train", "--resume", str(tmp_path / "run"), "--resize", "32", "--epochs",
