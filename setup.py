@@ -38,6 +38,9 @@ setup(
         # 2.13.0 is the CPU build on this project's machines' disk: an unpinned torch makes pip
         # fetch a CUDA build of several GB instead.
         "bench": ["d2lzh", "torch==2.13.0"],
+        # Opening the notebooks (notebooks/README.md): JupyterLab and the Python kernel, and what
+        # notebooks/run.py runs them with.
+        "notebooks": ["jupyterlab", "ipykernel", "nbclient", "nbformat"],
     },
     entry_points={"console_scripts": ["gluon-resnet=gluon_resnet.cli:main"]},
 )

@@ -6,10 +6,19 @@ top of it.  The CPU wheel comes with the ``[cpu]`` extra instead, and this
 module explains what to install when no MXNet is importable.
 
 Threads: left alone, MXNet 1.9.1 may run its operators on fewer OpenMP
-threads than there are cores (one of two on a 2-core machine).  Unless
+threads than there are cores (one of two on a 2-core machine): when
+``OMP_NUM_THREADS`` is unset, MXNet takes half the cores reported (it assumes
+two hardware threads a core) and sets that as the OpenMP thread count of each
+engine worker thread, the threads that run the operators.  Unless
 ``OMP_NUM_THREADS`` is set, it is set here to the number of cores this process
-may use, which must happen before MXNet is first imported (setting it later,
-or MXNet's ``MXSetNumOMPThreads``, does not reach its worker threads).
+may use before MXNet loads.  When MXNet was imported first (every d2l page
+starts with ``from mxnet import ...``), that is too late, and
+``MXSetNumOMPThreads`` sets only the calling thread's count; instead
+``_widen_worker_threads`` runs ``omp_set_num_threads`` on the worker of
+``cpu(0)`` itself, pushed onto MXNet's engine as an operation.  oneDNN's
+convolutions, batch norms and dense layers, nearly all of a ResNet's time, then
+use every core; MXNet's own element-wise loops stay at its cap (half the
+cores).  ``THREADS`` says which of the two happened.
 
 AMX: MXNet 1.9.1's oneDNN (v2.4) has AMX-BF16 kernels but uses them only when
 ``DNNL_MAX_CPU_ISA=AVX512_CORE_AMX`` is in the environment the first time it
@@ -23,6 +32,7 @@ program this process starts must never inherit the variable without asking
 (a child that imports gluon_resnet asks for itself).  ``AMX`` says what happened.
 """
 
+import ctypes
 import os
 import sys
 import warnings
@@ -37,16 +47,14 @@ _HOW_TO_INSTALL = (
 
 
 THREADS_SET_HERE = False
+_WIDEN = False
 if "OMP_NUM_THREADS" not in os.environ:
     if "mxnet" not in sys.modules:
         os.environ["OMP_NUM_THREADS"] = str(usable_cores())
         THREADS_SET_HERE = True
     elif usable_cores() > 1:
-        warnings.warn(
-            "MXNet was imported before gluon_resnet without OMP_NUM_THREADS, so it may use only "
-            "one of this machine's %d cores: import gluon_resnet first, or set "
-            "OMP_NUM_THREADS=%d before starting Python." % (usable_cores(), usable_cores()),
-            RuntimeWarning, stacklevel=3)
+        _WIDEN = True
+
 
 #: Set to 1 to keep oneDNN off AMX (comparisons, or a kernel that misbehaves).
 DISABLE_AMX_ENV = "GLUON_RESNET_DISABLE_AMX"
@@ -100,3 +108,54 @@ finally:
 
 #: ``(True, "on")`` when oneDNN may use AMX in this process, else ``(False, reason)``.
 AMX = (True, "on") if _switch_amx else (False, _amx_why_not)
+
+
+class _Context(ctypes.Structure):
+    """MXNet's C ``Context``: device type (1: CPU) and device id."""
+    _fields_ = [("dev_type", ctypes.c_int), ("dev_id", ctypes.c_int)]
+
+
+_ENGINE_FUNC = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
+
+
+def _widen_worker_threads(threads):
+    """Set the OpenMP thread count of the engine thread that runs ``cpu(0)``'s operators.
+
+    Returns that thread's count afterwards (``omp_get_max_threads`` read in the
+    thread), or None when it could not be set (no such symbol, engine error).
+    One operation reaches one worker: with ``MXNET_CPU_WORKER_NTHREADS`` above 1
+    the others keep their count, and so do the workers of ``cpu(1)`` and above.
+    """
+    lib = mx.base._LIB
+    try:
+        set_threads, get_threads = lib.omp_set_num_threads, lib.omp_get_max_threads
+    except AttributeError:  # an MXNet built without OpenMP
+        return None
+    set_threads.argtypes, get_threads.restype = [ctypes.c_int], ctypes.c_int
+    seen = []
+
+    def run(_run_context, _param):
+        set_threads(threads)
+        seen.append(get_threads())
+
+    func, ctx = _ENGINE_FUNC(run), _Context(1, 0)
+    status = lib.MXEnginePushSync(func, None, None, ctypes.byref(ctx), None, 0, None, 0, None, 0,
+                                  b"gluon_resnet_threads")
+    mx.nd.waitall()  # the operation has run once this returns; func is still referenced here
+    return seen[0] if status == 0 and seen else None
+
+
+#: How this process got its threads: ``"environment"`` (``OMP_NUM_THREADS``, the user's or
+#: set here), ``"engine"`` (set on MXNet's worker after MXNet was imported first), or
+#: ``"one core"`` (nothing to do).
+THREADS = "environment" if "OMP_NUM_THREADS" in os.environ else "one core"
+if _WIDEN:
+    if os.environ.get("MXNET_CPU_WORKER_NTHREADS", "1") == "1" and \
+            _widen_worker_threads(usable_cores()) == usable_cores():
+        THREADS = "engine"
+    else:
+        warnings.warn(
+            "MXNet was imported before gluon_resnet without OMP_NUM_THREADS, so it may use only "
+            "one of this machine's %d cores: import gluon_resnet first, or set "
+            "OMP_NUM_THREADS=%d before starting Python." % (usable_cores(), usable_cores()),
+            RuntimeWarning, stacklevel=3)

@@ -85,13 +85,28 @@ def _fsync_folder(folder):
         os.close(fd)
 
 
+def _umask():
+    """This process's umask, read without changing it (Linux), else set and restored at once."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path, write, suffix=""):
     """Call ``write(tmp_path)``, then make the temporary file ``path``, durably.
 
     The temporary file (``.tmp-*`` + ``suffix``) sits in the folder of
     ``path``; it is flushed to disk, renamed over ``path`` (atomic within one
     file system), and the folder is flushed, so a kill or a power cut at any
-    moment leaves the old file or the new one, never a damaged one.
+    moment leaves the old file or the new one, never a damaged one.  The file
+    gets the mode of any new file of the user's (``0o666`` less the umask).
 
     Raises
     ------
@@ -106,6 +121,9 @@ def atomic_write(path, write, suffix=""):
         fd, tmp = tempfile.mkstemp(prefix=TEMPORARY_PREFIX, suffix=suffix, dir=folder)
         os.close(fd)
         write(tmp)
+        # mkstemp makes the file 0600; the run's files get the mode any new file of the user's
+        # gets (0644 under the usual umask 022), so that a run folder can be shared.
+        os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -9,8 +9,10 @@ ONNX or MXNet's symbol format, see ``gluon_resnet.export``), ``launch`` (``train
 worker processes, see ``gluon_resnet.distributed``), ``precision`` (what
 ``--precision auto`` measured on this CPU).  The options of ``train``
 are the fields of ``TrainConfig``.  Errors a user can fix are printed as one
-sentence with exit status 2 (a file that cannot be written: status 1); a stop
-signal during training (Ctrl-C, SIGTERM, SIGHUP) saves a checkpoint and exits
+sentence in the flags the user typed (a bad option: after one usage line; the
+whole usage is ``--help``'s) with exit status 2 (a file that cannot be written:
+status 1); a stop signal during training (Ctrl-C, SIGTERM, SIGHUP) saves a
+checkpoint and exits
 with status 128 + its number (130, 143, 129), and the printed resume command
 is the one this command was started with.  A closed output pipe (``gluon-resnet
 models | head``) ends the command quietly with status 141.
@@ -24,7 +26,7 @@ import shutil
 import sys
 
 from .checkpoint import CHECKPOINT_NAME, SaveError, checkpoint_file, read_checkpoint_meta
-from .config import TrainConfig, recipe_config
+from .config import TrainConfig, recipe_config, flag as config_flag
 from .devices import parse_ctx
 from .distributed import launch, worker_command
 from .evaluation import evaluate_run
@@ -32,7 +34,7 @@ from .events import TrainingDiverged, TrainingInterrupted
 from .experiment import run_training
 from .export import export_checkpoint
 from .models import count_model_parameters, get_model, list_models, model_description, \
-    model_input_channels
+    model_input_channels, unknown_model_message
 from .precision import PRECISIONS, show_decisions
 from .predict import format_predictions, predict_files
 from .summary import format_summary, summarize
@@ -43,6 +45,33 @@ __all__ = ["main", "build_parser", "add_train_options"]
 _POSITIVE_INT = argument(positive_int)
 _POSITIVE_NUMBER = argument(positive_number, float)
 _NON_NEGATIVE_NUMBER = argument(non_negative_number, float)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument error prints one usage line and the error, not the whole usage block.
+
+    The block (every option) is what ``--help`` prints; a typo needs the one line
+    that says what was wrong.  Sub-command parsers are of this class too.
+    """
+
+    def error(self, message):
+        self.exit(2, "usage: %s ... (%s --help lists the options)\n%s: error: %s\n"
+                  % (self.prog, self.prog, self.prog, message))
+
+
+def _device(spec, command):
+    """The one device of ``--ctx spec`` for ``command`` (eval, predict), parsed as train does."""
+    ctxs = parse_ctx(spec)
+    if len(ctxs) != 1:
+        raise ValueError("--ctx %s names %d devices; %s runs on one: give one, for example "
+                         "cpu or gpu:0" % (spec, len(ctxs), command))
+    return ctxs[0]
+
+
+def _add_ctx_option(parser):
+    parser.add_argument("--ctx", default="cpu", metavar="DEVICE",
+                        help="the device: cpu (default), cpu:1, gpu:0 or auto (a GPU if "
+                        "there is one), as train's --ctx")
 
 
 def _cmd_shapes(args):
@@ -80,8 +109,17 @@ def program():
     return "gluon-resnet"  # main() called from Python: the name the README uses
 
 
+def shown_path(path):
+    """``path`` in one form wherever a command prints it: relative to the current folder when
+    it is inside it (``runs/x/checkpoint.ckpt``), absolute otherwise."""
+    absolute = os.path.abspath(path)
+    relative = os.path.relpath(absolute)
+    return absolute if relative == os.pardir or relative.startswith(os.pardir + os.sep) \
+        else relative
+
+
 def _resume_hint(checkpoint):
-    return "%s train --resume %s" % (program(), shlex.quote(checkpoint))
+    return "%s train --resume %s" % (program(), shlex.quote(shown_path(checkpoint)))
 
 
 def _cmd_train(args):
@@ -103,7 +141,7 @@ def _cmd_train(args):
         print("\n%s." % exc, file=sys.stderr)
         if exc.checkpoint:
             print("Nothing is lost: the state is saved in %s.\nResume with: %s"
-                  % (exc.checkpoint, _resume_hint(exc.checkpoint)), file=sys.stderr)
+                  % (shown_path(exc.checkpoint), _resume_hint(exc.checkpoint)), file=sys.stderr)
         return exc.exit_status
     except TrainingDiverged as exc:
         print("gluon-resnet train: %s The last good checkpoint, if any, is kept." % exc,
@@ -118,7 +156,7 @@ def _cmd_train(args):
         return 1
     if out is not None:  # None on distributed workers other than worker 0
         print("run folder: %s (checkpoint.ckpt, history.json, history.csv, learning_curve.png, "
-              "config.json)" % out)
+              "config.json)" % shown_path(out))
     return 0
 
 
@@ -130,7 +168,7 @@ def add_train_options(parser):
     """
     for field in dataclasses.fields(TrainConfig):
         meta = field.metadata
-        flag = "--" + field.name.replace("_", "-")
+        flag = config_flag(field.name)
         default = "" if field.default is None else " (chapter recipe: %s)" % (field.default,)
         if meta["parse"] is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
@@ -152,7 +190,7 @@ def add_train_options(parser):
 def _cmd_eval(args):
     evaluate_run(args.params, model=args.model, resize=args.resize, data_root=args.data_root,
                  confusion=args.confusion, samples=args.samples, limit=args.limit,
-                 precision=args.precision)
+                 precision=args.precision, ctx=_device(args.ctx, "eval"))
     return 0
 
 
@@ -191,13 +229,15 @@ def _add_eval_parser(sub):
     p.add_argument("--confusion", metavar="PNG", help="save the confusion matrix figure here")
     p.add_argument("--samples", metavar="PNG", help="save a grid of sample predictions here")
     _add_precision_option(p)
+    _add_ctx_option(p)
     p.set_defaults(func=_cmd_eval)
 
 
 def _cmd_predict(args):
     results = predict_files(args.params, args.paths, top_k=args.top_k,
                             notice=lambda line: print(line, file=sys.stderr),
-                            precision=args.precision)
+                            precision=args.precision, ctx=_device(args.ctx, "predict"),
+                            skip_bad_images=args.skip_bad_images)
     print(format_predictions(results, as_json=args.json))
     return 0
 
@@ -216,7 +256,10 @@ def _add_predict_parser(sub):
     p.add_argument("--top-k", type=_POSITIVE_INT, default=1, metavar="K",
                    help="classes per image (default 1)")
     p.add_argument("--json", action="store_true", help="print one JSON document instead")
+    p.add_argument("--skip-bad-images", action="store_true", help="leave out image files that "
+                   "cannot be decoded, naming them, instead of stopping")
     _add_precision_option(p)
+    _add_ctx_option(p)
     p.set_defaults(func=_cmd_predict)
 
 
@@ -232,8 +275,13 @@ def _add_precision_parser(sub):
     p.add_argument("--batch-size", type=_POSITIVE_INT, help="only this batch size (with "
                    "--measure: default 256)")
     p.add_argument("--measure", action="store_true", help="measure this case again (about 30 s)")
-    p.set_defaults(func=lambda args: show_decisions(args.model, args.size, args.batch_size,
-                                                    measure=args.measure))
+    p.set_defaults(func=_cmd_precision)
+
+
+def _cmd_precision(args):
+    if args.model is not None and args.model not in list_models():
+        raise ValueError(unknown_model_message(args.model))
+    return show_decisions(args.model, args.size, args.batch_size, measure=args.measure)
 
 
 def _cmd_export(args):
@@ -261,7 +309,7 @@ def _add_export_parser(sub):
 
 def _parse_launched_train(argv):
     """Parse a launched ``train`` command as ``gluon-resnet train`` would, and check its device."""
-    parser = argparse.ArgumentParser(prog="gluon-resnet launch -- train", allow_abbrev=False)
+    parser = _Parser(prog="gluon-resnet launch -- train", allow_abbrev=False)
     add_train_options(parser)
     args = parser.parse_args(argv)  # a bad option exits here, as train would
     if args.ctx is not None and args.ctx.strip().lower() not in ("cpu", "auto"):
@@ -350,7 +398,7 @@ def _cmd_models(args):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="gluon-resnet",
         description="d2l-zh chapter 5.11 (ResNet) on MXNet Gluon: shapes, training, models.",
         allow_abbrev=False)
@@ -396,7 +444,9 @@ def main(argv=None):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + 13  # SIGPIPE
     except (ValueError, FileNotFoundError) as exc:
-        print("gluon-resnet %s: error: %s" % (args.command, exc), file=sys.stderr)
+        # In the flag names the user typed, where the message has them (validate.in_flags).
+        print("gluon-resnet %s: error: %s" % (args.command, getattr(exc, "flags", None) or exc),
+              file=sys.stderr)
         return 2
     except SaveError as exc:
         print("gluon-resnet %s: error: %s." % (args.command, exc), file=sys.stderr)

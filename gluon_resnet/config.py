@@ -11,13 +11,13 @@ with learning rate 0.05, batch 256, 5 epochs).
 import dataclasses
 
 from .errors import RunError
-from .models import list_models
+from .models import list_models, unknown_model_message
 from .precision import PRECISIONS
 from .pretrained import SUPPORTED_MODELS
 from . import validate
 
 __all__ = ["TrainConfig", "RunError", "RECIPES", "recipe_config", "SCHEDULES", "KVSTORES",
-           "OPTIMIZERS", "RESUME_CHANGES"]
+           "OPTIMIZERS", "RESUME_CHANGES", "flag"]
 
 
 #: Learning-rate schedules: the book's constant rate, or one cycle (up, then down).
@@ -159,11 +159,13 @@ class TrainConfig:
         except ValueError as exc:
             raise RunError(str(exc)) from None
         if self.data is None and (self.val_fraction is not None or self.skip_bad_images):
-            raise RunError("val_fraction and skip_bad_images apply to your own images: give "
-                           "data (--data PATH) too")
+            raise validate.in_flags(
+                RunError("val_fraction and skip_bad_images apply to your own images: give "
+                         "data (--data PATH) too"),
+                "--val-fraction and --skip-bad-images apply to your own images: give --data "
+                "PATH too")
         if self.model not in list_models():
-            raise RunError("unknown model %r; the registered models are: %s"
-                           % (self.model, ", ".join(list_models())))
+            raise RunError(unknown_model_message(self.model))
         if self.pretrained is not None and self.model not in SUPPORTED_MODELS:
             raise RunError("--pretrained takes torchvision ResNet weights, which fit only %s; "
                            "got --model %s" % (", ".join(SUPPORTED_MODELS), self.model))
@@ -181,6 +183,24 @@ class TrainConfig:
             raise RunError("unknown training option%s %s; the options are: %s"
                            % ("s" * (len(unknown) > 1), ", ".join(unknown), ", ".join(names)))
         return cls(**data)
+
+
+def flag(name, value=dataclasses.MISSING):
+    """The ``gluon-resnet train`` option of field ``name``, or how to give it ``value``.
+
+    ``flag("data_root")`` is ``"--data-root"``; ``flag("resize", 96)`` is
+    ``"--resize 96"``, ``flag("resize", None)`` is ``"--no-resize"`` (28x28),
+    ``flag("augment", False)`` is ``"--no-augment"``; other fields left unset are
+    ``"no --NAME"``.
+    """
+    option = "--" + name.replace("_", "-")
+    if value is dataclasses.MISSING:
+        return option
+    if value is None:
+        return "--no-resize" if name == "resize" else "no " + option
+    if isinstance(value, bool):
+        return option if value else "--no-" + option[2:]
+    return "%s %s" % (option, value)
 
 
 def recipe_config(name, **changes):

@@ -37,7 +37,7 @@ from .callbacks import (Checkpointer, CurvePlotter, HistoryWriter, OneCycleSched
                         ProgressBar)
 from .checkpoint import (CHECKPOINT_NAME, atomic_write, checkpoint_file, read_checkpoint,
                          remove_temporary_files)
-from .config import (RECIPES, RESUME_CHANGES, KVSTORES, SCHEDULES, RunError, TrainConfig,
+from .config import (RECIPES, RESUME_CHANGES, KVSTORES, SCHEDULES, RunError, TrainConfig, flag,
                      recipe_config)
 from .data import load_data_fashion_mnist, load_data_image_folder
 from .devices import available_memory, parse_ctx
@@ -50,6 +50,7 @@ from .runlock import RunLock
 from .summary import activation_bytes
 from .trained import data_description
 from .training import LabelSmoothingLoss, Learner
+from .validate import in_flags
 
 __all__ = ["TrainConfig", "RunError", "RECIPES", "recipe_config", "RESUME_CHANGES", "KVSTORES",
            "SCHEDULES", "HEAD_LR_MULT", "run_training", "resolve_config", "prepare_folder",
@@ -182,10 +183,14 @@ def resolve_config(config=None, resume=None, overrides=None):
     fixed = sorted(k for k, v in overrides.items()
                    if k not in RESUME_CHANGES and v != stored.get(k))
     if fixed:
-        raise RunError("cannot change %s when resuming %s (it was trained with %s); only %s "
-                       "may change" % (", ".join(fixed), resume,
-                                       ", ".join("%s=%r" % (k, stored.get(k)) for k in fixed),
-                                       ", ".join(RESUME_CHANGES)))
+        refusal = "cannot change %s when resuming %s (it was trained with %s); only %s may change"
+        raise in_flags(
+            RunError(refusal % (", ".join(fixed), resume,
+                                ", ".join("%s=%r" % (k, stored.get(k)) for k in fixed),
+                                ", ".join(RESUME_CHANGES))),
+            refusal % (", ".join(flag(k) for k in fixed), resume,
+                       ", ".join(flag(k, stored.get(k)) for k in fixed),
+                       ", ".join(flag(k) for k in RESUME_CHANGES)))
     config = TrainConfig.from_dict(dict(stored, **overrides)).validate()
     done = saved.meta["epoch"]
     if config.epochs <= done:
@@ -397,15 +402,14 @@ def build_network(config, ctx, in_channels=1, load_weights=True, out=None, net=N
     else:
         kwargs["in_channels"] = in_channels
         if load_weights:
-            with warnings.catch_warnings():
-                if out is not None:  # printed below, not twice
-                    warnings.simplefilter("ignore", UserWarning)
-                net, report = load_pretrained(config.model, config.pretrained, **kwargs)
+            net, report = load_pretrained(config.model, config.pretrained, **kwargs)
             net.collect_params().reset_ctx(ctx)
             if report.skipped:
                 net.output.initialize(init.Xavier(), ctx=ctx, force_reinit=True)
             if out is not None:
                 out(str(report))
+            for notice in report.notices if out is None else ():
+                warnings.warn(notice, UserWarning, stacklevel=2)
         else:
             net = get_model(config.model, **kwargs)
             net.initialize(init.Xavier(), ctx=ctx)

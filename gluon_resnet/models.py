@@ -33,6 +33,7 @@ weights in ``pretrained``).
 """
 
 import collections
+import difflib
 import functools
 import inspect
 import re
@@ -49,6 +50,7 @@ from .layers import StemConv2D
 
 __all__ = ["chapter_resnet18", "resnet18", "register_model", "list_models",
            "get_model", "model_description", "model_input_channels", "count_model_parameters",
+           "unknown_model_message",
            "ResNet", "ResNetArch", "RESNET_SPEC", "CIFAR_DEPTHS", "BLOCKS", "cifar_spec",
            "get_resnet", "cifar_resnet", "cifar_plain", "CIFAR_PLAIN_DEPTHS", "plain_resnet",
            "compact_resnet8", "compact_resnet8_w32", "compact_resnet9", "RESNET_VARIANTS",
@@ -94,14 +96,24 @@ def model_input_channels(name):
     return _lookup(name).input_channels
 
 
+def unknown_model_message(name):
+    """The sentence for a model name that is not registered: the closest names, not all of them.
+
+    ``"unknown model 'resnt18'; did you mean resnet18? ('gluon-resnet models' or
+    list_models() lists all 42)"``.
+    """
+    close = difflib.get_close_matches(str(name), list_models(), n=3, cutoff=0.6)
+    guess = "; did you mean %s?" % " or ".join(filter(None, [", ".join(close[:-1]), close[-1]])) \
+        if close else ""
+    return "unknown model %r%s ('gluon-resnet models' or list_models() lists all %d)" % (
+        name, guess, len(list_models()))
+
+
 def _lookup(name):
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(
-            "unknown model %r; the registered models are: %s"
-            % (name, ", ".join(list_models()))
-        ) from None
+        raise ValueError(unknown_model_message(name)) from None
 
 
 def get_model(name, **kwargs):
@@ -696,7 +708,8 @@ def _compact_resnet(stem, prefix, num_classes, kwargs, width=48):
                 "a compact ResNet-8 for 28x28 images: 3x3/2 stem, basic blocks 1-1-1 of "
                 "48/96/192 channels, shortcut B")
 def compact_resnet8(num_classes=10, **kwargs):
-    """A small, fast ResNet for 28x28 Fashion-MNIST (the ``fast`` recipe's network).
+    """A small, fast ResNet for 28x28 Fashion-MNIST (``compact_resnet8_w32`` is the ``fast``
+    recipe's network, ``compact_resnet9`` the ``best`` recipe's).
 
     A 3x3/2 stem (48 channels) and three stages of one basic block each
     (48, 96, 192 channels) at 14x14, 7x7 and 4x4: 8 weighted layers, 0.69 M

@@ -17,8 +17,8 @@ import numpy as np
 
 from ._mxnet import mx
 
-from .data import (IMAGE_EXTENSIONS, FashionMNISTLoader, image_files, image_header, read_image,
-                   resize_image)
+from .data import IMAGE_EXTENSIONS, FashionMNISTLoader, image_files
+from .data.images import BadImages, decode_into_memory, probe_images, thread_pool
 from .precision import describe_precision
 from .trained import data_description, load_trained
 from . import validate
@@ -69,7 +69,7 @@ def _conversion_notice(headers, channels, size):
 
 
 def predict_files(checkpoint, paths, top_k=1, ctx=None, batch_size=256, notice=None,
-                  precision="auto"):
+                  precision="auto", skip_bad_images=False):
     """The ``top_k`` classes of each image file, with their probabilities.
 
     Parameters
@@ -90,6 +90,9 @@ def predict_files(checkpoint, paths, top_k=1, ctx=None, batch_size=256, notice=N
         ``"auto"`` uses the inference decision cached for this network
         (``precision.resolve_precision``; fp32 when none is).  bf16 turns on
         AMP for the whole process.
+    skip_bad_images : bool, default False
+        Leave out the files that cannot be decoded, naming them in one notice,
+        instead of refusing them all (``ImageFolderError`` naming each).
 
     Returns
     -------
@@ -102,14 +105,24 @@ def predict_files(checkpoint, paths, top_k=1, ctx=None, batch_size=256, notice=N
     trained = load_trained(checkpoint, ctx, precision, notice=notice, batch_size=batch_size)
     data = trained.data
     classes, size = data.classes, data.size
-    files = collect_image_files(paths)
-    line = _conversion_notice([image_header(f) for f in files], data.channels, size)
-    if line is not None:
+    def say(line):
         if notice is None:
-            warnings.warn(line, UserWarning, stacklevel=2)
+            warnings.warn(line, UserWarning, stacklevel=3)
         else:
             notice(line)
-    images = np.stack([resize_image(read_image(f, data.channels), size) for f in files])
+
+    files, bad = collect_image_files(paths), BadImages(skip_bad_images)
+    with thread_pool() as pool:
+        probed = probe_images(files, pool, bad)
+        files = [files[i] for i, _, _ in probed]
+        images, good = decode_into_memory(files, size, data.channels, True, pool, bad)
+    bad.report(say)  # every file that cannot be decoded, refused or skipped at once
+    if not good:
+        raise ValueError("none of the %d image files given could be decoded" % len(bad.paths))
+    files, headers = [files[i] for i in good], [probed[i][1:] for i in good]
+    line = _conversion_notice(headers, data.channels, size)
+    if line is not None:
+        say(line)
     loader = FashionMNISTLoader(images, np.zeros(len(files), np.int64), batch_size,
                                 mean=data.mean, std=data.std, classes=classes, ctx=ctx)
     if notice is not None and trained.precision.news:  # plain fp32 goes without saying

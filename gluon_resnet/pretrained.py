@@ -432,8 +432,10 @@ def load_pretrained(name, path, *, skip_classifier=None, ctx=None, init=None, **
     -------
     (ResNet, LoadReport)
         The network, initialised with the file's weights (``(N, C, H, W) ->
-        (N, num_classes)``), and what was loaded; the report's notices are
-        also issued as ``UserWarning``.
+        (N, num_classes)``), and what was loaded.  The report's notices
+        (the classifier left out, the stem's filters summed) say what the
+        arguments asked for, so they are not issued as warnings: ``print(report)``
+        shows them.
 
     Raises
     ------
@@ -465,8 +467,6 @@ def load_pretrained(name, path, *, skip_classifier=None, ctx=None, init=None, **
                            % (theirs.shape[0], ours[0]))
     report = _load(net, state, os.fspath(path), skip_classifier, None)
     report = dataclasses.replace(report, notices=tuple(notices) + report.notices)
-    for notice in report.notices:
-        warnings.warn(notice, UserWarning, stacklevel=2)
     if any(0 in (_shape(p) or (0,)) for p in net.collect_params().values()):
         channels = _shape(net.features[0].weight)[1] or 3
         net(in_caller_mode(mx.nd.zeros((1, channels, 32, 32),

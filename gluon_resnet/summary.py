@@ -102,8 +102,11 @@ def summarize(net, input_shape=(1, 1, 224, 224), ctx=None):
     -------
     list of dict
         One row per top-level layer: ``name``, ``kind`` (class name),
-        ``shape`` (output shape) and ``params`` (trainable parameter count:
-        BN running statistics are left out, as torchvision counts).
+        ``shape`` (output shape), ``params`` (trainable parameter count:
+        BN running statistics are left out, as torchvision counts) and
+        ``macs`` (multiply-accumulates of its convolutions and dense layers
+        per image, as ``count_flops`` counts them; None when the layer is
+        hybridized).
 
     Raises
     ------
@@ -120,8 +123,9 @@ def summarize(net, input_shape=(1, 1, 224, 224), ctx=None):
     for label, layer in layers:
         in_shape = x.shape
         try:
-            x = layer(x)
-            x.wait_to_read()
+            with _counting_macs(layer) as macs:
+                x = layer(x)
+                x.wait_to_read()
         except mx.base.MXNetError as exc:
             raise InputTooSmallError(
                 "input %s is too small or malformed for this network: layer %s (%s) "
@@ -131,9 +135,53 @@ def summarize(net, input_shape=(1, 1, 224, 224), ctx=None):
             ) from None
         rows.append({"name": label, "kind": type(layer).__name__, "shape": tuple(x.shape),
                      "params": count_parameters(layer, trainable_only=True),
+                     "macs": None if macs is None else macs[0] // max(in_shape[0], 1),
                      "in_shape": tuple(in_shape)})
     _check_no_collapse(net, rows, input_shape)
     return rows
+
+
+class _counting_macs:
+    """``with _counting_macs(block) as macs``: ``macs[0]`` adds up the multiply-accumulates of
+    the convolutions and dense layers in ``block`` while it runs (the whole batch).
+
+    ``macs`` is None for a hybridized block, whose layers do not run one by one.
+    """
+
+    def __init__(self, block):
+        self.block, self.handles, self.total = block, [], [0]
+
+    def _conv(self, block, inputs, output):
+        per_output = 1
+        for d in block.weight.shape[1:]:  # (out, in / groups, kh, kw)
+            per_output *= d
+        self.total[0] += per_output * output.size
+
+    def _dense(self, block, inputs, output):
+        self.total[0] += block.weight.shape[1] * output.size  # (units, in_units)
+
+    def _attach(self, block):
+        if isinstance(block, nn.Conv2D):
+            self.handles.append(block.register_forward_hook(self._conv))
+        elif isinstance(block, nn.Dense):
+            self.handles.append(block.register_forward_hook(self._dense))
+        for child in block._children.values():
+            self._attach(child)
+
+    def __enter__(self):
+        if _hybridized(self.block):
+            return None
+        self._attach(self.block)
+        return self.total
+
+    def __exit__(self, *exc_info):
+        for handle in self.handles:
+            handle.detach()
+
+
+def _hybridized(block):
+    return getattr(block, "_active", False) or any(
+        _hybridized(child) for child in block._children.values())
 
 
 def _check_no_collapse(net, rows, input_shape):
@@ -160,15 +208,28 @@ def _check_no_collapse(net, rows, input_shape):
 
 
 def format_summary(rows):
-    """The rows of ``summarize`` as a text table with a total line."""
+    """The rows of ``summarize`` as a text table with a total line.
+
+    Columns: layer, output shape, trainable parameters, and MACs: the
+    multiply-accumulates of the layer's convolutions and dense layers per image
+    (FLOPs are about twice as many), ``-`` for a hybridized layer.
+    """
     width = max([len(r["name"]) + len(r["kind"]) + 3 for r in rows] + [5])
-    lines = ["%-*s  %-20s  %12s" % (width, "layer", "output shape", "parameters")]
+    line = "%-*s  %-20s  %12s  %15s"
+    lines = [line % (width, "layer", "output shape", "parameters", "MACs")]
+
+    def macs(value):
+        return "-" if value is None else format(value, ",")
+
     # Trainable parameters only, as in the tables of torchvision and the papers.
     for r in rows:
         label = "%s (%s)" % (r["name"], r["kind"])
-        lines.append("%-*s  %-20s  %12s" % (width, label, r["shape"], format(r["params"], ",")))
-    total = format(sum(r["params"] for r in rows), ",")
-    lines.append("%-*s  %-20s  %12s" % (width, "total", "", total))
+        lines.append(line % (width, label, r["shape"], format(r["params"], ","),
+                             macs(r.get("macs"))))
+    counted = [r.get("macs") for r in rows]
+    total = None if None in counted else sum(counted)
+    lines.append(line % (width, "total", "", format(sum(r["params"] for r in rows), ","),
+                         macs(total)))
     return "\n".join(lines)
 
 

@@ -13,7 +13,8 @@ import math
 import numbers
 
 __all__ = ["positive_int", "non_negative_int", "optional_positive_int", "positive_number",
-           "non_negative_number", "fraction", "probability", "one_of", "shard", "argument"]
+           "non_negative_number", "fraction", "probability", "one_of", "shard", "argument",
+           "in_flags"]
 
 
 def _fail(name, owner, what, value):
@@ -113,3 +114,14 @@ def argument(check, parse=int):
 
     convert.__name__ = check.__name__.replace("_", " ")
     return convert
+
+
+def in_flags(exc, text):
+    """``exc``, carrying ``text`` (its message in the command line's flag names) as ``exc.flags``.
+
+    A message names what the caller typed: ``root=FOLDER`` for a Python caller
+    (``str(exc)``), ``--data-root FOLDER`` for a user of ``gluon-resnet``, whose
+    error handler prints ``exc.flags`` when there is one.
+    """
+    exc.flags = text
+    return exc

@@ -63,7 +63,7 @@ def test_shapes_too_small_names_the_layer(capsys):
 def test_shapes_bad_model_name(capsys):
     assert main(["shapes", "--model", "resnet9000"]) == 2
     err = capsys.readouterr().err
-    assert "resnet9000" in err and "chapter_resnet18" in err
+    assert "resnet9000" in err and "'gluon-resnet models'" in err
 
 
 @pytest.mark.parametrize("factory, shape",

@@ -8,8 +8,8 @@ import pytest
 
 from mxnet.gluon import nn
 
-from gluon_resnet.checkpoint import (FORMAT, CheckpointError, load_checkpoint, read_checkpoint,
-                                     save_checkpoint)
+from gluon_resnet.checkpoint import (FORMAT, CheckpointError, atomic_write, load_checkpoint,
+                                     read_checkpoint, save_checkpoint)
 
 from helpers import made_run
 
@@ -75,3 +75,20 @@ def test_a_truncated_checkpoint_is_called_damaged(tmp_path):
         f.write(data[:len(data) // 2])
     with pytest.raises(CheckpointError, match="checkpoint.ckpt is damaged or truncated"):
         read_checkpoint(path)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
+def test_files_written_atomically_have_the_mode_of_the_users_new_files(tmp_path, umask):
+    """Not mkstemp's 0600: the mode a plain ``open()`` gives a new file under the same umask,
+    so a run folder can be shared as the user's other files are."""
+    old = os.umask(umask)
+    try:
+        with open(tmp_path / "plain", "w"):
+            pass
+        atomic_write(str(tmp_path / "written.json"), lambda tmp: open(tmp, "w").close())
+        made_run(str(tmp_path / "run"))  # checkpoint.ckpt, through save_checkpoint
+    finally:
+        os.umask(old)
+    expected = os.stat(tmp_path / "plain").st_mode & 0o777
+    assert os.stat(tmp_path / "written.json").st_mode & 0o777 == expected
+    assert os.stat(tmp_path / "run" / "checkpoint.ckpt").st_mode & 0o777 == expected

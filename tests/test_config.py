@@ -54,7 +54,7 @@ def test_unknown_configuration_keys_are_named():
     ("kvstore", "nccl", "kvstore must be one of device, local"),
     ("recipe", "fastest", "recipe must be one of chapter, fast, best"),
     ("augment", "yes", "augment must be one of False, True"),
-    ("model", "resnet19", "unknown model 'resnet19'; the registered models are"),
+    ("model", "resnet19", "unknown model 'resnet19'; did you mean resnet18"),
 ])
 def test_every_config_check_names_the_field(field, value, words):
     with pytest.raises(RunError) as info:

@@ -266,13 +266,53 @@ def test_an_image_that_cannot_be_decoded_is_named_or_skipped(tmp_path, content):
         content = data[:len(data) // 2]
     with open(bad, "wb") as f:
         f.write(content)
-    with pytest.raises(ImageFolderError, match=r"^%s cannot be read as an image \(.*\); remove "
-                       r"or replace it, or skip such files" % bad):
+    with pytest.raises(ImageFolderError, match=r"^1 image file cannot be decoded; remove or "
+                       r"replace it, or skip such files.*:\n  %s cannot be read as an image \("
+                       % bad):
         load_data_image_folder(root, 4, notice=_quiet([]))
     lines = []
     train_iter, _ = load_data_image_folder(root, 4, skip_bad_images=True, notice=lines.append)
     assert train_iter.num_examples == 6
-    assert lines == ["skipped 1 image file that cannot be decoded (the first: %s)" % bad]
+    assert lines == ["skipped 1 image file that cannot be decoded: %s" % bad]
+
+
+def _break_images(root, count):
+    """``count`` broken files in ``root``'s training classes, alternately garbage (the header
+    fails) and a real PNG cut in half (the header reads, decoding fails); their paths."""
+    with open(os.path.join(root, "train", "cat", "0.png"), "rb") as f:
+        half = f.read()[:100]
+    paths = []
+    for i in range(count):
+        path = os.path.join(root, "train", ("cat", "dog")[i % 2], "broken%02d.png" % i)
+        with open(path, "wb") as f:
+            f.write(b"not a png at all" if i % 4 < 2 else half)
+        paths.append(path)
+    return sorted(paths)
+
+
+def test_every_undecodable_image_is_named_at_once(tmp_path):
+    root = _two_classes(str(tmp_path / "d"), size=(64, 64))
+    broken = _break_images(root, 2)
+    with pytest.raises(ImageFolderError) as info:
+        load_data_image_folder(root, 4, notice=_quiet([]))
+    lines = str(info.value).splitlines()
+    assert lines[0].startswith("2 image files cannot be decoded; remove or replace them")
+    assert sorted(line.split(" cannot be read")[0].strip() for line in lines[1:]) == broken
+
+
+def test_many_undecodable_images_are_named_up_to_a_limit(tmp_path):
+    root = _two_classes(str(tmp_path / "d"), size=(64, 64))
+    broken = _break_images(root, 23)
+    with pytest.raises(ImageFolderError) as info:
+        load_data_image_folder(root, 4, notice=_quiet([]))
+    lines = str(info.value).splitlines()
+    assert lines[0].startswith("23 image files cannot be decoded")
+    assert len(lines) == 1 + 20 + 1 and lines[-1] == "  and 3 more"
+    assert all(line.split(" cannot be read")[0].strip() in broken for line in lines[1:-1])
+    notices = []
+    load_data_image_folder(root, 4, skip_bad_images=True, notice=notices.append)
+    assert notices[-1].startswith("skipped 23 image files that cannot be decoded: ")
+    assert notices[-1].endswith(", and 3 more") and notices[-1].count("broken") == 20
 
 
 def test_an_empty_class_folder_is_named(tmp_path):

@@ -26,11 +26,11 @@ from gluon_resnet.blocks import (BasicBlockV1, BasicBlockV2, BottleneckV1, Bottl
                                  SqueezeExcite, ZeroPadShortcut, make_shortcut, make_stage)
 from gluon_resnet import models
 from gluon_resnet.cli import main
-from gluon_resnet.config import RECIPES
+from gluon_resnet.config import RECIPES, TrainConfig
 from gluon_resnet.models import (CIFAR_DEPTHS, CIFAR_PLAIN_DEPTHS, RESNET_SPEC, RESNET_VARIANTS,
                                  WRN_CONFIGS, ResNet, cifar_resnet, get_model, get_resnet,
-                                 list_models, model_input_channels, plain_resnet, register_model,
-                                 resnet_variant, wrn)
+                                 list_models, model_description, model_input_channels,
+                                 plain_resnet, register_model, resnet_variant, wrn)
 from gluon_resnet.plotting import layer_sequence
 from gluon_resnet.summary import count_parameters, top_level_layers
 
@@ -48,7 +48,7 @@ CIFAR_COUNTS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_9
 # are the same networks.  SE-ResNet-50: timm's seresnet50 (28,088,024).  Cross-checked:
 # osmr/imgclsmob's model tests (resneta18 11,708,744, resneta50b 25,576,264, resneta101b
 # 44,568,392, seresnet50 28,088,024) and jax_resnet's tests (ResNet-D counts, citing
-# fast.ai's xresnet docs)..
+# fast.ai's xresnet docs).
 VARIANT_COUNTS = {"resnext50_32x4d": 25_028_904, "resnext101_32x8d": 88_791_336,
                   "wide_resnet50_2": 68_883_240, "wide_resnet101_2": 126_886_696,
                   "resnet50_v1c": 25_576_264, "resnet18_v1d": 11_708_744,
@@ -601,3 +601,25 @@ def test_compact_resnet9_is_compact_resnet8_with_a_deep_stem():
     extra_macs = 9 * 16 * 28 ** 2 + 9 * (16 - 1) * 48 * 14 ** 2
     assert (count_flops(get_model("compact_resnet9"), (1, 1, 28, 28))["macs"]
             == count_flops(get_model("compact_resnet8"), (1, 1, 28, 28))["macs"] + extra_macs)
+
+
+def test_each_model_has_its_own_description_and_recipes_are_named_truly():
+    """No two models share a description, and "the X recipe's network" is said of exactly
+    the model recipe X trains (``config.RECIPES``)."""
+
+
+    descriptions = {name: model_description(name) for name in list_models()}
+    assert len(set(descriptions.values())) == len(descriptions)
+    for recipe, changes in RECIPES.items():
+        model = changes.get("model", TrainConfig().model)
+        claimed = [name for name, text in descriptions.items()
+                   if "the %s recipe's network" % recipe in text]
+        assert claimed in ([model], []), (recipe, claimed)
+
+
+def test_an_unknown_name_gets_the_closest_names():
+    with pytest.raises(ValueError) as info:
+        get_model("compact_resnet8_w23")
+    message = str(info.value)
+    assert "did you mean compact_resnet8_w32" in message and "list_models()" in message
+    assert "resnet152_v2" not in message

@@ -273,9 +273,9 @@ def _why_not():
     if not sys.platform.startswith("linux") or os.geteuid() != 0:
         return "network namespaces need root on Linux"
     if shutil.which("ip") is None:
-        return "iproute2's ip is not installed (scripts/setup.sh installs it as root)"
+        return "iproute2's ip is not installed (scripts/setup.sh --test installs it as root)"
     if not os.path.exists(SSHD) or shutil.which("ssh") is None:
-        return "openssh-server is not installed (scripts/setup.sh installs it as root)"
+        return "openssh-server is not installed (scripts/setup.sh --test installs it as root)"
     if not os.path.isdir(DATA_DIR):
         return "Debian's dataset-fashion-mnist is not installed"
     return None

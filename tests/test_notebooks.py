@@ -4,10 +4,14 @@ Quick mode (``GLUON_RESNET_QUICK=1``) trains on small subsets for one epoch;
 the cell timeout (3 minutes) bounds each notebook's slowest step.
 """
 
+import ast
 import importlib.util
 import json
 import os
 import pathlib
+import re
+import subprocess
+import sys
 
 import nbformat
 import pytest
@@ -138,3 +142,35 @@ def test_a_quick_notebook_run_never_touches_the_stored_full_run(tmp_path, monkey
     assert stored.read_bytes() == before
     quick = json.loads((tmp_path / "quick" / "resnet.ipynb").read_text())
     assert quick["metadata"]["gluon_resnet"]["mode"] == "quick"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", EXPECTED)
+def test_first_cell_runs_without_a_warning(name, tmp_path):
+    """Each notebook's first code cell, as written, in a fresh interpreter with Python's default
+    warning filters and no ``OMP_NUM_THREADS`` (a reader's first cell): no warning."""
+    nb = nbformat.read(NOTEBOOK_DIR / name, as_version=4)
+    first = next(cell.source for cell in nb.cells if cell.cell_type == "code")
+    root = NOTEBOOK_DIR.parent
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+    done = subprocess.run([sys.executable, "-"], input=first, capture_output=True, text=True,
+                          cwd=tmp_path, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "Warning" not in done.stderr, done.stderr
+
+
+def test_the_notebooks_readme_says_how_to_open_them_with_what_the_extras_install():
+    """The commands of notebooks/README.md: an extra of setup.py that brings JupyterLab and the
+    kernel, and the jupyter-lab program JupyterLab installs."""
+    text = (NOTEBOOK_DIR / "README.md").read_text(encoding="utf-8")
+    install = re.search(r"\.venv/bin/pip install -e '\.\[([a-z,]+)\]'", text)
+    assert install and ".venv/bin/jupyter-lab notebooks/" in text
+    setup_py = (NOTEBOOK_DIR.parent / "setup.py").read_text()
+    call = next(node for node in ast.walk(ast.parse(setup_py))
+                if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "setup")
+    extras = ast.literal_eval(next(k.value for k in call.keywords if k.arg == "extras_require"))
+    wanted = set()
+    for extra in install.group(1).split(","):
+        wanted |= set(extras[extra])
+    assert {"jupyterlab", "ipykernel", "mxnet==1.9.1"} <= wanted

@@ -149,3 +149,24 @@ def test_predict_says_once_that_it_converted_colour_to_grey_and_resized(tmp_path
     assert [line.split("\t")[0] for line in captured.out.splitlines()] == [colour, grey]
     assert main(["predict", "--params", checkpoint, grey]) == 0
     assert capsys.readouterr().err == ""  # nothing converted: nothing said
+
+
+@pytest.mark.slow
+def test_predict_names_every_undecodable_file_and_can_skip_them(fashion_run, tmp_path, capsys):
+    ckpt, files, _ = fashion_run
+    garbage, truncated = str(tmp_path / "garbage.png"), str(tmp_path / "truncated.png")
+    with open(garbage, "wb") as f:
+        f.write(b"not a png")
+    with open(files[0], "rb") as f, open(truncated, "wb") as g:
+        g.write(f.read()[:60])  # the header reads, the pixels do not
+    argv = ["predict", "--params", ckpt, files[0], garbage, files[1], truncated]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "2 image files cannot be decoded" in err and "--skip-bad-images" in err
+    assert "%s cannot be read as an image" % garbage in err
+    assert "%s cannot be read as an image" % truncated in err
+    assert main(argv + ["--skip-bad-images"]) == 0
+    captured = capsys.readouterr()
+    assert [line.split("\t")[0] for line in captured.out.splitlines()] == files[:2]
+    assert "skipped 2 image files that cannot be decoded: %s, %s" % (garbage, truncated) \
+        in captured.err

@@ -9,6 +9,7 @@ import collections
 import os
 
 from .._mxnet import mx
+from ..validate import in_flags
 
 __all__ = ["DatasetNotFoundError", "FashionMNISTFiles", "FILE_NAMES", "SYSTEM_DATA_DIR",
            "DATA_ENV", "mxnet_data_dir", "download_with_mxnet", "find_fashion_mnist"]
@@ -27,15 +28,33 @@ SYSTEM_DATA_DIR = "/usr/share/datasets/fashion-mnist"
 #: Environment variable naming a folder that holds the four files.
 DATA_ENV = "GLUON_RESNET_DATA"
 
+# _ROOT: how the caller names the folder, root=FOLDER in Python, --data-root FOLDER on the
+# command line (_in_words puts it in).
 _HOW_TO_GET = (
     "To get the data: sudo apt-get install dataset-fashion-mnist (Debian/Ubuntu), or put "
     "the four files %s (gzip-compressed with .gz, or uncompressed without it) in a folder "
-    "and pass root=FOLDER or set %s=FOLDER."
+    "and pass <root> or set %s=FOLDER."
     % (", ".join(n + ".gz" for n in FILE_NAMES.values()), DATA_ENV))
 
 
 class DatasetNotFoundError(FileNotFoundError):
     """The Fashion-MNIST files are in none of the folders searched and could not be downloaded."""
+
+
+def _not_found(text, root=None):
+    """``DatasetNotFoundError`` of ``text`` with each ``<root>`` in the caller's words.
+
+    The first ``<root>`` is the folder given (``root``), if any: ``root='/x'`` in
+    Python, ``--data-root /x`` as ``exc.flags`` for the command line
+    (``validate.in_flags``); the others the advice, ``root=FOLDER`` or
+    ``--data-root FOLDER``.
+    """
+    python, flags = text, text
+    if root is not None:
+        python = python.replace("<root>", "root=%r" % (root,), 1)
+        flags = flags.replace("<root>", "--data-root %s" % root, 1)
+    return in_flags(DatasetNotFoundError(python.replace("<root>", "root=FOLDER")),
+                    flags.replace("<root>", "--data-root FOLDER"))
 
 
 #: Paths of the four files, by role.
@@ -120,9 +139,9 @@ def find_fashion_mnist(root=None, download=True):
         root = os.path.expanduser(os.fspath(root))
         files, missing = _files_in(root)
         if files is None:
-            raise DatasetNotFoundError(
-                "root=%r does not hold Fashion-MNIST: it %s. %s"
-                % (root, _describe(root, missing), _HOW_TO_GET))
+            why = "does not hold Fashion-MNIST: it %s. %s" % (_describe(root, missing),
+                                                              _HOW_TO_GET)
+            raise _not_found("<root> " + why, root)
         return files
     looked = []
     for folder, origin in _search_path():
@@ -145,6 +164,6 @@ def find_fashion_mnist(root=None, download=True):
                 return files
             attempt = ("MXNet's download into %s did not leave the files: %s"
                        % (target, _describe(target, missing)))
-    raise DatasetNotFoundError(
-        "Fashion-MNIST was not found. Looked in:\n%s\n%s\n%s"
-        % ("\n".join(looked), attempt, _HOW_TO_GET))
+    text = "Fashion-MNIST was not found. Looked in:\n%s\n%s\n%s" % ("\n".join(looked), attempt,
+                                                                    _HOW_TO_GET)
+    raise _not_found(text)

@@ -235,7 +235,11 @@ def _probe(files, pool, bad, path):
     One colour image makes three channels.
     """
     probed = probe_images(files.paths, pool, bad)
-    kept = _kept(files, [i for i, _, _ in probed], path)
+    try:
+        kept = _kept(files, [i for i, _, _ in probed], path)
+    except ImageFolderError:
+        bad.refuse()  # no split left: the files that broke it are the news
+        raise
     channels = 3 if any(colour for _, _, colour in probed) else 1
     return kept, [size for _, size, _ in probed], channels
 

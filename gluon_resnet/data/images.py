@@ -102,21 +102,42 @@ def resize_image(image, size):
 
 
 class BadImages:
-    """Files that fail to decode: refused at once, or skipped and counted in one notice."""
+    """Files that fail to decode, collected so that one message names them all.
+
+    ``report`` refuses them (``ImageFolderError``) or, when skipping, names
+    them in one notice; at most ``SHOWN`` are named, then how many more.
+    """
+
+    SHOWN = 20
 
     def __init__(self, skip):
-        self.skip, self.paths = skip, []
+        self.skip, self.paths, self.messages = skip, [], []
 
     def add(self, path, message):
-        if not self.skip:
-            raise ImageFolderError(message + "; remove or replace it, or skip such files with "
-                                   "skip_bad_images (--skip-bad-images)")
         self.paths.append(path)
+        self.messages.append(message)
+
+    def _more(self):
+        more = len(self.paths) - self.SHOWN
+        return ["and %d more" % more] if more > 0 else []
+
+    def refuse(self):
+        """Raise ``ImageFolderError`` naming every bad file, unless skipping or none is bad."""
+        if self.paths and not self.skip:
+            n = len(self.paths)
+            raise ImageFolderError(
+                "%d image file%s cannot be decoded; remove or replace %s, or skip such files with "
+                "skip_bad_images (--skip-bad-images):\n%s"
+                % (n, "s" * (n > 1), "them" if n > 1 else "it",
+                   "\n".join("  " + line for line in self.messages[:self.SHOWN] + self._more())))
 
     def report(self, notice):
+        """``refuse``, or give ``notice`` one line naming the files skipped."""
+        self.refuse()
         if self.paths:
-            notice("skipped %d image file%s that cannot be decoded (the first: %s)"
-                   % (len(self.paths), "s" * (len(self.paths) > 1), self.paths[0]))
+            n = len(self.paths)
+            notice("skipped %d image file%s that cannot be decoded: %s"
+                   % (n, "s" * (n > 1), ", ".join(self.paths[:self.SHOWN] + self._more())))
 
 
 def _probe(path):
