@@ -485,7 +485,7 @@ def test_variant_options_can_be_overridden():
 
 
 @pytest.mark.parametrize("call, words", [
-    (lambda: get_model("resnet19"), ["resnet18_v1", "cifar_resnet20_v1", "plain34"]),
+    (lambda: get_model("resnet19"), ["'resnet19'", "did you mean resnet18", "list_models()"]),
     (lambda: get_resnet(19), ["18, 34, 50, 101, 152", "cifar_resnet"]),
     (lambda: cifar_resnet(21), ["6n+2", "20, 32, 44, 56, 110"]),
     (lambda: cifar_resnet(2), ["6n+2"]),
