@@ -104,6 +104,9 @@ def _cmd_train(args):
         if exc.checkpoint:
             print("Nothing is lost: the state is saved in %s.\nResume with: %s"
                   % (exc.checkpoint, _resume_hint(exc.checkpoint)), file=sys.stderr)
+        elif not exc.immediate:  # stopped before the first checkpoint
+            print("Nothing was saved yet: the same command starts the run again.",
+                  file=sys.stderr)
         return exc.exit_status
     except TrainingDiverged as exc:
         print("gluon-resnet train: %s The last good checkpoint, if any, is kept." % exc,
