@@ -387,6 +387,9 @@ def main(argv=None):
             return args.func(args)
         finally:
             sys.stdout.flush()  # a closed pipe shows here, not at exit
+    except KeyboardInterrupt:  # Ctrl-C outside training, which handles its own stop signals
+        print("\ngluon-resnet %s: stopped (Ctrl-C)." % args.command, file=sys.stderr)
+        return 128 + 2
     except BrokenPipeError:
         # The reader went away (gluon-resnet models | head -2): end quietly, as a killed
         # writer would, with nothing left for Python to flush at exit.

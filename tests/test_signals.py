@@ -167,6 +167,17 @@ def test_a_signal_while_measuring_ends_the_measuring_processes(tmp_path):
     assert _marked_processes(tmp_path) == []
 
 
+@pytest.mark.slow
+def test_ctrl_c_while_the_precision_command_measures(tmp_path):
+    program = ("import sys; import gluon_resnet.precision as p; p.bf16_available = lambda: True;"
+               "from gluon_resnet.cli import main; sys.exit(main(sys.argv[1:]))")
+    done = _run(["precision", "--measure", "--model", "compact_resnet8", "--size", "28",
+                 "--batch-size", "16"], "measure", tmp_path=tmp_path, program=program)
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.strip() == "gluon-resnet precision: stopped (Ctrl-C).", done.stderr
+    assert _marked_processes(tmp_path) == []
+
+
 def _digest(path):
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
