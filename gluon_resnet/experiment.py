@@ -119,7 +119,10 @@ def run_training(config=None, out=None, resume=None, overrides=None, progress=No
         holding another run, a finished run resumed without more epochs, a
         batch larger than the training set or one that cannot fit in memory.
     TrainingInterrupted
-        On SIGINT (Ctrl-C), SIGTERM or SIGHUP, after saving ``out/checkpoint.ckpt``.
+        On SIGINT (Ctrl-C), SIGTERM or SIGHUP, after saving ``out/checkpoint.ckpt``;
+        before the first batch at once, with nothing saved (its ``checkpoint`` is the
+        resumed one, unchanged, or None).  A signal ignored when the run starts
+        (``nohup``, a background job) stays ignored.
     TrainingDiverged
         When the loss becomes NaN or infinite; the last checkpoint is kept.
     SaveError
