@@ -229,7 +229,8 @@ def _add_precision_parser(sub):
                    "default 96)")
     p.add_argument("--batch-size", type=_POSITIVE_INT, help="only this batch size (with "
                    "--measure: default 256)")
-    p.add_argument("--measure", action="store_true", help="measure this case again (about 30 s)")
+    p.add_argument("--measure", action="store_true",
+                   help="measure this case again (at most 2 minutes)")
     p.set_defaults(func=lambda args: show_decisions(args.model, args.size, args.batch_size,
                                                     measure=args.measure))
 

@@ -158,7 +158,7 @@ def _disagreeing(n):
 
 def test_measuring_takes_a_share_of_the_run_not_a_flat_limit(monkeypatch):
     """Until sure, rounds go on while they fit in MAX_SHARE of the run's length at the faster
-    precision; the limit grows with the run, past the 30 s the old rule allowed."""
+    precision: the limit grows with the run, past 30 s for a long one."""
     share = autoprecision.MAX_SHARE
     for steps in (500, 1000):
         children = _given(monkeypatch, 100.0, 100.0, load=_disagreeing)
@@ -456,7 +456,6 @@ def test_a_real_measurement_of_a_small_network(monkeypatch, cache):
     cached with its reason, and fp32 is what the kernels make likely.  The clock is not part
     of the claim: the limit is raised so that a busy machine cannot turn this into a failure.
     """
-    monkeypatch.setattr(autoprecision, "MAX_SECONDS", 600.0)
     monkeypatch.setattr(autoprecision, "MAX_SHARE", 1.0)
     monkeypatch.setattr(autoprecision, "INFER_BATCH", 16)
     case = Case("compact_resnet8_w32", 1, (28, 28), 16, steps=10 ** 7)
