@@ -2,27 +2,41 @@
 
 Which precision is faster depends on the CPU (AMX, AVX512-BF16 alone), on
 oneDNN's kernels for the network's widths and on the input size, so no rule
-holds everywhere.  Instead a few steps are timed in each precision, in two
-child processes (bf16 AMP cannot be undone inside a process), and bf16 is
-chosen when it is at least ``THRESHOLD`` (5%) faster.  The answer is kept in
+holds everywhere.  Instead steps are timed in each precision, in two child
+processes (bf16 AMP cannot be undone inside a process) that run at the same
+time and take turns: one fp32 step, one bf16 step, then bf16 first, and so on.
+Whatever else the machine is doing slows both alike, so what decides is the
+median of the rounds' ratios (fp32 step time over bf16 step time), not how
+fast either was: bf16 is chosen when it is at least ``THRESHOLD`` (5%)
+faster.  Rounds go on until most of them agree (``sure``) or the time for
+measuring is spent.
+
+Measuring may take ``MAX_SHARE`` of the run's expected length (known after
+the first timed round), at most ``MAX_SECONDS``; ``gluon-resnet precision
+--measure`` takes ``MEASURE_SECONDS``.  The answer is kept in
 ``$XDG_CACHE_HOME/gluon_resnet/precision.json`` (else
 ``~/.cache/gluon_resnet/``), keyed by the case (network, input shape, batch
 size, devices, training or inference) and the machine (CPU model and flags,
 MXNet version, threads, AMX, the oneDNN/MXNet settings in the environment).
+An unsure answer and a failed measurement are kept too, with their reason:
+a run of the same case measures again only when it is at least
+``RETRY_FACTOR`` times as long (so it may spend more), or on
+``gluon-resnet precision --measure``.
 
-Measuring costs at most ``MAX_SECONDS`` and at most ``MAX_SHARE`` of the
-run's expected length.  When it cannot be afforded (a short run), or
-``GLUON_RESNET_AUTO_MEASURE=0``, the cached answer of the nearest case (same
-machine and network, nearest shape and batch) decides, else fp32.  A training
-measurement also times inference (oneDNN fusion, batch 256), which ``eval``
-and ``predict`` use; they never measure themselves.  A cache that cannot be
-read or written costs one notice, never the run.
+A run that does not measure (too short, ``GLUON_RESNET_AUTO_MEASURE=0``,
+a distributed worker, a failed measurement) takes the nearest measured case
+(same machine and network, nearest shape and batch), else what the CPU's
+kernels make likely (``likely``).  A training measurement also times
+inference (oneDNN fusion, batch 256), which ``eval`` and ``predict`` use;
+they never measure themselves.  A cache that cannot be read or written costs
+one notice, never the run.  Every answer is a ``Decision``.
 
 This module imports no model code: the children build their networks with
 ``gluon_resnet.models`` in a program of their own.
 """
 
 import collections
+import dataclasses
 import datetime
 import json
 import math
@@ -33,27 +47,39 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Optional
 
 from ._cpu import cpu_flags, cpuinfo, usable_cores
 from ._mxnet import AMX, DISABLE_AMX_ENV, mx
+from ._testsignal import signal_at
+from .checkpoint import atomic_write
 from .summary import count_flops
 from mxnet import autograd, gluon, init
 from mxnet.contrib import amp
 
-__all__ = ["Case", "decide", "choose", "machine", "cache_path", "read_cache", "cached_entries",
-           "measure", "format_entry", "HEADER", "THRESHOLD", "MEASURE_ENV", "INFER_BATCH"]
+__all__ = ["Case", "Decision", "SOURCES", "decide", "choose", "likely", "machine", "cache_path",
+           "read_cache", "cached_entries", "measure", "format_entry", "HEADER", "THRESHOLD",
+           "MEASURE_ENV", "INFER_BATCH"]
 
 #: bf16 must be at least this much faster (img/s ratio - 1) to be chosen.
 THRESHOLD = 0.05
-#: Measuring may take at most this many seconds, and this share of the run.
-MAX_SECONDS = 30.0
-MAX_SHARE = 0.05
-#: Set to 0 to never measure (cached answers or fp32 only).
+#: Measuring may take this share of the run's expected length, and at most MAX_SECONDS.
+MAX_SHARE = 0.03
+MAX_SECONDS = 600.0
+#: What ``gluon-resnet precision --measure`` may spend.
+MEASURE_SECONDS = 120.0
+#: A remembered unsure or failed measurement is tried again by a run this many times as long.
+RETRY_FACTOR = 2
+#: Set to 0 to never measure (cached answers, the nearest case, or the likely precision).
 MEASURE_ENV = "GLUON_RESNET_AUTO_MEASURE"
 #: Batch of the inference measurement: ``eval``'s and ``predict``'s.
 INFER_BATCH = 256
-#: Timed steps per child after the warm-up ones (the first builds oneDNN's primitives).
-WARMUP, TRAIN_STEPS, INFER_STEPS = 1, 2, 2
+#: Timed rounds: at least MIN_ROUNDS before a decision can be sure, at most MAX_ROUNDS;
+#: inference gets INFER_ROUNDS.  A round is one step in each precision, after one warm-up
+#: step each (the first builds oneDNN's primitives).
+MIN_ROUNDS, MAX_ROUNDS, INFER_ROUNDS = 3, 15, 3
+#: Share of the rounds that must fall on the median's side of the threshold to be sure.
+AGREEMENT = 0.8
 # A lower bound of a child's start (Python and MXNet loading, network building): a run whose
 # optimistic length makes two of them exceed MAX_SHARE is not measured at all.
 _CHILD_START = 2.0
@@ -64,11 +90,89 @@ _CACHE_FORMAT = 1
 #: Part of the key: raised whenever gluon_resnet changes what either precision runs
 #: (2: the image's convolution stays fp32 under bf16), so older decisions are measured again.
 CODE_REVISION = 2
+# oneDNN instruction-set levels (DNNL_MAX_CPU_ISA) that include its bf16 kernels.
+_BF16_ISAS = ("ALL", "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX",
+              "AVX512_CORE_AMX_FP16", "AVX10_1_512", "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16",
+              "AVX10_2_512", "AVX10_2_512_AMX_2")
 
 #: What ``decide`` is asked about.  ``steps``: steps of the run (None: do not measure).
 Case = collections.namedtuple(
     "Case", "network channels size batch devices mode steps num_classes")
 Case.__new__.__defaults__ = ("cpu(0)", "train", None, 10)
+
+#: Where a ``Decision`` came from.
+SOURCES = ("requested", "unavailable", "measured", "cached", "nearest", "likely")
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """A precision and where it came from; ``describe()`` is the line a run prints.
+
+    Attributes
+    ----------
+    precision : {"fp32", "bf16"}
+    source : str
+        One of ``SOURCES``: ``requested`` (``--precision fp32`` or ``bf16``),
+        ``unavailable`` (no bf16 here: ``reason`` says why), ``measured`` (now),
+        ``cached`` (this case, measured before), ``nearest`` (the nearest
+        measured case: ``basis``), ``likely`` (nothing measured: the CPU's
+        kernels, ``basis``).
+    fp32, bf16 : float or None
+        Images per second of each precision, when measured (for ``nearest``:
+        the nearest case's).
+    measured : str or None
+        The day of that measurement (ISO format).
+    reason : str or None
+        Why nothing was measured for this case (``nearest``, ``likely``), or
+        why bf16 is unavailable.
+    sure : bool
+        False when the rounds did not agree enough (a busy machine, close speeds).
+    basis : str or None
+        The nearest case (``"training, batch 32 at 96x96"``) or what the
+        kernels say.
+    """
+
+    precision: str
+    source: str
+    fp32: Optional[float] = None
+    bf16: Optional[float] = None
+    measured: Optional[str] = None
+    reason: Optional[str] = None
+    sure: bool = True
+    basis: Optional[str] = None
+
+    def __post_init__(self):
+        if self.precision not in ("fp32", "bf16") or self.source not in SOURCES:
+            raise ValueError("a Decision is fp32 or bf16 from one of %s, not %r from %r"
+                             % (", ".join(SOURCES), self.precision, self.source))
+
+    @property
+    def news(self):
+        """True when worth a quiet command's line: bf16, or a choice from measured speeds."""
+        return self.precision == "bf16" or self.source in ("measured", "cached", "nearest")
+
+    def speeds(self):
+        """``'150 img/s against 108 in fp32'``: the chosen precision's speed against the other's."""
+        other = "fp32" if self.precision == "bf16" else "bf16"
+        return "%.0f img/s against %.0f in %s" % (getattr(self, self.precision),
+                                                   getattr(self, other), other)
+
+    def describe(self):
+        """How ``auto`` decided, in one line (None for a requested precision)."""
+        if self.source == "requested":
+            return None
+        if self.source == "unavailable":
+            return "auto: " + self.reason
+        if self.source in ("measured", "cached"):
+            unsure = "" if self.sure else " (not sure yet: the rounds disagreed; " \
+                "gluon-resnet precision --measure measures again)"
+            return "auto: %s on this CPU%s, measured %s" % (self.speeds(), unsure,
+                                                             self.measured)
+        if self.source == "nearest":
+            return "auto: %s; the nearest case measured here (%s) ran %s on %s" % (
+                self.reason, self.basis, self.speeds(), self.measured)
+        return "auto: %s; %s" % (self.reason, self.basis)
+
 
 _noticed = []
 
@@ -81,6 +185,23 @@ def _notice_once(notice, message):
 
 def _measuring_allowed():
     return os.environ.get(MEASURE_ENV, "") not in ("0", "no", "false", "off")
+
+
+def likely():
+    """``(precision, why)`` that this CPU's kernels make likely faster, without measuring.
+
+    bf16 where the CPU has AVX512-BF16 or AMX-BF16 and ``DNNL_MAX_CPU_ISA``
+    does not cap oneDNN below its bf16 kernels; fp32 otherwise.
+    """
+    flags = cpu_flags()
+    if not flags & {"avx512_bf16", "amx_bf16"}:
+        return "fp32", "this CPU has no bf16 kernels, which makes fp32 likely the faster"
+    cap = os.environ.get("DNNL_MAX_CPU_ISA", "").strip().upper()
+    if cap and cap not in _BF16_ISAS:
+        return "fp32", ("oneDNN is capped below its bf16 kernels (DNNL_MAX_CPU_ISA=%s), which "
+                        "makes fp32 likely the faster" % cap)
+    kernels = "AMX" if "amx_bf16" in flags and (AMX[0] or "AMX" in cap) else "AVX512-BF16"
+    return "bf16", "this CPU's %s kernels make bf16 likely the faster" % kernels
 
 
 def machine():
@@ -105,12 +226,18 @@ def cache_path():
 
 
 def _valid_entry(e):
+    """A measured entry (speeds, precision), or a failed one (``failed``: why, no speeds)."""
     try:
-        return (isinstance(e["machine"], dict) and isinstance(e["network"], str)
-                and e["mode"] in ("train", "infer") and e["precision"] in ("fp32", "bf16")
-                and all(isinstance(e[k], int) for k in ("channels", "batch"))
-                and len(e["size"]) == 2 and all(e[k] > 0 for k in ("fp32", "bf16"))
-                and isinstance(e["measured"], str) and isinstance(e["devices"], str))
+        common = (isinstance(e["machine"], dict) and isinstance(e["network"], str)
+                  and e["mode"] in ("train", "infer")
+                  and all(isinstance(e[k], int) for k in ("channels", "batch"))
+                  and len(e["size"]) == 2 and isinstance(e["measured"], str)
+                  and isinstance(e["devices"], str) and isinstance(e.get("sure", True), bool)
+                  and isinstance(e.get("steps"), (int, type(None))))
+        if "failed" in e:
+            return common and isinstance(e["failed"], str) and e["precision"] is None
+        return common and e["precision"] in ("fp32", "bf16") and all(
+            e[k] > 0 for k in ("fp32", "bf16"))
     except (KeyError, TypeError):
         return False
 
@@ -140,30 +267,28 @@ def read_cache(notice=print):
 
 
 def _write_cache(entries, notice=print):
-    """Write ``entries`` atomically; one notice when the folder cannot be written."""
+    """Write ``entries`` atomically (``checkpoint.atomic_write``); one notice when it cannot."""
     path = cache_path()
-    tmp = None
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path))
-        with os.fdopen(fd, "w") as f:
+
+    def write(tmp):
+        with open(tmp, "w") as f:
             json.dump({"format": _CACHE_FORMAT, "decisions": entries}, f, indent=1)
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as exc:
+
+    try:
+        atomic_write(path, write)
+    except OSError as exc:  # SaveError, or a cache folder inside a file
         _notice_once(notice, "cannot write the precision cache %s (%s); auto will measure "
                      "again next time" % (path, exc))
-    finally:
-        if tmp is not None:
-            try:
-                os.remove(tmp)
-            except OSError:
-                pass
 
 
 def _same_place(entry, case, here):
     return (entry["machine"] == here and entry["network"] == case.network
             and entry["devices"] == case.devices and entry["channels"] == case.channels)
+
+
+def _same_case(entry, case, here):
+    return (_same_place(entry, case, here) and entry["mode"] == case.mode
+            and list(entry["size"]) == list(case.size) and entry["batch"] == case.batch)
 
 
 def _distance(entry, case):
@@ -174,12 +299,13 @@ def _distance(entry, case):
 def cached_entries(case, entries, here=None):
     """``(exact entry or None, nearest entry or None)`` of ``case`` among ``entries``.
 
-    The nearest is of the same machine, network, devices and input channels: the
-    same mode at the nearest shape and batch, else the training entry (for inference).
+    Measured entries only (not failed ones).  The nearest is of the same
+    machine, network, devices and input channels: the same mode at the
+    nearest shape and batch, else the training entry (for inference).
     """
     here = machine() if here is None else here
-    exact = [e for e in entries if _same_place(e, case, here) and e["mode"] == case.mode
-             and list(e["size"]) == list(case.size) and e["batch"] == case.batch]
+    entries = [e for e in entries if "failed" not in e]
+    exact = [e for e in entries if _same_case(e, case, here)]
     if exact:
         return exact[-1], None
     for mode in (case.mode, "train"):
@@ -189,15 +315,20 @@ def cached_entries(case, entries, here=None):
     return None, None
 
 
+def _previous_attempt(case, entries, here):
+    """The cached entry of exactly ``case``, measured or failed, or None."""
+    same = [e for e in entries if _same_case(e, case, here)]
+    return same[-1] if same else None
+
+
 def choose(fp32, bf16):
     """``"bf16"`` when ``bf16`` img/s is at least ``THRESHOLD`` above ``fp32``'s, else fp32."""
     return "bf16" if bf16 >= fp32 * (1 + THRESHOLD) else "fp32"
 
 
-def _speeds(entry):
-    """``'150 img/s against 108 in fp32'``: the chosen precision's speed against the other's."""
-    other = "fp32" if entry["precision"] == "bf16" else "bf16"
-    return "%.0f img/s against %.0f in %s" % (entry[entry["precision"]], entry[other], other)
+def _entry_decision(entry, source):
+    return Decision(entry["precision"], source, entry["fp32"], entry["bf16"], entry["measured"],
+                    sure=entry.get("sure", True))
 
 
 _ROW = "%-22s %-6s %-10s %6s %5s %10s %10s  %s"
@@ -207,17 +338,26 @@ HEADER = _ROW % ("network", "mode", "input", "batch", "auto", "fp32 img/s", "bf1
 
 
 def format_entry(entry):
-    """One line of ``gluon-resnet precision`` (columns of ``HEADER``)."""
+    """One line of ``gluon-resnet precision`` (columns of ``HEADER``).
+
+    An unsure decision has ``?`` after it; a failed measurement shows ``-``
+    and its reason.
+    """
+    failed = "failed" in entry
     return _ROW % (entry["network"], entry["mode"], "%dx%dx%d" % ((entry["channels"],)
                                                                  + tuple(entry["size"])),
-                   entry["batch"], entry["precision"], "%.1f" % entry["fp32"],
-                   "%.1f" % entry["bf16"], entry["measured"])
+                   entry["batch"],
+                   "-" if failed else entry["precision"] + ("" if entry.get("sure", True)
+                                                            else "?"),
+                   "-" if failed else "%.1f" % entry["fp32"],
+                   "-" if failed else "%.1f" % entry["bf16"],
+                   entry["measured"] + (" (%s)" % entry["failed"] if failed else ""))
 
 
 # --- measuring ------------------------------------------------------------------------------
 
 _CHILD = """
-import json, sys, time
+import json, sys
 import gluon_resnet
 from gluon_resnet.autoprecision import _child_main
 from gluon_resnet.models import get_model
@@ -226,24 +366,26 @@ _child_main(json.loads(sys.argv[1]), get_model)
 
 
 def _child_main(spec, get_model):
-    """In a child process: time steps of ``spec``'s network in ``spec["precision"]``.
+    """In a child process: time one step of ``spec``'s network per line read from stdin.
 
-    Prints ``train <seconds>`` and ``infer <seconds>`` lines, one per timed step, then
-    ``done``.  ``get_model`` comes from the child's program, which may import above this layer.
+    Builds the training network (when ``spec["train"]``), prints ``ready``,
+    then answers each ``train`` or ``infer`` line with ``train <seconds>`` or
+    ``infer <seconds>`` (the inference network is built at the first
+    ``infer``); ends at the end of its input.  ``get_model`` comes from the
+    child's program, which may import above this layer.
     """
     if spec["precision"] == "bf16":
         amp.init(target_dtype="bfloat16")
     shape = (spec["channels"],) + tuple(spec["size"])
+    steps = {}
 
-    def timed(kind, step, count):
-        for i in range(WARMUP + count):
-            start = time.perf_counter()
-            step()
-            mx.nd.waitall()
-            if i >= WARMUP:
-                print(kind, time.perf_counter() - start, flush=True)
+    def timed(step):
+        start = time.perf_counter()
+        step()
+        mx.nd.waitall()
+        return time.perf_counter() - start
 
-    if spec["train_steps"]:
+    if spec["train"]:
         net = get_model(spec["network"], num_classes=spec["num_classes"])
         net.initialize(init.Xavier())
         net.hybridize(static_alloc=True, static_shape=False)  # as build_network does
@@ -259,15 +401,22 @@ def _child_main(spec, get_model):
             out.backward()
             trainer.step(spec["batch"])
 
-        timed("train", train_step, spec["train_steps"])
-    if spec["infer_steps"]:
-        net = get_model(spec["network"], num_classes=spec["num_classes"])
-        net.initialize(init.Xavier())
-        X = mx.nd.random.uniform(shape=(spec["infer_batch"],) + shape)
-        net(X[:1])
-        net.hybridize(backend="MKLDNN", static_alloc=True)  # as evaluate_run does
-        timed("infer", lambda: net(X), spec["infer_steps"])
-    print("done", flush=True)
+        steps["train"] = train_step
+
+    def infer_step():
+        if "net" not in steps:
+            steps["net"] = get_model(spec["network"], num_classes=spec["num_classes"])
+            steps["net"].initialize(init.Xavier())
+            steps["X"] = mx.nd.random.uniform(shape=(spec["infer_batch"],) + shape)
+            steps["net"](steps["X"][:1])
+            steps["net"].hybridize(backend="MKLDNN", static_alloc=True)  # as evaluate_run does
+        steps["net"](steps["X"])
+
+    steps["infer"] = infer_step
+    print("ready", flush=True)
+    for line in sys.stdin:
+        kind = line.strip()
+        print(kind, timed(steps[kind]), flush=True)
 
 
 def _median(values):
@@ -280,97 +429,167 @@ class _OverBudget(Exception):
     pass
 
 
-def _run_child(spec, deadline, check=None):
-    """``{"train": [s, ...], "infer": [...]}`` of one child; ``_OverBudget`` past ``deadline``.
+class _Child:
+    """One measuring process of ``spec`` (a precision); ``ask`` has it time one step.
 
-    ``check(times, now)`` may raise ``_OverBudget`` after each timed step.
+    It runs in a session of its own, so that a terminal's Ctrl-C or hang-up
+    reaches only this process, which ends it (``close``) on its way out.
     """
-    env = dict(os.environ)
-    if not AMX[0]:  # the child must meet the kernels this process meets
-        env[DISABLE_AMX_ENV] = "1"
-    times = {"train": [], "infer": []}
-    with tempfile.TemporaryFile() as errors:  # a file: a chatty child never blocks on a pipe
-        proc = subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(spec)],
-                                stdout=subprocess.PIPE, stderr=errors, env=env)
-        pending = b""
+
+    def __init__(self, spec):
+        env = dict(os.environ)
+        if not AMX[0]:  # the child must meet the kernels this process meets
+            env[DISABLE_AMX_ENV] = "1"
+        self.errors = tempfile.TemporaryFile()  # a chatty child never blocks on a pipe
+        self.proc = subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(spec)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.errors, env=env, start_new_session=True)
+        self.pending = b""
+
+    def _line(self, deadline):
+        while b"\n" not in self.pending:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.proc.stdout], [], [], left)[0]:
+                raise _OverBudget
+            chunk = os.read(self.proc.stdout.fileno(), 4096)
+            if not chunk:
+                self.proc.wait()
+                self.errors.seek(0)
+                last = self.errors.read().decode(errors="replace").strip().splitlines() or ["?"]
+                raise RuntimeError("the measuring process failed: %s" % last[-1])
+            self.pending += chunk
+        line, self.pending = self.pending.split(b"\n", 1)
+        return line.decode().strip()
+
+    def ready(self, deadline):
+        self._line(deadline)
+
+    def ask(self, kind, deadline):
+        """Seconds of one ``kind`` step (``"train"`` or ``"infer"``)."""
         try:
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0 or not select.select([proc.stdout], [], [], left)[0]:
-                    raise _OverBudget
-                chunk = os.read(proc.stdout.fileno(), 4096)
-                if not chunk:
-                    proc.wait()
-                    errors.seek(0)
-                    last = errors.read().decode(errors="replace").strip().splitlines() or ["?"]
-                    raise RuntimeError("the measuring process failed: %s" % last[-1])
-                pending += chunk
-                while b"\n" in pending:
-                    line, pending = pending.split(b"\n", 1)
-                    kind, _, value = line.decode().strip().partition(" ")
-                    if kind == "done":
-                        return times
-                    times[kind].append(float(value))
-                    if check is not None:
-                        check(times, time.monotonic())
-        finally:
-            proc.kill()
-            proc.wait()
-            proc.stdout.close()
+            self.proc.stdin.write(kind.encode() + b"\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            pass  # it died: reading says why
+        answer, _, value = self._line(deadline).partition(" ")
+        if answer != kind:
+            raise RuntimeError("the measuring process answered %r" % answer)
+        return float(value)
+
+    def close(self):
+        self.proc.kill()
+        self.proc.wait()
+        for f in (self.proc.stdin, self.proc.stdout, self.errors):
+            try:
+                f.close()
+            except OSError:
+                pass
 
 
-def measure(case, budget=MAX_SECONDS, infer=True):
-    """Time ``case`` in fp32 and bf16; ``(train entry or None, infer entry or None)``.
+def _start_children(spec):
+    """``{"fp32": child, "bf16": child}`` measuring ``spec`` (replaced by tests)."""
+    children = {}
+    try:
+        for precision in ("fp32", "bf16"):
+            children[precision] = _Child(dict(spec, precision=precision))
+    except BaseException:
+        for child in children.values():
+            child.close()
+        raise
+    return children
 
-    Returns ``(None, None)`` when the measurement would cost more than ``budget``
-    seconds, or more than ``MAX_SHARE`` of ``case.steps`` steps (when given):
-    known after the first timed fp32 step.
+
+def _sure(ratios):
+    """True when at least ``AGREEMENT`` of ``MIN_ROUNDS`` or more rounds agree with their median."""
+    if len(ratios) < MIN_ROUNDS:
+        return False
+    faster = sum(r >= 1 + THRESHOLD for r in ratios)
+    needed = math.ceil(AGREEMENT * len(ratios))
+    return faster >= needed or len(ratios) - faster >= needed
+
+
+def _round(children, kind, order, deadline):
+    """``(fp32 seconds, bf16 seconds)`` of one step each, run in ``order``."""
+    seconds = {}
+    for precision in order:
+        seconds[precision] = children[precision].ask(kind, deadline)
+    return seconds["fp32"], seconds["bf16"]
+
+
+def measure(case, budget=None, infer=True, expected=None):
+    """Time ``case`` in fp32 and bf16 in alternation; ``(train entry, infer entry)``.
+
+    Each entry is a measured one (img/s of each precision, the median
+    round's ratio; ``sure`` when the rounds agree), a failed one (``failed``:
+    why), or None (that mode was not asked for, or no time was left for it).
+    ``budget`` (seconds) is what measuring may take; None: ``MAX_SHARE`` of
+    the run, ``case.steps`` steps at the faster precision's speed (known
+    after the first timed round), at most ``MAX_SECONDS``; ``expected``, an
+    optimistic length of the run, bounds the warm-up round.
     """
     start = time.monotonic()
-    deadline = [start + budget]
     training = case.mode == "train"
     spec = {"network": case.network, "num_classes": case.num_classes,
             "channels": case.channels, "size": list(case.size), "batch": case.batch,
-            "train_steps": TRAIN_STEPS if training else 0,
-            "infer_steps": INFER_STEPS if infer or not training else 0,
-            "infer_batch": INFER_BATCH if training else case.batch}
-
-    def check(times, now):
-        kind = "train" if training else "infer"
-        if case.steps is None or len(times[kind]) != 1:
-            return
-        step = times[kind][0]
-        allowed = min(budget, MAX_SHARE * step * case.steps)
-        # This child's start, its remaining steps, and the same again for bf16; a training
-        # child's inference steps cost about a third of a training step per image.
-        expected = 2 * ((now - start) + step * (spec[kind + "_steps"] - 1))
-        if training and spec["infer_steps"]:
-            expected += 2 * step * (WARMUP + spec["infer_steps"]) * spec["infer_batch"] / (
-                3.0 * case.batch)
-        if expected > allowed:
-            raise _OverBudget
-        deadline[0] = start + allowed
-
-    results = {}
+            "train": training, "infer_batch": INFER_BATCH if training else case.batch}
+    if budget is not None:
+        limit = budget
+    elif expected is not None:  # until the first timed round tells
+        limit = min(MAX_SECONDS, max(30.0, 10 * MAX_SHARE * expected))
+    else:
+        limit = MAX_SECONDS
+    kinds = [k for k in ("train", "infer") if k == case.mode or (infer and k == "infer")]
+    ratios = {kind: [] for kind in kinds}
+    times = {kind: {"fp32": [], "bf16": []} for kind in kinds}
+    failed = None
+    children = {}
     try:
-        for precision in ("fp32", "bf16"):
-            results[precision] = _run_child(dict(spec, precision=precision), deadline[0],
-                                            check if precision == "fp32" else None)
+        children = _start_children(spec)
+        for child in children.values():
+            child.ready(start + limit)
+        signal_at("measure")
+        for kind in kinds:
+            rounds = MAX_ROUNDS if kind == case.mode else INFER_ROUNDS
+            _round(children, kind, ("fp32", "bf16"), start + limit)  # warm-up
+            for i in range(rounds):
+                began = time.monotonic()
+                fp32, bf16 = _round(children, kind, ("fp32", "bf16") if i % 2 else
+                                    ("bf16", "fp32"), start + limit)
+                times[kind]["fp32"].append(fp32)
+                times[kind]["bf16"].append(bf16)
+                ratios[kind].append(fp32 / bf16)
+                if budget is None and kind == case.mode and i == 0 and case.steps is not None:
+                    limit = min(MAX_SECONDS, MAX_SHARE * case.steps * min(fp32, bf16))
+                if _sure(ratios[kind]):
+                    break
+                # the next round costs about as much as this one
+                if time.monotonic() + (time.monotonic() - began) > start + limit:
+                    break
     except _OverBudget:
-        return None, None
+        failed = "the %.0f s for measuring ended before both precisions ran a timed step" % limit
+    except (OSError, RuntimeError, ValueError) as exc:
+        failed = "measuring failed (%s)" % exc
+    finally:
+        for child in children.values():
+            child.close()
     today = datetime.date.today().isoformat()
     here = machine()
     entries = []
     for mode, batch in (("train", case.batch), ("infer", spec["infer_batch"])):
-        if not results["fp32"][mode] or not results["bf16"][mode]:
-            entries.append(None)
-            continue
-        # Rounded first, so that the cached numbers give the cached decision.
-        speed = {p: round(batch / _median(results[p][mode]), 1) for p in ("fp32", "bf16")}
-        entries.append({"machine": here, "network": case.network, "devices": case.devices,
-                        "mode": mode, "channels": case.channels, "size": list(case.size),
-                        "batch": batch, "fp32": speed["fp32"], "bf16": speed["bf16"],
-                        "precision": choose(speed["fp32"], speed["bf16"]), "measured": today})
+        base = {"machine": here, "network": case.network, "devices": case.devices,
+                "mode": mode, "channels": case.channels, "size": list(case.size),
+                "batch": batch, "measured": today, "steps": case.steps}
+        if mode not in kinds or (mode != case.mode and not ratios[mode]):
+            entries.append(None)  # not asked for, or no time left for it
+        elif not ratios[mode]:
+            entries.append(dict(base, precision=None, fp32=None, bf16=None, failed=failed or
+                                "no timed round"))
+        else:
+            fp32 = round(batch / _median(times[mode]["fp32"]), 1)
+            # The median round's ratio, rounded after, so that the numbers give the decision.
+            bf16 = round(fp32 * _median(ratios[mode]), 1)
+            entries.append(dict(base, fp32=fp32, bf16=bf16, precision=choose(fp32, bf16),
+                                sure=_sure(ratios[mode]), rounds=len(ratios[mode])))
     return tuple(entries)
 
 
@@ -397,20 +616,42 @@ def _optimistic_seconds(case, net):
     return case.steps * case.batch * per_image / (_FAST_FLOPS_PER_CORE * usable_cores())
 
 
+def _fallback(case, why_not, nearest):
+    """The ``Decision`` of a case not measured now: the nearest measured case, else ``likely``."""
+    if nearest is not None:
+        kind = "inference" if nearest["mode"] == "infer" else "training"
+        return Decision(nearest["precision"], "nearest", nearest["fp32"], nearest["bf16"],
+                        nearest["measured"], why_not, nearest.get("sure", True),
+                        "%s, batch %d at %dx%d" % (kind, nearest["batch"], nearest["size"][0],
+                                                   nearest["size"][1]))
+    precision, basis = likely()
+    return Decision(precision, "likely", reason="%s, and nothing is measured for %s on this "
+                    "CPU yet" % (why_not, case.network), basis=basis)
+
+
 def decide(case, notice=print, net=None, force=False):
-    """``("bf16" or "fp32", why)`` for ``case``; measures when the run affords it.
+    """The ``Decision`` for ``case``; measures when the run affords it.
 
     ``net`` (not initialised, never hybridized; a throwaway copy) lets a run
     too short to be worth measuring skip it without starting a process.
     ``force`` measures again whatever the cache holds (``gluon-resnet precision --measure``).
     """
+    here = machine()
     entries = read_cache(notice)
-    exact, nearest = cached_entries(case, entries)
-    if exact is not None and not force:
-        return exact["precision"], "auto: %s on this CPU, measured %s" % (
-            _speeds(exact), exact["measured"])
-    why_not = None
-    if not force and not _measuring_allowed():
+    exact, nearest = cached_entries(case, entries, here)
+    previous = _previous_attempt(case, entries, here)
+    why_not = guess = None
+    if previous is not None and not force:
+        longer = (case.steps is not None and previous.get("steps") is not None
+                  and case.steps >= RETRY_FACTOR * previous["steps"])
+        if exact is not None and (exact.get("sure", True) or not longer):
+            return _entry_decision(exact, "cached")
+        if "failed" in previous and not longer:
+            why_not = "%s when this case was measured on %s (gluon-resnet precision " \
+                "--measure tries again)" % (previous["failed"], previous["measured"])
+    if why_not is not None:
+        pass  # remembered: not measured again
+    elif not force and not _measuring_allowed():
         why_not = "measuring is off (%s=0)" % MEASURE_ENV
     elif not force and case.steps is None:
         why_not = "%s does not measure" % ("inference" if case.mode == "infer" else "this run")
@@ -421,23 +662,12 @@ def decide(case, notice=print, net=None, force=False):
         if not force and guess is not None and MAX_SHARE * guess < 2 * _CHILD_START:
             why_not = "the run is too short to measure"
     if why_not is None:
-        try:
-            train, infer = measure(case, budget=MAX_SECONDS if not force else 10 * MAX_SECONDS,
-                                   infer=case.mode == "train")
-        except (OSError, RuntimeError, ValueError) as exc:
-            train = infer = None
-            why_not = "measuring failed (%s)" % exc
-        if train is not None or infer is not None:
-            _store([train, infer], notice)
-            entry = train if case.mode == "train" else infer
-            return entry["precision"], "auto: %s on this CPU, measured %s" % (
-                _speeds(entry), entry["measured"])
-        why_not = why_not or "measuring would take more than %d s or %d%% of the run" % (
-            MAX_SECONDS, 100 * MAX_SHARE)
-    if nearest is not None:
-        kind = "inference" if nearest["mode"] == "infer" else "training"
-        return nearest["precision"], "auto: %s; the nearest case measured here (%s, batch %d " \
-            "at %dx%d) ran %s on %s" % (why_not, kind, nearest["batch"], nearest["size"][0],
-                                        nearest["size"][1], _speeds(nearest), nearest["measured"])
-    return "fp32", "auto: %s, and nothing is measured for %s on this CPU yet" % (
-        why_not, case.network)
+        train, infer = measure(case, budget=MEASURE_SECONDS if force else None,
+                               infer=case.mode == "train",
+                               expected=guess)
+        _store([train, infer], notice)
+        entry = train if case.mode == "train" else infer
+        if "failed" not in entry:
+            return _entry_decision(entry, "measured")
+        why_not = entry["failed"]
+    return _fallback(case, why_not, nearest)

@@ -142,6 +142,9 @@ def _cmd_train(args):
         if exc.checkpoint:
             print("Nothing is lost: the state is saved in %s.\nResume with: %s"
                   % (shown_path(exc.checkpoint), _resume_hint(exc.checkpoint)), file=sys.stderr)
+        elif not exc.immediate:  # stopped before the first checkpoint
+            print("Nothing was saved yet: the same command starts the run again.",
+                  file=sys.stderr)
         return exc.exit_status
     except TrainingDiverged as exc:
         print("gluon-resnet train: %s The last good checkpoint, if any, is kept." % exc,
@@ -274,7 +277,8 @@ def _add_precision_parser(sub):
                    "default 96)")
     p.add_argument("--batch-size", type=_POSITIVE_INT, help="only this batch size (with "
                    "--measure: default 256)")
-    p.add_argument("--measure", action="store_true", help="measure this case again (about 30 s)")
+    p.add_argument("--measure", action="store_true",
+                   help="measure this case again (at most 2 minutes)")
     p.set_defaults(func=_cmd_precision)
 
 
@@ -438,6 +442,9 @@ def main(argv=None):
             return args.func(args)
         finally:
             sys.stdout.flush()  # a closed pipe shows here, not at exit
+    except KeyboardInterrupt:  # Ctrl-C outside training, which handles its own stop signals
+        print("\ngluon-resnet %s: stopped (Ctrl-C)." % args.command, file=sys.stderr)
+        return 128 + 2
     except BrokenPipeError:
         # The reader went away (gluon-resnet models | head -2): end quietly, as a killed
         # writer would, with nothing left for Python to flush at exit.

@@ -31,6 +31,7 @@ import warnings
 import numpy as np
 
 from ._mxnet import mx
+from ._testsignal import signal_at
 from mxnet import autograd, gluon, init
 
 from .callbacks import (Checkpointer, CurvePlotter, HistoryWriter, OneCycleSchedule, PrintEpochs,
@@ -41,12 +42,14 @@ from .config import (RECIPES, RESUME_CHANGES, KVSTORES, SCHEDULES, RunError, Tra
                      recipe_config)
 from .data import load_data_fashion_mnist, load_data_image_folder
 from .devices import available_memory, parse_ctx
+from .events import TrainingInterrupted
 from .distributed import (AverageRunningStats, DistributedTrainer, Job, WatchSteps,
                           final_parameters_callback, join_job)
 from .models import get_model
 from .pretrained import load_pretrained
 from .precision import Case, describe_precision, enable_bf16, resolve_precision
 from .runlock import RunLock
+from .signals import StopSignals, hook_callbacks
 from .summary import activation_bytes
 from .trained import data_description
 from .training import LabelSmoothingLoss, Learner
@@ -117,55 +120,85 @@ def run_training(config=None, out=None, resume=None, overrides=None, progress=No
         holding another run, a finished run resumed without more epochs, a
         batch larger than the training set or one that cannot fit in memory.
     TrainingInterrupted
-        On SIGINT (Ctrl-C), SIGTERM or SIGHUP, after saving ``out/checkpoint.ckpt``.
+        On SIGINT (Ctrl-C), SIGTERM or SIGHUP, after saving ``out/checkpoint.ckpt``;
+        before the first batch at once, with nothing saved (its ``checkpoint`` is the
+        resumed one, unchanged, or None).  A signal ignored when the run starts
+        (``nohup``, a background job) stays ignored.
     TrainingDiverged
         When the loss becomes NaN or infinite; the last checkpoint is kept.
     SaveError
         A file of the run folder could not be written (disk full, read-only);
         the last checkpoint is kept.
     """
-    resume = checkpoint_file(resume) if resume else None
-    config, saved = resolve_config(config, resume, overrides)
-    ctxs = parse_ctx(config.ctx)
-    explicit = saved is None or (overrides or {}).get("kvstore") is not None
-    job = start_job(config, explicit)
-    out = run_folder(out, resume, config.model)
-    with (RunLock(out) if job.lead else contextlib.nullcontext()):
-        if job.lead:
-            prepare_folder(out, resume, config.model)
-            remove_temporary_files(out)  # what a killed run was writing; the lock is ours
-        seed_everything(config.seed)
-        train_iter, test_iter = build_data(config, job, quiet=quiet or not job.lead)
-        config = settle_config(config, job, train_iter)
-        check_batch_size(config, train_iter)
-        data = train_iter.description()
-        precision = choose_precision(config, ctxs, train_iter)
-        # The network is built once, after the precision is known (AMP must be on before a
-        # network is built): the memory check reads it symbolically, then it trains.  Built
-        # apart from it: auto's throwaway copy (its FLOPs count initialises it in its own
-        # way), the copies the precision measurement builds in child processes, and for
-        # fine-tuning the memory check's copy (the network that trains comes from its file).
-        net = None if config.pretrained else get_model(config.model,
-                                                       num_classes=config.num_classes)
-        check_memory(config, data, precision, ctxs, net=net)
-        net = build_network(config, ctxs, in_channels=data.channels, load_weights=saved is None,
-                            out=print if job.lead and not quiet else None, net=net)
-        trainer = build_trainer(config, net, job.kv)
-        if job.lead:
-            write_config(out, config, precision, job, data)
-        learner = Learner(net, train_iter, test_iter if job.lead else None, trainer, ctxs,
-                          loss=build_loss(config), eval_flip=config.tta, handle_signals=job.lead,
-                          seed=config.seed,
-                          callbacks=build_callbacks(config, job, out, precision, progress, quiet,
-                                                    data=data,
-                                                    checkpoint_minutes=checkpoint_minutes,
-                                                    checkpoint_batches=checkpoint_batches)
-                          + list(callbacks))
-        if saved is not None:
-            restore(learner, saved, config)
-        history = learner.fit(config.epochs)
+    # From here on a stop signal ends the run with a message, never a traceback: at once
+    # while there is nothing to save, after the running batch once training runs.  The run
+    # lock is taken and let go outside ``interruptible``, where a signal is only recorded.
+    with StopSignals() as stop:
+        with stop.interruptible():
+            stop.doing = "while starting"
+            resume = checkpoint_file(resume) if resume else None
+            config, saved = resolve_config(config, resume, overrides)
+            ctxs = parse_ctx(config.ctx)
+            explicit = saved is None or (overrides or {}).get("kvstore") is not None
+            job = start_job(config, explicit)
+            if not job.lead:
+                stop.release()  # workers other than the lead leave stop signals to it
+            out = run_folder(out, resume, config.model)
+        with (RunLock(out) if job.lead else contextlib.nullcontext()):
+            try:
+                with stop.interruptible():
+                    history = _train(config, resume, saved, ctxs, job, out, stop, progress,
+                                     quiet, callbacks, checkpoint_minutes, checkpoint_batches)
+            except TrainingInterrupted as exc:
+                if exc.checkpoint is None and saved is not None:
+                    exc.checkpoint = resume  # stopped before training went on: it is unchanged
+                raise
     job.finish()
     return history, out if job.lead else None
+
+
+def _train(config, resume, saved, ctxs, job, out, stop, progress, quiet, callbacks,
+           checkpoint_minutes, checkpoint_batches):
+    """The body of ``run_training`` in the locked run folder; ``stop.doing`` follows it."""
+    if job.lead:
+        signal_at("start")
+        prepare_folder(out, resume, config.model)
+        remove_temporary_files(out)  # what a killed run was writing; the lock is ours
+    seed_everything(config.seed)
+    stop.doing = "while loading the data"
+    signal_at("data")
+    train_iter, test_iter = build_data(config, job, quiet=quiet or not job.lead)
+    config = settle_config(config, job, train_iter)
+    check_batch_size(config, train_iter)
+    data = train_iter.description()
+    stop.doing = "while measuring the precision"
+    precision = choose_precision(config, ctxs, train_iter)
+    stop.doing = "while building the network"
+    signal_at("network")
+    # The network is built once, after the precision is known (AMP must be on before a
+    # network is built): the memory check reads it symbolically, then it trains.  Built
+    # apart from it: auto's throwaway copy (its FLOPs count initialises it in its own
+    # way), the copies the precision measurement builds in child processes, and for
+    # fine-tuning the memory check's copy (the network that trains comes from its file).
+    net = None if config.pretrained else get_model(config.model, num_classes=config.num_classes)
+    check_memory(config, data, precision, ctxs, net=net)
+    net = build_network(config, ctxs, in_channels=data.channels, load_weights=saved is None,
+                        out=print if job.lead and not quiet else None, net=net)
+    stop.doing = "before the first batch"
+    trainer = build_trainer(config, net, job.kv)
+    if job.lead:
+        write_config(out, config, precision, job, data)
+    learner = Learner(net, train_iter, test_iter if job.lead else None, trainer, ctxs,
+                      loss=build_loss(config), eval_flip=config.tta, handle_signals=job.lead,
+                      seed=config.seed,
+                      callbacks=build_callbacks(config, job, out, precision, progress, quiet,
+                                                data=data,
+                                                checkpoint_minutes=checkpoint_minutes,
+                                                checkpoint_batches=checkpoint_batches)
+                      + list(callbacks) + hook_callbacks())
+    if saved is not None:
+        restore(learner, saved, config)
+    return learner.fit(config.epochs)
 
 
 def resolve_config(config=None, resume=None, overrides=None):

@@ -21,7 +21,8 @@ import sys
 from ._cpu import cpu_flags
 from ._mxnet import AMX
 from .arrays import numpy_mode
-from .autoprecision import HEADER, Case, cache_path, decide, format_entry, machine, read_cache
+from .autoprecision import (HEADER, Case, Decision, cache_path, decide, format_entry, machine,
+                            read_cache)
 from .validate import one_of
 from mxnet.contrib import amp
 
@@ -57,17 +58,24 @@ def bf16_kernels():
 
 
 class Precision(str):
-    """``"fp32"`` or ``"bf16"``, with ``why``: how ``auto`` chose it (None when asked for)."""
+    """``"fp32"`` or ``"bf16"``, with the ``Decision`` that chose it.
 
-    def __new__(cls, value, why=None):
+    ``why`` is the decision's line (None when the precision was asked for).
+    """
+
+    def __new__(cls, value, decision=None):
         self = super().__new__(cls, value)
-        self.why = why
+        self.decision = decision or Decision(value, "requested")
         return self
+
+    @property
+    def why(self):
+        return self.decision.describe()
 
     @property
     def news(self):
         """True when the line is worth a quiet command's while: bf16, or a measured choice."""
-        return self == "bf16" or " img/s against " in (self.why or "")
+        return self.decision.news
 
 
 def resolve_precision(requested, ctxs, notice=None, case=None, net=None):
@@ -101,19 +109,24 @@ def resolve_precision(requested, ctxs, notice=None, case=None, net=None):
     elif requested == "bf16":
         return Precision("bf16")
     elif case is None:
-        return Precision("fp32", "auto: no network to measure")
+        return Precision("fp32", Decision("fp32", "unavailable", reason="no network to measure"))
     else:  # the devices of the case are those of the run
         case = case._replace(devices=",".join(str(c) for c in ctxs))
-        return Precision(*decide(case, notice, net=net))
+        decision = decide(case, notice, net=net)
+        return Precision(decision.precision, decision)
     if requested == "bf16":
         notice("gluon-resnet: bf16 is not available (%s); training in fp32." % why)
         return Precision("fp32")
-    return Precision("fp32", "auto: " + why)
+    return Precision("fp32", Decision("fp32", "unavailable", reason=why))
 
 
 def describe_precision(precision):
-    """One line for the run's log: the precision, bf16's kernels, and why ``auto`` chose it."""
-    why = getattr(precision, "why", None)
+    """One line for the run's log: the precision, bf16's kernels, and why ``auto`` chose it.
+
+    The line is rendered from ``precision.decision`` (a ``Precision``); a plain string has none.
+    """
+    decision = getattr(precision, "decision", None)
+    why = decision.describe() if decision is not None else None
     line = "precision: fp32" if precision != "bf16" else \
         "precision: bf16 on %s kernels" % bf16_kernels()
     return line + (" (%s)" % why if why else "")
@@ -142,9 +155,10 @@ def show_decisions(model=None, size=None, batch_size=None, channels=1, measure=F
         else:
             case = Case(model or "chapter_resnet18", channels, (size or 96, size or 96),
                         batch_size or 256, "cpu(0)", "train")
-            precision, why = decide(case, out, force=True)
+            decision = decide(case, out, force=True)
             out("%s %dx%d batch %d: %s (%s)" % (case.network, case.size[0], case.size[1],
-                                              case.batch, precision, why))
+                                              case.batch, decision.precision,
+                                              decision.describe()))
     here = machine()
     entries = read_cache(out)
     mine = [e for e in entries if e["machine"] == here
