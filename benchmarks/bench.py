@@ -356,6 +356,7 @@ def work_ort(settings):
 
     import mxnet as mx
     from mxnet import init
+    from gluon_resnet.data import DataDescription
     from gluon_resnet.experiment import TrainConfig
     from gluon_resnet.export import ExportError, PixelInput, export_onnx
     from gluon_resnet.models import get_model
@@ -368,8 +369,9 @@ def work_ort(settings):
     wrapped.params.initialize()
     wrapped.hybridize()
     wrapped(mx.nd.zeros((1, 1, s, s)))
-    description = {"classes": [str(i) for i in range(config.num_classes)], "size": [s, s],
-                   "channels": 1, "mean": None, "std": None}
+    description = DataDescription.from_dict(
+        {"classes": [str(i) for i in range(config.num_classes)], "size": [s, s],
+         "channels": 1, "mean": None, "std": None})
     folder = tempfile.mkdtemp(prefix="gluon_resnet-bench-")
     try:
         path = export_onnx(wrapped, description, config, os.path.join(folder, "net.onnx"))
