@@ -7,7 +7,8 @@ trained network), ``predict`` (the classes of image files), ``shapes``
 registered model with its parameter count), ``export`` (a trained network to
 ONNX or MXNet's symbol format, see ``gluon_resnet.export``), ``launch`` (``train`` on several
 worker processes, see ``gluon_resnet.distributed``), ``precision`` (what
-``--precision auto`` measured on this CPU).  The options of ``train``
+``--precision auto`` measured on this CPU), ``quantize`` (a run's int8 network, see
+``gluon_resnet.quantize``).  The options of ``train``
 are the fields of ``TrainConfig``.  Errors a user can fix are printed as one
 sentence with exit status 2 (a file that cannot be written: status 1); a stop
 signal during training (Ctrl-C, SIGTERM, SIGHUP) saves a checkpoint and exits
@@ -33,8 +34,9 @@ from .experiment import run_training
 from .export import export_checkpoint
 from .models import count_model_parameters, get_model, list_models, model_description, \
     model_input_channels
-from .precision import PRECISIONS, show_decisions
+from .precision import INFERENCE_PRECISIONS, show_decisions
 from .predict import format_predictions, predict_files
+from .quantize import add_quantize_parser
 from .summary import format_summary, summarize
 from .validate import argument, non_negative_number, positive_int, positive_number
 
@@ -181,9 +183,10 @@ def _add_train_parsers(sub):
                    "images")
     p.add_argument("--confusion", metavar="PNG", help="save the confusion matrix figure here")
     p.add_argument("--samples", metavar="PNG", help="save a grid of sample predictions here")
-    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+    p.add_argument("--precision", choices=INFERENCE_PRECISIONS, default="auto",
                    help="auto (default: the inference precision measured faster for this "
-                   "network here, see 'gluon-resnet precision'; else fp32), bf16 or fp32")
+                   "network here, see 'gluon-resnet precision'; else fp32), bf16, fp32, or "
+                   "int8 (the run's network made by 'gluon-resnet quantize')")
     p.set_defaults(func=_cmd_eval)
 
 
@@ -209,9 +212,10 @@ def _add_predict_parser(sub):
     p.add_argument("--top-k", type=_POSITIVE_INT, default=1, metavar="K",
                    help="classes per image (default 1)")
     p.add_argument("--json", action="store_true", help="print one JSON document instead")
-    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+    p.add_argument("--precision", choices=INFERENCE_PRECISIONS, default="auto",
                    help="auto (default: the inference precision measured faster for this "
-                   "network here, see 'gluon-resnet precision'; else fp32), bf16 or fp32")
+                   "network here, see 'gluon-resnet precision'; else fp32), bf16, fp32, or "
+                   "int8 (the run's network made by 'gluon-resnet quantize')")
     p.set_defaults(func=_cmd_predict)
 
 
@@ -373,6 +377,7 @@ def build_parser():
     _add_launch_parser(sub)
     _add_predict_parser(sub)
     _add_precision_parser(sub)
+    add_quantize_parser(sub, _POSITIVE_INT, _NON_NEGATIVE_NUMBER)
     return parser
 
 

@@ -26,9 +26,12 @@ from .validate import one_of
 from mxnet.contrib import amp
 
 __all__ = ["bf16_available", "bf16_kernels", "resolve_precision", "enable_bf16",
-           "describe_precision", "show_decisions", "Precision", "Case", "PRECISIONS"]
+           "describe_precision", "show_decisions", "Precision", "Case", "PRECISIONS",
+           "INFERENCE_PRECISIONS"]
 
 PRECISIONS = ("fp32", "bf16", "auto")
+#: ``eval``, ``predict`` and ``load_trained`` also take a run's int8 network (``.int8``).
+INFERENCE_PRECISIONS = PRECISIONS + ("int8",)
 #: Set to 1 to behave as if the CPU had no bf16 instructions (tests, comparisons).
 DISABLE_ENV = "GLUON_RESNET_DISABLE_BF16"
 
@@ -57,7 +60,10 @@ def bf16_kernels():
 
 
 class Precision(str):
-    """``"fp32"`` or ``"bf16"``, with ``why``: how ``auto`` chose it (None when asked for)."""
+    """``"fp32"``, ``"bf16"`` or ``"int8"`` (a run's quantized network), with ``why``.
+
+    ``why`` says how ``auto`` chose it (None when asked for).
+    """
 
     def __new__(cls, value, why=None):
         self = super().__new__(cls, value)
@@ -67,7 +73,7 @@ class Precision(str):
     @property
     def news(self):
         """True when the line is worth a quiet command's while: bf16, or a measured choice."""
-        return self == "bf16" or " img/s against " in (self.why or "")
+        return self in ("bf16", "int8") or " img/s against " in (self.why or "")
 
 
 def resolve_precision(requested, ctxs, notice=None, case=None, net=None):
@@ -114,7 +120,7 @@ def resolve_precision(requested, ctxs, notice=None, case=None, net=None):
 def describe_precision(precision):
     """One line for the run's log: the precision, bf16's kernels, and why ``auto`` chose it."""
     why = getattr(precision, "why", None)
-    line = "precision: fp32" if precision != "bf16" else \
+    line = "precision: %s" % precision if precision != "bf16" else \
         "precision: bf16 on %s kernels" % bf16_kernels()
     return line + (" (%s)" % why if why else "")
 
