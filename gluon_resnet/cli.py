@@ -236,7 +236,7 @@ def _add_precision_parser(sub):
 
 
 def _cmd_export(args):
-    export_checkpoint(args.params, onnx=args.onnx, symbol=args.symbol)
+    export_checkpoint(args.params, onnx=args.onnx, symbol=args.symbol, int8=args.int8)
     return 0
 
 
@@ -255,6 +255,8 @@ def _add_export_parser(sub):
                    "onnx package)")
     p.add_argument("--symbol", metavar="PREFIX", help="write PREFIX-symbol.json and "
                    "PREFIX-0000.params (HybridBlock.export)")
+    p.add_argument("--int8", action="store_true", help="export the run's int8 network (made by "
+                   "'gluon-resnet quantize'; --symbol only)")
     p.set_defaults(func=_cmd_export)
 
 

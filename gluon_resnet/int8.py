@@ -28,12 +28,13 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 import zipfile
 
 from ._mxnet import mx
 
 from .arrays import numpy_mode
-from .autoprecision import THRESHOLD, cache_path, machine
+from .autoprecision import MEASURE_ENV, THRESHOLD, cache_path, machine
 from .checkpoint import CheckpointError, atomic_write
 
 __all__ = ["INT8_NAME", "FORMAT", "Int8Error", "int8_file", "write_int8", "read_int8_record",
@@ -144,7 +145,9 @@ def load_int8(checkpoint, ctx=None):
     try:
         graph = mx.sym.load_json(symbol)
         arrays = mx.nd.load_frombuffer(params)
-        net = mx.gluon.SymbolBlock(graph, mx.sym.var("data"))
+        with warnings.catch_warnings():  # "Cannot decide type": the input's comes with it
+            warnings.filterwarnings("ignore", "Cannot decide type", UserWarning)
+            net = mx.gluon.SymbolBlock(graph, mx.sym.var("data"))
         for name, param in net.collect_params().items():
             array = arrays.get("arg:" + name, arrays.get("aux:" + name))
             if array is None:
@@ -178,7 +181,8 @@ def auto_int8(checkpoint, fp32_net, shape, record, notice=print):
     least ``autoprecision.THRESHOLD`` faster than the fused fp32 network on
     this machine.  The speeds are measured here once (a few batches of
     ``shape = (C, H, W)`` images, about as long as evaluating a few hundred
-    images), kept in ``int8.json`` beside ``precision.json`` under the
+    images; with ``GLUON_RESNET_AUTO_MEASURE=0`` only a cached measurement
+    counts), kept in ``int8.json`` beside ``precision.json`` under the
     machine's key and the int8 file's weights digest, and read from there
     afterwards.  ``fp32_net`` is the run's network with its weights loaded;
     it is hybridized here with oneDNN fusion.
@@ -198,6 +202,9 @@ def auto_int8(checkpoint, fp32_net, shape, record, notice=print):
         entries, found = [], []
     if found:
         entry, when = found[-1], "measured %s" % found[-1]["measured"]
+    elif os.environ.get(MEASURE_ENV, "") in ("0", "no", "false", "off"):
+        return False, "auto: int8 is not measured on this CPU yet and measuring is off " \
+            "(%s=0)" % MEASURE_ENV
     else:
         int8_net, _ = load_int8(checkpoint)
         int8_net.hybridize(static_alloc=True)

@@ -43,6 +43,7 @@ Networks oneDNN cannot quantize are refused by name (``REFUSED``).
 """
 
 import json
+import warnings
 
 import numpy as np
 
@@ -101,10 +102,12 @@ def quantize_network(net, calib_iter, calib_images, keep_stem_fp32=True,
     if keep_stem_fp32:
         stem = first_convolution(net(mx.sym.var("data")))
         excluded = [stem] if stem else []
-    qnet = quantization.quantize_net_v2(
-        net, quantized_dtype="auto", quantize_mode="full", exclude_layers=list(excluded),
-        calib_data=calib_iter, calib_mode=calib_mode, num_calib_examples=calib_images,
-        ctx=mx.cpu())
+    with warnings.catch_warnings():  # "Cannot decide type": the input's comes with it
+        warnings.filterwarnings("ignore", "Cannot decide type", UserWarning)
+        qnet = quantization.quantize_net_v2(
+            net, quantized_dtype="auto", quantize_mode="full", exclude_layers=list(excluded),
+            calib_data=calib_iter, calib_mode=calib_mode, num_calib_examples=calib_images,
+            ctx=mx.cpu())
     return qnet, excluded
 
 
