@@ -5,6 +5,7 @@ Usage::
     python benchmarks/bench.py [--batch-size 256] [--size 96] [--rounds 5] [--steps 4]
                                [--json out.json] [--tiny] [--tiers auto|all|LIST]
                                [--save] [--results-dir DIR] [--only NAMES]
+                               [--int8-run RUN] [--calib-images 500] [--test-images 1000]
 
 Sides compared (same network, same random batches of shape (N, 1, size, size)):
 
@@ -23,6 +24,11 @@ Sides compared (same network, same random batches of shape (N, 1, size, size)):
 - ``ort``: the chapter network (random weights) exported to ONNX by
   ``gluon_resnet.export.export_onnx`` (what ``gluon-resnet export`` writes),
   run by ONNX Runtime's CPUExecutionProvider in fp32 with one intra-op thread per core.
+- int8 inference (``int8_workers.py``): ours (``gluon-resnet quantize``'s oneDNN
+  network), ONNX Runtime's ``quantize_static`` (QDQ) of the exported network and
+  PyTorch's FX post-training static quantization (x86), with the same weights
+  and calibration images; ``--int8-run RUN`` (a trained ``chapter_resnet18``
+  run at ``--size``) gives them trained weights and an accuracy row each.
 
 ISA tiers (``--tiers``, see ``tiers.py``): every variant runs at each tier asked
 for (default: the CPU's own, uncapped), the lower ones capped through oneDNN's
