@@ -135,7 +135,7 @@ def _data(config, data, calib_images, test_images, data_root):
     else:
         calib, test = load_data_fashion_mnist(
             _CALIB_BATCH, resize=config.resize, root=data_root or config.data_root,
-            limit=calib_images, test_limit=test_images or 10000, shuffle=False)
+            limit=calib_images, test_limit=10000, shuffle=False)  # all, as eval reads them
     if test_images:
         test = _first(test, test_images)
     return calib, test
@@ -166,7 +166,8 @@ def quantize_run(path, calib_images=DEFAULT_CALIB_IMAGES, max_drop=DEFAULT_MAX_D
     max_drop : float
         Accuracy points (percent) the int8 network may lose against fp32.
     test_images : int, optional
-        Compare on the first this many test images (default: all).
+        Compare on the first this many test images (default: all), as
+        ``gluon-resnet eval --limit`` does.
     out : callable
         Gets the printed lines.
 
