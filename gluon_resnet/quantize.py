@@ -206,7 +206,7 @@ def quantize_run(path, calib_images=DEFAULT_CALIB_IMAGES, max_drop=DEFAULT_MAX_D
     drop = round(100 * (fp32_acc - int8_acc), 4)
     out("%s on %d test images: fp32 test acc %.4f, int8 test acc %.4f (%+.2f points), top-1 "
         "agreement %.4f" % (config.model, len(labels), fp32_acc, int8_acc, -drop, agreement))
-    kept = ", ".join(excluded) or "none"
+    kept = "%s (the convolution that reads the image)" % excluded[0] if excluded else "none"
     if drop > max_drop:
         raise Int8Error(
             "the int8 network loses %.2f accuracy points, more than --max-drop %g, so it is not "
