@@ -26,6 +26,8 @@ from gluon_resnet.config import recipe_config
 from gluon_resnet.data import load_data_fashion_mnist
 from gluon_resnet.experiment import run_training
 from gluon_resnet.int8 import INT8_NAME, Int8Error, read_int8_record
+from gluon_resnet import quantize
+from gluon_resnet.models import list_models
 from gluon_resnet.quantize import quantize_run
 from gluon_resnet.trained import load_trained
 
@@ -160,6 +162,16 @@ def test_an_int8_network_that_loses_too_much_is_not_kept(run):
     with pytest.raises(Int8Error, match=r"not kept \(layers kept in fp32: \S+.*--calib-images"):
         quantize_run(run, calib_images=50, test_images=200, max_drop=-100,
                      out=lambda line: None)
+    assert _snapshot(run) == before
+
+
+def test_a_network_that_cannot_be_quantized_is_refused_by_name(run, monkeypatch, capsys):
+    assert set(quantize.REFUSED) <= set(list_models())
+    monkeypatch.setitem(quantize.REFUSED, "compact_resnet8", "its pooling has no int8 kernel")
+    before = _snapshot(run)
+    assert _cli("quantize", "--params", run) == 2
+    err = capsys.readouterr().err
+    assert "compact_resnet8 cannot be quantized: its pooling has no int8 kernel" in err
     assert _snapshot(run) == before
 
 
