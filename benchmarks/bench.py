@@ -5,6 +5,7 @@ Usage::
     python benchmarks/bench.py [--batch-size 256] [--size 96] [--rounds 5] [--steps 4]
                                [--json out.json] [--tiny] [--tiers auto|all|LIST]
                                [--save] [--results-dir DIR] [--only NAMES]
+                               [--int8-run RUN] [--calib-images 500] [--test-images 1000]
 
 Sides compared (same network, same random batches of shape (N, 1, size, size)):
 
@@ -23,6 +24,11 @@ Sides compared (same network, same random batches of shape (N, 1, size, size)):
 - ``ort``: the chapter network (random weights) exported to ONNX by
   ``gluon_resnet.export.export_onnx`` (what ``gluon-resnet export`` writes),
   run by ONNX Runtime's CPUExecutionProvider in fp32 with one intra-op thread per core.
+- int8 inference (``int8_workers.py``): ours (``gluon-resnet quantize``'s oneDNN
+  network), ONNX Runtime's ``quantize_static`` (QDQ) of the exported network and
+  PyTorch's FX post-training static quantization (x86), with the same weights
+  and calibration images; ``--int8-run RUN`` (a trained ``chapter_resnet18``
+  run at ``--size``) gives them trained weights and an accuracy row each.
 
 ISA tiers (``--tiers``, see ``tiers.py``): every variant runs at each tier asked
 for (default: the CPU's own, uncapped), the lower ones capped through oneDNN's
@@ -72,6 +78,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import results_tables  # noqa: E402  (benchmarks/results_tables.py, beside this file)
 import tiers  # noqa: E402  (benchmarks/tiers.py, beside this file)
 from tiers import ORT_UNCAPPED  # noqa: E402
+from int8_workers import INT8_DEFAULTS  # noqa: E402  (benchmarks/int8_workers.py)
 
 RESULT_PREFIX = "BENCH_RESULT "
 
@@ -148,6 +155,15 @@ VARIANTS = [
             "the chapter network exported by gluon_resnet.export_onnx, ONNX Runtime "
             "CPUExecutionProvider, fp32, intra_op_num_threads = cores; uncapped at every tier "
             "(MLAS has no run-time ISA cap)"),
+    Variant("infer_int8", "infer", "ours", "int8", "ours int8",
+            "gluon_resnet.quantize.quantize_network (what gluon-resnet quantize makes): "
+            "oneDNN int8, conv+BN+ReLU+add fused, naive calibration, image's conv in fp32"),
+    Variant("infer_ort_int8", "infer", "ort", "int8", "ONNX Runtime int8",
+            "the exported network quantized by onnxruntime.quantization.quantize_static "
+            "(QDQ, u8 activations, s8 weights, MinMax), same calibration images"),
+    Variant("infer_torch_int8", "infer", "torch", "int8", "PyTorch int8",
+            "the same network in PyTorch, FX post-training static quantization, x86 backend, "
+            "same weights and calibration images"),
 ]
 VARIANT_BY_NAME = {v.name: v for v in VARIANTS}
 #: The note of a worker that ``--only`` left out.
@@ -487,8 +503,30 @@ def work_torch(variant, settings):
             "torch_version": torch.__version__, "torch_threads": torch.get_num_threads()}
 
 
+def work_int8(variant, settings):
+    """The int8 rows (``int8_workers``): images per second and accuracy of each int8 model."""
+    import int8_workers
+
+    settings = dict(INT8_DEFAULTS, **settings)
+    steps = timed_steps("infer", settings)
+    if variant.side == "ours":
+        result = int8_workers.work_int8_ours(settings, settings["warmup"], steps)
+    elif variant.side == "ort":
+        result = int8_workers.work_int8_ort(settings, settings["warmup"], steps, _all_cores())
+    else:
+        result = int8_workers.work_int8_torch(settings, settings["warmup"], steps)
+    result.setdefault("max_rss_mib", max_rss_mib())
+    return result
+
+
 def run_worker(name, settings):
     variant = VARIANT_BY_NAME.get(name)
+    if variant is not None and variant.precision == "int8":
+        import gluon_resnet  # noqa: F401  (every int8 side starts from gluon_resnet's network)
+
+        result = work_int8(variant, settings)
+        result["omp_num_threads"] = os.environ.get("OMP_NUM_THREADS", "default")
+        return result
     if variant is not None and variant.side == "torch":
         result = work_torch(variant, settings)
         result["omp_num_threads"] = os.environ.get("OMP_NUM_THREADS", "PyTorch default")
@@ -641,7 +679,8 @@ def collect(runs, settings, meta, errors, tier=None, capped=False):
         else:
             rate = _median(values)
             achieved = rate * gflop[v.mode]
-            peak_value = peak["bf16_gflops" if v.precision == "bf16" else "fp32_gflops"]
+            peak_value = {"bf16": peak["bf16_gflops"], "fp32": peak["fp32_gflops"]}.get(
+                v.precision)  # no int8 peak is measured
             entry.update(available=True, images_per_s=rate, gflops=achieved,
                          share_of_peak=_ratio(achieved, peak_value),
                          max_rss_mib=max(r["max_rss_mib"] for r in results if "max_rss_mib" in r))
@@ -649,6 +688,10 @@ def collect(runs, settings, meta, errors, tier=None, capped=False):
                      if "max_abs_diff_vs_unfused" in r]
             if diffs:
                 entry["max_abs_diff_vs_unfused"] = max(diffs)
+            for key in ("accuracy", "fp32_accuracy"):
+                found = [r[key] for r in results if r.get(key) is not None]
+                if found:
+                    entry[key] = found[0]  # the same model and images every round
         variants[v.name] = entry
     for v in VARIANTS:
         ref = variants["%s_ref" % v.mode]
@@ -695,6 +738,14 @@ def collect(runs, settings, meta, errors, tier=None, capped=False):
         ("inference vs book (best of bf16, fused fp32)", best(["infer_bf16", "infer_fused"]),
          "x"),
         ("default inference vs ONNX Runtime", _ratio(rate(default_infer), rate("infer_ort")),
+         "x"),
+        ("int8 inference vs ours fp32 fused", _ratio(rate("infer_int8"), rate("infer_fused")),
+         "x"),
+        ("int8 inference vs ours bf16 fused", _ratio(rate("infer_int8"), rate("infer_bf16")),
+         "x"),
+        ("int8 inference vs ONNX Runtime int8",
+         _ratio(rate("infer_int8"), rate("infer_ort_int8")), "x"),
+        ("int8 inference vs PyTorch int8", _ratio(rate("infer_int8"), rate("infer_torch_int8")),
          "x"),
         ("loader vs ours training (fastest)", loader["ratio_to_training"], "x"),
         ("peak RSS of ours training", max(rss) if rss else None, " MiB"),
@@ -748,6 +799,10 @@ def format_report(summary):
                          % (v.label, e["images_per_s"], ratio, e["gflops"],
                             _fmt(None if share is None else 100 * share, ".1f"),
                             e["max_rss_mib"]))
+            if "accuracy" in e:
+                lines.append("%-17s (test acc %.4f%s)" % (
+                    "", e["accuracy"], "" if "fp32_accuracy" not in e
+                    else ", fp32 %.4f" % e["fp32_accuracy"]))
             if "max_abs_diff_vs_unfused" in e:
                 lines.append("%-17s (fused outputs differ from unfused by at most %.1e)"
                              % ("", e["max_abs_diff_vs_unfused"]))
@@ -839,6 +894,10 @@ def resolve_settings(args):
     if base["warmup"] < 1:
         raise SystemExit("bench.py: --warmup must be at least 1 (the first step builds the graph)")
     base["tiny"] = bool(args.tiny)
+    for key in INT8_DEFAULTS:
+        value = getattr(args, key, None)
+        base[key] = os.path.abspath(value) if key == "int8_run" and value else (
+            value if value is not None else INT8_DEFAULTS[key])
     return base
 
 
@@ -868,6 +927,13 @@ def main(argv=None):
     parser.add_argument("--only", metavar="NAMES",
                         help="run only these workers (comma-separated, e.g. "
                         "infer_fused,infer_ort); not with --save")
+    parser.add_argument("--int8-run", metavar="RUN", help="a chapter_resnet18 run at --size: "
+                        "the int8 rows quantize its weights, calibrate on its training images "
+                        "and report accuracy on its test images (default: random weights)")
+    parser.add_argument("--calib-images", type=int, help="calibration images of the int8 rows "
+                        "with --int8-run (default 500)")
+    parser.add_argument("--test-images", type=int, help="test images of the int8 rows' accuracy "
+                        "(default 1000)")
     parser.add_argument("--worker", choices=WORKERS, help=argparse.SUPPRESS)
     parser.add_argument("--settings", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

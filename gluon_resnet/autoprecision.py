@@ -110,7 +110,9 @@ class Decision:
 
     Attributes
     ----------
-    precision : {"fp32", "bf16"}
+    precision : {"fp32", "bf16", "int8"}
+        int8 only for inference, with a run's quantized network (``reason`` says how it
+        was made or why auto took it).
     source : str
         One of ``SOURCES``: ``requested`` (``--precision fp32`` or ``bf16``),
         ``unavailable`` (no bf16 here: ``reason`` says why), ``measured`` (now),
@@ -142,14 +144,16 @@ class Decision:
     basis: Optional[str] = None
 
     def __post_init__(self):
-        if self.precision not in ("fp32", "bf16") or self.source not in SOURCES:
-            raise ValueError("a Decision is fp32 or bf16 from one of %s, not %r from %r"
+        if self.precision not in ("fp32", "bf16", "int8") or self.source not in SOURCES:
+            raise ValueError("a Decision is fp32, bf16 or int8 from one of %s, not %r from %r"
                              % (", ".join(SOURCES), self.precision, self.source))
 
     @property
     def news(self):
-        """True when worth a quiet command's line: bf16, or a choice from measured speeds."""
-        return self.precision == "bf16" or self.source in ("measured", "cached", "nearest")
+        """True when worth a quiet command's line: bf16 or int8, or a choice from measured
+        speeds."""
+        return self.precision in ("bf16", "int8") or self.source in ("measured", "cached",
+                                                                      "nearest")
 
     def speeds(self):
         """``'150 img/s against 108 in fp32'``: the chosen precision's speed against the other's."""
@@ -158,9 +162,12 @@ class Decision:
                                                    getattr(self, other), other)
 
     def describe(self):
-        """How ``auto`` decided, in one line (None for a requested precision)."""
+        """How ``auto`` decided, in one line (for a requested precision: None, or for int8
+        how the run's int8 network was made)."""
         if self.source == "requested":
-            return None
+            return self.reason
+        if self.precision == "int8":  # reason: the measured speeds and the accuracy check
+            return "auto: " + self.reason
         if self.source == "unavailable":
             return "auto: " + self.reason
         if self.source in ("measured", "cached"):

@@ -18,6 +18,7 @@ means its ``checkpoint.ckpt`` (``checkpoint_file``).
 """
 
 import errno
+import hashlib
 import json
 import os
 import random
@@ -292,6 +293,12 @@ class Checkpoint:
                     "checkpoint %s holds the parameters of %s, which do not fit this network: "
                     "'%s' has shape %s there and %s here"
                     % (self.path, model, name, tuple(theirs[name]), tuple(shape)))
+
+    def weights_digest(self):
+        """The SHA-256 (hex) of the parameters' bytes: which weights this checkpoint holds."""
+        if "model.params" not in self._members:
+            raise CheckpointError("%s was read without its parameters" % self.path)
+        return hashlib.sha256(self._members["model.params"]).hexdigest()
 
     def load_into(self, net, trainer=None, ctx=None, restore_random_state=True):
         """Load the parameters into ``net`` (and the optimizer state into ``trainer``).

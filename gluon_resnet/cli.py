@@ -7,7 +7,8 @@ trained network), ``predict`` (the classes of image files), ``shapes``
 registered model with its parameter count), ``export`` (a trained network to
 ONNX or MXNet's symbol format, see ``gluon_resnet.export``), ``launch`` (``train`` on several
 worker processes, see ``gluon_resnet.distributed``), ``precision`` (what
-``--precision auto`` measured on this CPU).  The options of ``train``
+``--precision auto`` measured on this CPU), ``quantize`` (a run's int8 network, see
+``gluon_resnet.quantize``).  The options of ``train``
 are the fields of ``TrainConfig``.  Errors a user can fix are printed as one
 sentence in the flags the user typed (a bad option: after one usage line; the
 whole usage is ``--help``'s) with exit status 2 (a file that cannot be written:
@@ -35,8 +36,9 @@ from .experiment import run_training
 from .export import export_checkpoint
 from .models import count_model_parameters, get_model, list_models, model_description, \
     model_input_channels, unknown_model_message
-from .precision import PRECISIONS, show_decisions
+from .precision import INFERENCE_PRECISIONS, show_decisions
 from .predict import format_predictions, predict_files
+from .quantize import add_quantize_parser
 from .summary import format_summary, summarize
 from .validate import argument, non_negative_number, positive_int, positive_number
 
@@ -213,9 +215,10 @@ def _add_train_parsers(sub):
 
 def _add_precision_option(parser):
     """``--precision`` of the commands that run a trained network (``eval``, ``predict``)."""
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+    parser.add_argument("--precision", choices=INFERENCE_PRECISIONS, default="auto",
                         help="auto (default: the inference precision measured faster for this "
-                        "network here, see 'gluon-resnet precision'; else fp32), bf16 or fp32")
+                        "network here, see 'gluon-resnet precision'; else fp32), bf16, fp32, or "
+                        "int8 (the run's network made by 'gluon-resnet quantize')")
 
 
 def _add_eval_parser(sub):
@@ -289,7 +292,7 @@ def _cmd_precision(args):
 
 
 def _cmd_export(args):
-    export_checkpoint(args.params, onnx=args.onnx, symbol=args.symbol)
+    export_checkpoint(args.params, onnx=args.onnx, symbol=args.symbol, int8=args.int8)
     return 0
 
 
@@ -308,6 +311,8 @@ def _add_export_parser(sub):
                    "onnx package)")
     p.add_argument("--symbol", metavar="PREFIX", help="write PREFIX-symbol.json and "
                    "PREFIX-0000.params (HybridBlock.export)")
+    p.add_argument("--int8", action="store_true", help="export the run's int8 network (made by "
+                   "'gluon-resnet quantize'; --symbol only)")
     p.set_defaults(func=_cmd_export)
 
 
@@ -431,6 +436,7 @@ def build_parser():
     _add_launch_parser(sub)
     _add_predict_parser(sub)
     _add_precision_parser(sub)
+    add_quantize_parser(sub, _POSITIVE_INT, _NON_NEGATIVE_NUMBER)
     return parser
 
 

@@ -70,7 +70,7 @@ def evaluate_run(path, model=None, resize=None, data_root=None, confusion=None, 
     confusion, samples : str, optional
         PNG paths for the confusion matrix and a grid of 32 test images with
         predicted and true labels.
-    precision : {"fp32", "bf16", "auto"}
+    precision : {"fp32", "bf16", "auto", "int8"}
         ``"auto"`` (what ``gluon-resnet eval`` uses) evaluates in bf16 where
         it was measured faster for inference (``precision.resolve_precision``).
         bf16 turns on AMP for the whole process (``precision.enable_bf16``):

@@ -1,6 +1,9 @@
 """Export a trained network for use outside gluon_resnet: ONNX, or MXNet's own symbol format.
 
-``gluon-resnet export --params CKPT --onnx OUT.onnx [--symbol PREFIX]``.
+``gluon-resnet export --params CKPT --onnx OUT.onnx [--symbol PREFIX]``;
+``gluon-resnet export --params RUN --int8 --symbol PREFIX`` writes the run's
+int8 network (``gluon-resnet quantize``) the same way, loadable by plain MXNet
+(1.9.1 with oneDNN, on the CPU) with ``SymbolBlock.imports``.
 
 What the exported model takes and gives
 ---------------------------------------
@@ -109,8 +112,11 @@ class PixelInput(nn.HybridBlock):
         return self.net(x)
 
 
-def load_for_export(path):
+def load_for_export(path, int8=False):
     """The network of the checkpoint at ``path`` in fp32 on the CPU, wrapped in ``PixelInput``.
+
+    With ``int8``, the run's int8 network instead (``gluon-resnet quantize``;
+    ``int8.load_int8``), behind the same ``PixelInput``.
 
     Returns
     -------
@@ -131,7 +137,7 @@ def load_for_export(path):
                           "exported graph would compute in bf16.  Export in a new process "
                           "(gluon-resnet export), which builds the network in fp32.")
     ctx = mx.cpu()
-    trained = load_trained(path, ctx, "fp32")
+    trained = load_trained(path, ctx, "int8" if int8 else "fp32")
     net, description, config = trained.net, trained.data, trained.config
     shape = (1,) + description.input_shape
     wrapped = PixelInput(net, description.mean, description.std, prefix="export_")
@@ -246,7 +252,7 @@ def export_onnx(net, description, config, path):
     return path
 
 
-def export_checkpoint(path, onnx=None, symbol=None, out=print):
+def export_checkpoint(path, onnx=None, symbol=None, out=print, int8=False):
     """What ``gluon-resnet export`` does: the checkpoint at ``path`` to ONNX and/or symbol files.
 
     Parameters
@@ -259,6 +265,9 @@ def export_checkpoint(path, onnx=None, symbol=None, out=print):
         The prefix of ``PREFIX-symbol.json`` and ``PREFIX-0000.params``.
     out : callable
         Prints one line per file written.
+    int8 : bool
+        Export the run's int8 network (symbol format only: MXNet's ONNX
+        exporter has no converter for oneDNN's fused int8 operators).
 
     Returns
     -------
@@ -267,10 +276,14 @@ def export_checkpoint(path, onnx=None, symbol=None, out=print):
     """
     if not (onnx or symbol):
         raise ExportError("say what to write: --onnx OUT.onnx and/or --symbol PREFIX")
-    net, description, config = load_for_export(path)
+    if int8 and onnx:
+        raise ExportError("--int8 writes MXNet's symbol format only (--symbol PREFIX): MXNet's "
+                          "ONNX exporter has no converter for oneDNN's fused int8 operators; "
+                          "for an int8 ONNX file quantize the fp32 one with ONNX Runtime")
+    net, description, config = load_for_export(path, int8)
     size = "x".join(map(str, description.size))
-    what = "%s, input (N, %d, %s) pixels in [0, 1]%s, %d classes" % (
-        config.model, description.channels, size,
+    what = "%s%s, input (N, %d, %s) pixels in [0, 1]%s, %d classes" % (
+        config.model, " int8" if int8 else "", description.channels, size,
         ", normalisation inside" if description.mean is not None else "",
         len(description.classes))
     written = []

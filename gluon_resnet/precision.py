@@ -27,9 +27,12 @@ from .validate import one_of
 from mxnet.contrib import amp
 
 __all__ = ["bf16_available", "bf16_kernels", "resolve_precision", "enable_bf16",
-           "describe_precision", "show_decisions", "Precision", "Case", "PRECISIONS"]
+           "describe_precision", "show_decisions", "Precision", "Case", "PRECISIONS",
+           "INFERENCE_PRECISIONS"]
 
 PRECISIONS = ("fp32", "bf16", "auto")
+#: ``eval``, ``predict`` and ``load_trained`` also take a run's int8 network (``.int8``).
+INFERENCE_PRECISIONS = PRECISIONS + ("int8",)
 #: Set to 1 to behave as if the CPU had no bf16 instructions (tests, comparisons).
 DISABLE_ENV = "GLUON_RESNET_DISABLE_BF16"
 
@@ -58,7 +61,8 @@ def bf16_kernels():
 
 
 class Precision(str):
-    """``"fp32"`` or ``"bf16"``, with the ``Decision`` that chose it.
+    """``"fp32"``, ``"bf16"`` or ``"int8"`` (a run's quantized network), with the
+    ``Decision`` that chose it.
 
     ``why`` is the decision's line (None when the precision was asked for).
     """
@@ -127,7 +131,7 @@ def describe_precision(precision):
     """
     decision = getattr(precision, "decision", None)
     why = decision.describe() if decision is not None else None
-    line = "precision: fp32" if precision != "bf16" else \
+    line = "precision: %s" % precision if precision != "bf16" else \
         "precision: bf16 on %s kernels" % bf16_kernels()
     return line + (" (%s)" % why if why else "")
 

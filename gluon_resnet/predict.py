@@ -86,10 +86,11 @@ def predict_files(checkpoint, paths, top_k=1, ctx=None, batch_size=256, notice=N
         by default it is issued as a ``UserWarning``.  Also gets the
         precision line (``precision.describe_precision``) when it computes in bf16
         or ``auto`` chose by a measurement.
-    precision : {"auto", "fp32", "bf16"}
+    precision : {"auto", "fp32", "bf16", "int8"}
         ``"auto"`` uses the inference decision cached for this network
-        (``precision.resolve_precision``; fp32 when none is).  bf16 turns on
-        AMP for the whole process.
+        (``precision.resolve_precision``; fp32 when none is), or the run's
+        int8 network where ``load_trained`` takes it.  bf16 turns on AMP for
+        the whole process; int8 is the network ``gluon-resnet quantize`` made.
     skip_bad_images : bool, default False
         Leave out the files that cannot be decoded, naming them in one notice,
         instead of refusing them all (``ImageFolderError`` naming each).

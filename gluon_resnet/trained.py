@@ -13,14 +13,19 @@ checkpoint without it is a Fashion-MNIST run.
 """
 
 import dataclasses
+import os
+import sys
 
 from ._mxnet import mx
 
+from .arrays import numpy_mode
 from .checkpoint import Checkpoint, CheckpointError, checkpoint_file, read_checkpoint
 from .config import TrainConfig
 from .data import DataDescription
+from .int8 import Int8Error, auto_int8, int8_file, load_int8, read_int8_record
 from .models import get_model
-from .precision import Case, enable_bf16, resolve_precision
+from .autoprecision import Decision
+from .precision import Case, Precision, enable_bf16, resolve_precision
 
 __all__ = ["Trained", "load_trained", "data_description"]
 
@@ -38,7 +43,8 @@ class Trained:
     data : DataDescription
         What the network was trained on (classes, channels, size, normalisation).
     precision : str
-        ``"fp32"`` or ``"bf16"``: what the network computes in.
+        ``"fp32"``, ``"bf16"`` or ``"int8"``: what the network computes in (a
+        ``precision.Precision``, whose ``why`` says how ``auto`` chose it).
     checkpoint : Checkpoint or None
         The checkpoint read; None for a ``.params`` file.
     """
@@ -63,10 +69,13 @@ def load_trained(path, ctx=None, precision="fp32", model=None, notice=None, batc
         taken as a Fashion-MNIST run of ``TrainConfig(model=model)``.
     ctx : mxnet.Context, optional
         Where the network computes (default: the CPU).
-    precision : {"fp32", "bf16", "auto"}
+    precision : {"fp32", "bf16", "auto", "int8"}
         Resolved by ``precision.resolve_precision`` for this network; bf16
         turns on AMP for the whole process (``precision.enable_bf16``) before
-        the network is built.
+        the network is built.  ``"int8"`` gives the run's quantized network
+        (``gluon-resnet quantize``; ``int8.load_int8``), a ``SymbolBlock``;
+        ``"auto"`` chooses it where it exists, passed its accuracy check and
+        runs faster here (``int8.auto_int8``).
     model : str, optional
         The registered network the file must hold; a checkpoint of another
         one is refused.
@@ -80,13 +89,26 @@ def load_trained(path, ctx=None, precision="fp32", model=None, notice=None, batc
     ------
     CheckpointError
         The file is not a checkpoint, holds no configuration, or does not
-        hold the parameters of its network.
+        hold the parameters of its network; with ``"int8"``: the run has no
+        int8 network, or a damaged one, or one of other weights (``Int8Error``).
     ValueError
         ``model`` differs from the checkpoint's.
     """
     ctx = ctx or mx.cpu()
     config, saved = _stored_config(path, model)
     data = data_description(saved.meta if saved is not None else {"config": config.to_dict()})
+    if precision == "int8":
+        if saved is None:
+            raise Int8Error("%s is a .params file, which has no int8 network: quantize a run's "
+                            "checkpoint (gluon-resnet quantize --params RUN)" % path)
+        net, record = load_int8(saved, ctx)
+        decision = Decision("int8", "requested", reason=_int8_why(record))
+        return Trained(net, config, data, Precision("int8", decision), saved)
+    if precision == "auto" and saved is not None and ctx.device_type == "cpu" \
+            and os.path.isfile(int8_file(saved.path)):
+        chosen = _auto_int8(saved, config, data, ctx, notice, size)
+        if chosen is not None:
+            return chosen
     case = Case(config.model, data.channels, tuple(size or data.size), batch_size,
                 mode="infer", num_classes=config.num_classes)
     # No network for the decision: an inference case is never measured (the cache or fp32
@@ -106,6 +128,36 @@ def load_trained(path, ctx=None, precision="fp32", model=None, notice=None, batc
             raise CheckpointError("%s does not hold the parameters of %s (%s)"
                                   % (path, config.model, str(exc).splitlines()[0])) from None
     return Trained(net, config, data, precision, saved)
+
+
+def _int8_why(record):
+    return "oneDNN's quantized kernels, calibrated on %s training images; test acc %.4f " \
+        "against %.4f in fp32" % (record.get("calibration_images"), record.get("int8_accuracy"),
+                                  record.get("fp32_accuracy"))
+
+
+def _auto_int8(saved, config, data, ctx, notice, size):
+    """The int8 ``Trained`` where ``auto`` takes it (``int8.auto_int8``), else None."""
+    notice = notice or (lambda line: print(line, file=sys.stderr))
+    try:
+        record = read_int8_record(saved)
+    except Int8Error as exc:  # auto goes on without it, saying why
+        notice("gluon-resnet: %s; auto leaves int8 out" % exc)
+        return None
+    if numpy_mode():
+        return None
+    net = get_model(config.model, num_classes=config.num_classes)
+    net.initialize(ctx=ctx)
+    net(mx.nd.zeros((1,) + data.input_shape, ctx=ctx))
+    saved.load_into(net, ctx=ctx, restore_random_state=False)
+    use, why = auto_int8(saved, net, (data.channels,) + tuple(size or data.size), record,
+                         notice)
+    if not use:
+        notice("gluon-resnet: %s; not int8" % why)
+        return None
+    int8_net, record = load_int8(saved, ctx)
+    decision = Decision("int8", "measured", reason=why)
+    return Trained(int8_net, config, data, Precision("int8", decision), saved)
 
 
 def _stored_config(path, model):

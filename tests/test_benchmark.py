@@ -146,6 +146,9 @@ def test_tiny_run_figures_follow_from_its_runs(tiny):
                                                rel=1e-12)
         assert entry["gflops"] == pytest.approx(
             entry["images_per_s"] * result["gflop_per_image"][entry["mode"]], rel=1e-12)
+        if entry["precision"] == "int8":  # no int8 peak is measured
+            assert entry["share_of_peak"] is None
+            continue
         peak_value = peak["bf16_gflops" if entry["precision"] == "bf16" else "fp32_gflops"]
         assert entry["share_of_peak"] == pytest.approx(entry["gflops"] / peak_value, rel=1e-12)
     assert variants["train_ref"]["ratio"] == 1.0 and variants["infer_ref"]["ratio"] == 1.0
@@ -252,7 +255,8 @@ def test_comparisons_divide_the_right_rows():
     rates = {name: [10.0] for name in VARIANT_NAMES}
     rates.update(train_ref=[20.0], train_fp32=[50.0], train_torch_bf16=[40.0],
                  train_torch_fp32=[25.0], infer_ref=[100.0], infer_fused=[300.0],
-                 infer_bf16=[450.0], infer_ort=[150.0])
+                 infer_bf16=[450.0], infer_ort=[150.0], infer_int8=[900.0],
+                 infer_ort_int8=[600.0], infer_torch_int8=[450.0])
     runs = _fake_runs(rates, loader=(4000.0,))
     runs["train_bf16"] = [{"images_per_s": 80.0, "max_rss_mib": 120.0, "kernels": "AMX"}]
     summary = bench.collect(runs, SETTINGS, {}, [])
@@ -267,7 +271,9 @@ def test_comparisons_divide_the_right_rows():
         "default training vs PyTorch fp32": 3.2, "bf16 training vs ours fp32": 1.6,
         "bf16 inference vs ours fp32 fused": 1.5,
         "inference vs book (best of bf16, fused fp32)": 4.5,
-        "loader vs ours training (fastest)": 50.0, "peak RSS of ours training": 150.0}
+        "loader vs ours training (fastest)": 50.0, "peak RSS of ours training": 150.0,
+        "int8 inference vs ours fp32 fused": 3.0, "int8 inference vs ours bf16 fused": 2.0,
+        "int8 inference vs ONNX Runtime int8": 1.5, "int8 inference vs PyTorch int8": 2.0}
 
 
 def test_size_scales_the_flop_count():
@@ -473,7 +479,7 @@ def test_main_runs_each_tier_with_its_caps_and_saves_its_rows(monkeypatch, tmp_p
     for tier in plan:
         assert "tier %s: " % tier in report
     if len(plan) == 2:
-        no_bf16 = [n for n in bench.WORKERS if n not in ("loader", "infer_ort")
+        no_bf16 = [n for n in bench.WORKERS if n != "loader" and bench.side_of(n) != "ort"
                    and not (n in bench.VARIANT_BY_NAME
                             and bench.VARIANT_BY_NAME[n].precision == "bf16")]
         assert [name for name, env in launched if env] == no_bf16  # every AVX2 worker capped

@@ -207,6 +207,10 @@ def test_the_layers_import_downwards_only():
     below_training = ("gluon_resnet.events", "gluon_resnet.signals", "gluon_resnet.callbacks")
     assert not any(d.startswith(("gluon_resnet.training", "gluon_resnet.experiment",
                                  "gluon_resnet.cli")) for m in below_training for d in deps[m])
+    # a run's int8 file is read below load_trained; making one (quantize) sits above it
+    assert not any(d.startswith(("gluon_resnet.trained", "gluon_resnet.quantize"))
+                   for d in deps["gluon_resnet.int8"])
+    assert "gluon_resnet.quantize" not in deps["gluon_resnet.trained"]
     launcher = deps["gluon_resnet.distributed.launcher"]
     assert not any(d.startswith(("gluon_resnet.cli", "gluon_resnet._mxnet")) for d in launcher)
     # The run lock sits below the model zoo: its error comes from the bottom layer.
