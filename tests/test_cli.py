@@ -15,7 +15,7 @@ from gluon_resnet.cli import build_parser, main
 from gluon_resnet.config import TrainConfig
 from gluon_resnet.events import TrainingInterrupted
 from gluon_resnet.models import get_model
-from gluon_resnet.precision import PRECISIONS
+from gluon_resnet.precision import INFERENCE_PRECISIONS
 
 from helpers import DATA_DIR, made_run
 
@@ -39,7 +39,7 @@ def test_the_commands_that_run_a_trained_network_take_the_same_precision_option(
                                      for name in ("eval", "predict"))
     for options in (eval_options, predict_options):
         assert options["precision"].default == "auto"
-        assert list(options["precision"].choices) == list(PRECISIONS)
+        assert list(options["precision"].choices) == list(INFERENCE_PRECISIONS)
     assert eval_options["precision"].help == predict_options["precision"].help
     args = build_parser().parse_args(["eval", "--params", "x.ckpt", "--precision", "bf16"])
     assert args.func.__name__ == "_cmd_eval" and args.precision == "bf16"
