@@ -416,13 +416,12 @@ WORKER_SCRIPT = """
 """
 
 
-@needs_data
-@pytest.mark.slow
-def test_two_workers_compute_what_one_process_computes_without_batch_norm(tmp_path):
+def _one_process_and_two_workers(tmp_path, worker_script, args):
+    """Run ``worker_script`` (``train`` with a test model registered, its parameters dumped)
+    once in one process and once as two ``dist_sync`` workers with one server: the one
+    process's parameters, each worker's, and the launcher's output."""
     script = tmp_path / "worker.py"
-    script.write_text(textwrap.dedent(WORKER_SCRIPT))
-    args = [*TRAIN, "--model", "test_no_bn", "--limit", "640", "--batch-size", "64",
-            "--lr", "0.2", "--epochs", "2"]
+    script.write_text(textwrap.dedent(worker_script))
     single = subprocess.run(
         [sys.executable, str(script), *args, "--out", str(tmp_path / "single")], cwd=tmp_path,
         env=dict(os.environ, GLUON_RESNET_DUMP_PARAMS=str(tmp_path / "single.params")),
@@ -433,10 +432,18 @@ def test_two_workers_compute_what_one_process_computes_without_batch_norm(tmp_pa
     job = Job([sys.executable, "-c", launcher, str(script), *args, "--out", str(tmp_path / "dist")],
               tmp_path, env={"GLUON_RESNET_DUMP_PARAMS": str(tmp_path / "dist-{rank}.params")})
     assert job.finish(300) == 0, job.output()
-    assert "global batch 64 = 2 x 32" in job.output()
-    ref = mx.nd.load(str(tmp_path / "single.params"))
-    for rank in (0, 1):
-        got = mx.nd.load(str(tmp_path / ("dist-%d.params" % rank)))
+    workers = [mx.nd.load(str(tmp_path / ("dist-%d.params" % rank))) for rank in (0, 1)]
+    return mx.nd.load(str(tmp_path / "single.params")), workers, job.output()
+
+
+@needs_data
+@pytest.mark.slow
+def test_two_workers_compute_what_one_process_computes_without_batch_norm(tmp_path):
+    args = [*TRAIN, "--model", "test_no_bn", "--limit", "640", "--batch-size", "64",
+            "--lr", "0.2", "--epochs", "2"]
+    ref, workers, output = _one_process_and_two_workers(tmp_path, WORKER_SCRIPT, args)
+    assert "global batch 64 = 2 x 32" in output
+    for got in workers:
         assert sorted(got) == sorted(ref)
         for name in ref:
             # Two local batches of 32 summed by the kvstore round differently from one
@@ -591,24 +598,11 @@ def test_two_workers_average_the_batch_norm_statistics_of_one_process(tmp_path):
     # apart: the variance of a whole batch also holds the spread between its halves' means,
     # and at the first step every worker takes worker 0's parameters, its running statistics
     # included.  Statistics summed over the workers, not averaged, are twice as large.
-    script = tmp_path / "worker.py"
-    script.write_text(textwrap.dedent(INPUT_BN_SCRIPT))
     args = [*TRAIN, "--model", "test_input_bn", "--limit", "256", "--batch-size", "64",
             "--epochs", "1", "--precision", "fp32"]
-    single = subprocess.run(
-        [sys.executable, str(script), *args, "--out", str(tmp_path / "single")], cwd=tmp_path,
-        env=dict(os.environ, GLUON_RESNET_DUMP_PARAMS=str(tmp_path / "single.params")),
-        capture_output=True, text=True, timeout=300)
-    assert single.returncode == 0, single.stderr
-    launcher = ("import sys; from gluon_resnet.distributed import launch; "
-                "sys.exit(launch(sys.argv[1:], workers=2, servers=1, timeout=300))")
-    job = Job([sys.executable, "-c", launcher, str(script), *args, "--out", str(tmp_path / "dist")],
-              tmp_path, env={"GLUON_RESNET_DUMP_PARAMS": str(tmp_path / "dist-{rank}.params")})
-    assert job.finish(300) == 0, job.output()
-    ref = mx.nd.load(str(tmp_path / "single.params"))
+    ref, workers, _ = _one_process_and_two_workers(tmp_path, INPUT_BN_SCRIPT, args)
     mean, var = ref["0.running_mean"], ref["0.running_var"]
     assert 0 < abs(float(mean.asscalar())) and 0 < float(var.asscalar())
-    for rank in (0, 1):
-        got = mx.nd.load(str(tmp_path / ("dist-%d.params" % rank)))
+    for got in workers:
         np.testing.assert_allclose(got["0.running_mean"].asnumpy(), mean.asnumpy(), rtol=1e-2)
         np.testing.assert_allclose(got["0.running_var"].asnumpy(), var.asnumpy(), rtol=1e-2)
