@@ -1,6 +1,6 @@
 """Test the tests: break the package on purpose and check that the suite notices.
 
-    python tests/mutations.py              # every mutation (about 3 minutes on 2 cores)
+    python tests/mutations.py              # every mutation (a quarter of an hour on 2 cores)
     python tests/mutations.py --list       # their names and the tests each one runs
     python tests/mutations.py NAME ...     # some of them
     python tests/mutations.py --baseline   # also run each selection unmutated: it must pass
@@ -271,6 +271,31 @@ MUTATIONS = [
              "        return global_batch // self.num_workers\n",
              "        return global_batch\n",
              ["tests/test_distributed.py", "-k", "without_batch_norm and workers"]),
+    mutation("handler-over-ignored-signal",
+             "a stop-signal handler replaces a disposition inherited as ignored (nohup)",
+             "gluon_resnet/signals.py",
+             "                if signal.getsignal(signum) != signal.SIG_IGN:"
+             "  # nohup, background jobs\n",
+             "                if True:\n",
+             ["tests/test_signals.py", "-k", "ignored_signal_stays_ignored"]),
+    mutation("run-files-keep-mkstemp-mode",
+             "files written atomically keep mkstemp's 0600 whatever the umask",
+             "gluon_resnet/checkpoint.py",
+             "        os.chmod(tmp, 0o666 & ~_umask())\n",
+             "        os.chmod(tmp, 0o600)\n",
+             ["tests/test_checkpoint.py", "-k", "mode_of_the_users_new_files"]),
+    mutation("model-name-without-suggestions",
+             "an unknown model name is answered without the closest names",
+             "gluon_resnet/models.py",
+             "    close = difflib.get_close_matches(str(name), list_models(), n=3, cutoff=0.6)\n",
+             "    close = []\n",
+             ["tests/test_models.py", "-k", "closest_names"]),
+    mutation("int8-calibration-skipped",
+             "gluon-resnet quantize calibrates nothing (MXNet's default calib_mode 'none')",
+             "gluon_resnet/quantize.py",
+             'CALIB_MODE = "naive"\n',
+             'CALIB_MODE = "none"\n',
+             ["tests/test_quantize.py", "-k", "calibrated"]),
 ]
 
 
