@@ -113,6 +113,7 @@ def work_int8_ort(settings, warmup, steps, threads):
 
     import mxnet as mx
     from gluon_resnet.config import TrainConfig
+    from gluon_resnet.data import DataDescription
     from gluon_resnet.export import PixelInput, export_onnx
 
     net, calib, test = _fp32_network(settings)
@@ -121,8 +122,8 @@ def work_int8_ort(settings, warmup, steps, threads):
     wrapped.params.initialize()
     wrapped.hybridize()
     wrapped(mx.nd.zeros((1, 1, s, s)))
-    description = {"classes": [str(i) for i in range(10)], "size": [s, s], "channels": 1,
-                   "mean": None, "std": None}
+    description = DataDescription(classes=tuple(str(i) for i in range(10)), channels=1,
+                                  size=(s, s))
 
     class Reader(oq.CalibrationDataReader):
         def __init__(self):
