@@ -17,6 +17,7 @@ What is equivalent, and what these tests check:
   process computes over the same batches (tested with BN on the input image).
 """
 
+import io
 import os
 import queue
 import re
@@ -606,3 +607,40 @@ def test_two_workers_average_the_batch_norm_statistics_of_one_process(tmp_path):
     for got in workers:
         np.testing.assert_allclose(got["0.running_mean"].asnumpy(), mean.asnumpy(), rtol=1e-2)
         np.testing.assert_allclose(got["0.running_var"].asnumpy(), var.asnumpy(), rtol=1e-2)
+
+
+class _RecordingWorker:
+    """A worker node of ``launcher._Job`` that runs nothing: it records the launcher's stop
+    signal dispositions when started and has finished at once."""
+
+    role, proc, reader, launch_index, index, ranked, pid = "worker", None, None, 0, 0, True, 1
+    host, label = None, "worker 0"
+    env = {"DMLC_PS_ROOT_URI": "127.0.0.1", "DMLC_PS_ROOT_PORT": "9091", "OMP_NUM_THREADS": "1"}
+
+    def start(self):
+        self.seen = {s: signal.getsignal(s) for s in (signal.SIGHUP, signal.SIGTERM)}
+
+    def pump(self, out, lock):
+        pass
+
+    def poll(self):
+        return 0
+
+
+@pytest.mark.parametrize("inherited", [signal.SIG_IGN, signal.SIG_DFL])
+def test_the_launcher_leaves_an_ignored_hangup_ignored(inherited):
+    from gluon_resnet.distributed import launcher
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGHUP, signal.SIGTERM)}
+    signal.signal(signal.SIGHUP, inherited)  # SIG_IGN: as nohup starts the launcher
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        worker = _RecordingWorker()
+        job = launcher._Job([worker], io.StringIO(), io.StringIO(), grace=0)
+        assert job.run(timeout=None) == 0
+        assert (worker.seen[signal.SIGHUP] == signal.SIG_IGN) == (inherited == signal.SIG_IGN)
+        assert worker.seen[signal.SIGTERM] not in (signal.SIG_DFL, signal.SIG_IGN)
+        assert signal.getsignal(signal.SIGHUP) == inherited  # and back as it was
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)

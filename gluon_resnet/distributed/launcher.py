@@ -467,7 +467,9 @@ class _Job:
     def run(self, timeout):
         handlers = {}
         if threading.current_thread() is threading.main_thread():
-            handlers = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
+            # A signal inherited as ignored (nohup: SIGHUP) stays ignored, as in train.
+            handlers = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS
+                        if signal.getsignal(sig) != signal.SIG_IGN}
         try:
             for node in self.nodes:  # all forks first, before any thread exists
                 node.start()
