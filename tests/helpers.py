@@ -1,6 +1,7 @@
 """Helpers shared by the tests."""
 
 import contextlib
+import importlib.util
 import json
 import os
 import struct
@@ -192,3 +193,13 @@ def write_safetensors(path, arrays):
     text += b" " * (-len(text) % 8)
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(text)) + text + b"".join(chunks))
+
+
+def load_benchmark_script(name):
+    """``benchmarks/<name>.py`` as a module (the benchmarks are scripts, not a package)."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "benchmarks", name + ".py")
+    spec = importlib.util.spec_from_file_location("gluon_resnet_" + name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

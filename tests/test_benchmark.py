@@ -5,7 +5,6 @@ fresh process: the file's slowest part); its arithmetic, the bf16-unavailable pa
 profile tools' parsers are checked in-process on small made-up or real inputs.
 """
 
-import importlib.util
 import json
 import os
 import statistics
@@ -17,20 +16,14 @@ import pytest
 from gluon_resnet.data import DatasetNotFoundError, find_fashion_mnist
 from gluon_resnet.precision import DISABLE_ENV, bf16_available
 
-from helpers import DATA_DIR, needs_data
+from helpers import DATA_DIR, load_benchmark_script, needs_data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "benchmarks", "bench.py")
+TRIAL = os.path.join(ROOT, "benchmarks", "recipe_trial.py")
 
 
-def _load_bench():
-    spec = importlib.util.spec_from_file_location("gluon_resnet_bench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_bench()
+bench = load_benchmark_script("bench")
 VARIANT_NAMES = [v.name for v in bench.VARIANTS]
 BF16_VARIANTS = ["train_bf16", "infer_bf16"]
 TORCH_VARIANTS = [v.name for v in bench.VARIANTS if v.side == "torch"]
@@ -565,18 +558,8 @@ def test_profile_table_parser_reads_mxnets_aggregate_table():
 # benchmarks/recipe_trial.py
 # ---------------------------------------------------------------------------
 
-TRIAL = os.path.join(ROOT, "benchmarks", "recipe_trial.py")
-
-
-def _load_trial():
-    spec = importlib.util.spec_from_file_location("gluon_resnet_recipe_trial", TRIAL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # defines functions only: nothing is registered
-    return module
-
-
 def test_recipe_trial_parses_settings_as_the_train_command_does():
-    trial = _load_trial()
+    trial = load_benchmark_script("recipe_trial")  # defines functions only
     settings = trial.parse_settings(["epochs=28", "precision=bf16", "tta=false", "lr=0.1",
                                      "augment=Yes"])
     assert settings == {"epochs": 28, "precision": "bf16", "tta": False, "lr": 0.1,
@@ -593,14 +576,14 @@ def test_recipe_trial_parses_settings_as_the_train_command_does():
     ("model=resnet18_v1", "give the network with --model or --layers"),
 ])
 def test_recipe_trial_refuses_bad_settings_by_name(pair, named):
-    trial = _load_trial()
+    trial = load_benchmark_script("recipe_trial")  # defines functions only
     with pytest.raises(trial.RunError, match=named):
         trial.parse_settings([pair])
 
 
 @pytest.mark.parametrize("text", ["", "2,x", "2,0"])
 def test_recipe_trial_refuses_bad_layers(text):
-    trial = _load_trial()
+    trial = load_benchmark_script("recipe_trial")  # defines functions only
     with pytest.raises(Exception, match="--layers must be positive integers"):
         trial.parse_layers(text)
 
@@ -632,7 +615,7 @@ def test_recipe_trial_trains_a_candidate_and_reports_it(tmp_path):
     (["--layers", "2", "--width", "0"], "--width must be a positive integer; got 0"),
 ])
 def test_recipe_trial_needs_a_model_or_layers(tmp_path, capsys, args, message):
-    trial = _load_trial()
+    trial = load_benchmark_script("recipe_trial")  # defines functions only
     out = str(tmp_path / "out")
     with pytest.raises(SystemExit) as stop:
         trial.main([out] + args)

@@ -1,25 +1,18 @@
 """benchmarks/results_tables.py: RESULTS.md's tables are the data files' current records."""
 
 import ast
-import importlib.util
 import json
 import os
 import statistics
 
 import pytest
 
+from helpers import load_benchmark_script
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(ROOT, "benchmarks", "results_tables.py")
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("gluon_resnet_results_tables", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tables = _load()
+tables = load_benchmark_script("results_tables")
 
 
 def _write_jsonl(path, records):
