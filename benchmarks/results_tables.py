@@ -235,14 +235,19 @@ def distributed_block(folder):
                   + ["MB pushed + pulled per worker and step"], rows)
 
 
-def notebooks_block(folder):
-    """Each notebook's latest stored run on each machine kind."""
-    recs = read_jsonl(os.path.join(folder, NOTEBOOKS))
+def _latest(records, fields):
+    """``{(record[f] for f in fields): the record of that key with the latest date}``."""
     latest = {}
-    for r in recs:
-        key = (r["notebook"], r["machine_kind"])
+    for r in records:
+        key = tuple(r[f] for f in fields)
         if key not in latest or r["date"] > latest[key]["date"]:
             latest[key] = r
+    return latest
+
+
+def notebooks_block(folder):
+    """Each notebook's latest stored run on each machine kind."""
+    latest = _latest(read_jsonl(os.path.join(folder, NOTEBOOKS)), ("notebook", "machine_kind"))
     rows = [["`%s`" % r["notebook"], r["machine_kind"], _date(r["date"]), _seconds(r["wall_s"]),
              r["result"]] for _, r in sorted(latest.items())]
     return _table(["notebook", "machine", "date", "wall time", "result"], rows)
@@ -269,12 +274,7 @@ def reliability_block(folder):
 
 def test_suite_block(folder):
     """The latest run of each kind of test-suite run (``what``), per machine kind."""
-    recs = read_jsonl(os.path.join(folder, TEST_SUITE))
-    latest = {}
-    for r in recs:
-        key = (r["machine_kind"], r["what"])
-        if key not in latest or r["date"] > latest[key]["date"]:
-            latest[key] = r
+    latest = _latest(read_jsonl(os.path.join(folder, TEST_SUITE)), ("machine_kind", "what"))
     rows = [[r["machine_kind"], _date(r["date"]), "`%s`" % r["command"], r["tests"],
              _seconds(r["wall_s"]), r.get("note", "")] for _, r in sorted(latest.items())]
     return _table(["machine", "date (UTC)", "command", "tests", "wall time", "note"], rows)
