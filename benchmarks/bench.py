@@ -422,12 +422,41 @@ def _gflops(fn, arg, flop, reps):
     return flop * reps / (time.perf_counter() - start) / 1e9
 
 
+def _int8_fully_connected(n, weight=None):
+    """``m -> int32 m @ w.T`` through oneDNN's int8 inner product, for ``(n, n)`` arrays.
+
+    ``m`` is converted once to uint8 (as int8 convolutions read activations
+    after a ReLU, scaled so its largest value is 255) and the weights
+    ``weight`` (``(n, n)`` int8, random in [-63, 63] by default) are int8: the
+    same ``u8 x s8 -> s32`` kernels the quantized convolutions use.  Counted
+    like fp32: 2 n**3 operations per product.  Without VNNI, oneDNN adds pairs
+    of products in int16 (``vpmaddubsw``), which saturates for weights beyond
+    7 bits; the default weights stay within them, so the product is exact.
+    """
+    import mxnet as mx
+
+    if weight is None:
+        weight = mx.nd.random.uniform(-63, 63, shape=(n, n)).astype("int8")
+    low, high = mx.nd.array([-1.0]), mx.nd.array([1.0])
+    zero = mx.nd.array([0.0])
+    data = {}
+
+    def product(m):
+        if "u8" not in data:
+            data["u8"] = (m * 255 / (m.max() + 1e-12)).astype("uint8")
+        return mx.nd.contrib.quantized_fully_connected(
+            data["u8"], weight, zero, high, low, high, num_hidden=n, no_bias=True)[0]
+
+    return product
+
+
 def work_peak(settings):
-    """GFLOP/s of a large square matrix product, fp32 and bf16.
+    """GFLOP/s of a large square matrix product: fp32, bf16 and int8 (GOP/s).
 
     ``nd.dot`` and ``nd.FullyConnected`` (oneDNN inner product, the library the
     convolutions use) are both timed; ``nd.dot`` in bf16 is tried and reported
-    unsupported if MXNet refuses it.
+    unsupported if MXNet refuses it.  int8 is oneDNN's ``u8 x s8`` inner
+    product (``_int8_fully_connected``), the kernels of the int8 rows.
     """
     import mxnet as mx
     import numpy as np
@@ -444,7 +473,8 @@ def work_peak(settings):
         return mx.nd.FullyConnected(m, m, no_bias=True, num_hidden=n)
 
     result = {"dot_fp32": _gflops(dot, a, flop, reps),
-              "fc_fp32": _gflops(fully_connected, a, flop, reps)}
+              "fc_fp32": _gflops(fully_connected, a, flop, reps),
+              "fc_int8": _gflops(_int8_fully_connected(n), a, flop, reps)}
     cap = os.environ.get("DNNL_MAX_CPU_ISA", "").upper()
     if not bf16_available() or (cap and not tiers.has_bf16(cap)):
         reason = ("bf16 unavailable at tier %s" % cap if bf16_available() else
@@ -655,7 +685,7 @@ def collect(runs, settings, meta, errors, tier=None, capped=False):
     gflop = {"train": TRAIN_GFLOP_96 * scale, "infer": INFER_GFLOP_96 * scale}
 
     peak = {}
-    for key in ("dot_fp32", "fc_fp32", "fc_bf16", "dot_bf16"):
+    for key in ("dot_fp32", "fc_fp32", "fc_bf16", "dot_bf16", "fc_int8"):
         values = [r[key] for r in runs["peak"] if isinstance(r.get(key), (int, float))]
         notes = [r[key]["unavailable"] for r in runs["peak"] if isinstance(r.get(key), dict)]
         peak[key] = ({"gflops": _median(values), "runs": values} if values
@@ -664,6 +694,7 @@ def collect(runs, settings, meta, errors, tier=None, capped=False):
     bf16_candidates = [peak[k]["gflops"] for k in ("dot_bf16", "fc_bf16") if peak[k]["gflops"]]
     peak["fp32_gflops"] = max(fp32_candidates) if fp32_candidates else None
     peak["bf16_gflops"] = max(bf16_candidates) if bf16_candidates else None
+    peak["int8_gflops"] = peak["fc_int8"]["gflops"]
     peak["matrix_size"] = settings["dot_size"]
 
     variants = {}
@@ -679,8 +710,7 @@ def collect(runs, settings, meta, errors, tier=None, capped=False):
         else:
             rate = _median(values)
             achieved = rate * gflop[v.mode]
-            peak_value = {"bf16": peak["bf16_gflops"], "fp32": peak["fp32_gflops"]}.get(
-                v.precision)  # no int8 peak is measured
+            peak_value = peak["%s_gflops" % v.precision]
             entry.update(available=True, images_per_s=rate, gflops=achieved,
                          share_of_peak=_ratio(achieved, peak_value),
                          max_rss_mib=max(r["max_rss_mib"] for r in results if "max_rss_mib" in r))
@@ -815,11 +845,13 @@ def format_report(summary):
 
     lines += [
         "peak (%dx%d matrix product, GFLOP/s): nd.dot fp32 %s | FullyConnected fp32 %s | "
-        "FullyConnected bf16 %s | nd.dot bf16 %s"
+        "FullyConnected bf16 %s | nd.dot bf16 %s | quantized FullyConnected int8 %s (GOP/s)"
         % (peak["matrix_size"], peak["matrix_size"], peak_text("dot_fp32"), peak_text("fc_fp32"),
-           peak_text("fc_bf16"), peak_text("dot_bf16")),
-        "  %% peak uses the best fp32 figure (%s) for fp32 rows and the best bf16 figure (%s) "
-        "for bf16 rows" % (_fmt(peak["fp32_gflops"], ".1f"), _fmt(peak["bf16_gflops"], ".1f")),
+           peak_text("fc_bf16"), peak_text("dot_bf16"), peak_text("fc_int8")),
+        "  %% peak uses the best fp32 figure (%s) for fp32 rows, the best bf16 figure (%s) "
+        "for bf16 rows and the int8 figure (%s) for int8 rows"
+        % (_fmt(peak["fp32_gflops"], ".1f"), _fmt(peak["bf16_gflops"], ".1f"),
+           _fmt(peak["int8_gflops"], ".1f")),
     ]
     loader = summary["loader"]
     if loader["available"]:

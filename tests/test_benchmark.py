@@ -12,6 +12,8 @@ import subprocess
 import sys
 
 import pytest
+import mxnet as mx
+import numpy as np
 
 from gluon_resnet.data import DatasetNotFoundError, find_fashion_mnist
 from gluon_resnet.precision import DISABLE_ENV, bf16_available
@@ -129,6 +131,7 @@ def test_tiny_run_figures_follow_from_its_runs(tiny):
     assert result["gflop_per_image"]["infer"] == pytest.approx(0.64 * scale)
     assert peak["dot_fp32"]["gflops"] > 0 and peak["fc_fp32"]["gflops"] > 0
     assert peak["fp32_gflops"] == max(peak["dot_fp32"]["gflops"], peak["fc_fp32"]["gflops"])
+    assert peak["int8_gflops"] == peak["fc_int8"]["gflops"] > 0
     for entry in variants.values():
         if not entry["available"]:
             assert entry["ratio"] is None
@@ -139,10 +142,7 @@ def test_tiny_run_figures_follow_from_its_runs(tiny):
                                                rel=1e-12)
         assert entry["gflops"] == pytest.approx(
             entry["images_per_s"] * result["gflop_per_image"][entry["mode"]], rel=1e-12)
-        if entry["precision"] == "int8":  # no int8 peak is measured
-            assert entry["share_of_peak"] is None
-            continue
-        peak_value = peak["bf16_gflops" if entry["precision"] == "bf16" else "fp32_gflops"]
+        peak_value = peak["%s_gflops" % entry["precision"]]
         assert entry["share_of_peak"] == pytest.approx(entry["gflops"] / peak_value, rel=1e-12)
     assert variants["train_ref"]["ratio"] == 1.0 and variants["infer_ref"]["ratio"] == 1.0
     loader = result["loader"]
@@ -180,7 +180,7 @@ def _fake_runs(rates, peak=None, loader=(1000.0,)):
         runs[name] = [v if isinstance(v, dict) else {"images_per_s": v, "max_rss_mib": 100.0 + v}
                       for v in values]
     runs["peak"] = [peak or {"dot_fp32": 100.0, "fc_fp32": 200.0, "fc_bf16": 400.0,
-                             "dot_bf16": {"unavailable": "no"}}]
+                             "dot_bf16": {"unavailable": "no"}, "fc_int8": 800.0}]
     runs["loader"] = [{"images_per_s": v} for v in loader]
     return runs
 
@@ -190,9 +190,10 @@ def test_collect_uses_medians_and_their_ratio():
     runs = _fake_runs({
         "train_ref": [10.0, 40.0, 20.0], "train_fp32": [50.0, 40.0, 90.0],
         "train_bf16": [unavailable], "infer_ref": [100.0], "infer_fp32": [250.0],
-        "infer_fused": [350.0], "infer_bf16": [unavailable]})
+        "infer_fused": [350.0], "infer_bf16": [unavailable], "infer_int8": [1000.0]})
     summary = bench.collect(runs, SETTINGS, {}, [])
     v = summary["variants"]
+    assert v["infer_int8"]["share_of_peak"] == pytest.approx(1000 * 0.64 / 800.0)
     assert v["train_ref"]["images_per_s"] == 20.0 and v["train_fp32"]["images_per_s"] == 50.0
     assert v["train_fp32"]["ratio"] == 2.5
     assert v["train_fp32"]["max_rss_mib"] == 190.0  # the largest of the rounds
@@ -216,6 +217,21 @@ def test_collect_uses_medians_and_their_ratio():
     assert "2.50x" in report and "unavailable: bf16 unavailable (test)" in report
     assert "default training (gluon-resnet train's precision here): ours fp32" in report
     assert "bf16 training vs ours fp32" in report and "190 MiB" in report
+
+
+def test_the_int8_peak_times_a_true_int8_product():
+    # uint8 activations whose largest value is 255 go into the product unchanged,
+    # so the result must equal the integer matrix product numpy computes.  Weights
+    # stay within 7 bits: without VNNI oneDNN's int16 pair sums saturate beyond.
+    rng = np.random.RandomState(0)
+    n = 48
+    m = rng.randint(0, 256, size=(n, n)).astype(np.float32)
+    m[0, 0] = 255
+    w = rng.randint(-63, 64, size=(n, n)).astype(np.int8)
+    product = bench._int8_fully_connected(n, weight=mx.nd.array(w, dtype="int8"))
+    out = product(mx.nd.array(m))
+    assert out.dtype == np.int32
+    np.testing.assert_array_equal(out.asnumpy(), m.astype(np.int64) @ w.T.astype(np.int64))
 
 
 def test_without_bf16_the_workers_and_the_report_say_so(monkeypatch):
@@ -521,8 +537,8 @@ def test_a_capped_worker_runs_on_avx2_kernels():
              if line.startswith("dnnl_verbose,exec,cpu,convolution,")]
     assert convs  # oneDNN names each kernel's ISA in its exec lines
     assert all(":avx2," in line for line in convs) and "avx512" not in proc.stdout
-    # The peak worker at that tier has no bf16 figure, whatever the CPU has.
-    env.pop("DNNL_VERBOSE")
+    # The peak worker at that tier has no bf16 figure, whatever the CPU has, and its int8
+    # figure comes from oneDNN's u8 x s8 inner product.
     env["DNNL_MAX_CPU_ISA"] = "AVX2"  # also where AVX2 is this CPU's own tier
     proc = subprocess.run([sys.executable, BENCH, "--worker", "peak", "--settings",
                            json.dumps(settings)], env=env, stdout=subprocess.PIPE,
@@ -531,6 +547,10 @@ def test_a_capped_worker_runs_on_avx2_kernels():
     (line,) = [line for line in proc.stdout.splitlines() if line.startswith(bench.RESULT_PREFIX)]
     peak = json.loads(line[len(bench.RESULT_PREFIX):])
     assert peak["fc_fp32"] > 0 and "bf16 unavailable" in peak["fc_bf16"]["unavailable"]
+    products = [line for line in proc.stdout.splitlines()
+                if line.startswith("dnnl_verbose,exec,cpu,inner_product,")]
+    assert peak["fc_int8"] > 0 and any("src_u8" in line and "wei_s8" in line and "dst_s32"
+                                       in line for line in products), products
 
 
 # ---------------------------------------------------------------------------
