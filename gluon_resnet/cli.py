@@ -36,6 +36,7 @@ from .experiment import run_training
 from .export import export_checkpoint
 from .models import count_model_parameters, get_model, list_models, model_description, \
     model_input_channels, unknown_model_message
+from .int8 import show_int8_decisions
 from .precision import INFERENCE_PRECISIONS, show_decisions
 from .predict import format_predictions, predict_files
 from .quantize import add_quantize_parser
@@ -288,7 +289,9 @@ def _add_precision_parser(sub):
 def _cmd_precision(args):
     if args.model is not None and args.model not in list_models():
         raise ValueError(unknown_model_message(args.model))
-    return show_decisions(args.model, args.size, args.batch_size, measure=args.measure)
+    status = show_decisions(args.model, args.size, args.batch_size, measure=args.measure)
+    show_int8_decisions(args.model)
+    return status
 
 
 def _cmd_export(args):

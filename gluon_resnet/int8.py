@@ -38,7 +38,8 @@ from .autoprecision import MEASURE_ENV, THRESHOLD, cache_path, machine
 from .checkpoint import CheckpointError, atomic_write
 
 __all__ = ["INT8_NAME", "FORMAT", "Int8Error", "int8_file", "write_int8", "read_int8_record",
-           "load_int8", "auto_int8", "refuse_numpy_mode", "AUTO_MAX_DROP"]
+           "load_int8", "auto_int8", "show_int8_decisions", "refuse_numpy_mode",
+           "AUTO_MAX_DROP"]
 
 #: The int8 network's name in a run folder.
 INT8_NAME = "int8.zip"
@@ -174,18 +175,21 @@ def _images_per_second(net, shape):
     return round(_TIMED * _BATCH / (time.perf_counter() - start), 1)
 
 
-def auto_int8(checkpoint, fp32_net, shape, record, notice=print):
+def auto_int8(checkpoint, fp32_net, shape, record, notice=print, rival=None):
     """``(use int8?, why)`` for ``precision="auto"`` at inference.
 
     int8 only when its record passed the ``AUTO_MAX_DROP`` check and it ran at
     least ``autoprecision.THRESHOLD`` faster than the fused fp32 network on
-    this machine.  The speeds are measured here once (a few batches of
-    ``shape = (C, H, W)`` images, about as long as evaluating a few hundred
-    images; with ``GLUON_RESNET_AUTO_MEASURE=0`` only a cached measurement
-    counts), kept in ``int8.json`` beside ``precision.json`` under the
-    machine's key and the int8 file's weights digest, and read from there
-    afterwards.  ``fp32_net`` is the run's network with its weights loaded;
-    it is hybridized here with oneDNN fusion.
+    this machine, and than bf16 where ``auto`` would otherwise infer in bf16:
+    ``rival`` is that inference ``autoprecision.Decision``; when it is bf16
+    with measured speeds, int8 must beat fp32 by bf16's measured factor
+    (``rival.bf16 / rival.fp32``) and the threshold.  The speeds are measured
+    here once (a few batches of ``shape = (C, H, W)`` images, about as long
+    as evaluating a few hundred images; with ``GLUON_RESNET_AUTO_MEASURE=0``
+    only a cached measurement counts), kept in ``int8.json`` beside
+    ``precision.json`` under the machine's key and the int8 file's weights
+    digest, and read from there afterwards.  ``fp32_net`` is the run's
+    network with its weights loaded; it is hybridized here with oneDNN fusion.
     """
     drop = record.get("drop_points")
     if not isinstance(drop, (int, float)) or drop > AUTO_MAX_DROP:
@@ -193,13 +197,8 @@ def auto_int8(checkpoint, fp32_net, shape, record, notice=print):
             drop, AUTO_MAX_DROP)
     key = {"machine": machine(), "weights_sha256": record["weights_sha256"],
            "shape": list(shape)}
-    entries = []
-    try:
-        with open(_speed_cache()) as f:
-            entries = json.load(f)["entries"]
-        found = [e for e in entries if e["key"] == key]
-    except (OSError, ValueError, KeyError, TypeError):
-        entries, found = [], []
+    entries = _read_speeds()
+    found = [e for e in entries if e["key"] == key]
     if found:
         entry, when = found[-1], "measured %s" % found[-1]["measured"]
     elif os.environ.get(MEASURE_ENV, "") in ("0", "no", "false", "off"):
@@ -211,7 +210,9 @@ def auto_int8(checkpoint, fp32_net, shape, record, notice=print):
         fp32_net.hybridize(backend="MKLDNN", static_alloc=True)
         entry = {"key": key, "fp32": _images_per_second(fp32_net, shape),
                  "int8": _images_per_second(int8_net, shape),
-                 "measured": datetime.date.today().isoformat()}
+                 "measured": datetime.date.today().isoformat(),
+                 "network": record.get("model"), "run": os.path.dirname(
+                     os.path.abspath(checkpoint.path))}
         when = "measured now"
         try:
             os.makedirs(os.path.dirname(_speed_cache()), exist_ok=True)
@@ -219,9 +220,61 @@ def auto_int8(checkpoint, fp32_net, shape, record, notice=print):
         except OSError as exc:
             notice("gluon-resnet: cannot write %s (%s); auto will measure again next time"
                    % (_speed_cache(), exc))
-    faster = entry["int8"] >= entry["fp32"] * (1 + THRESHOLD)
-    return faster, "auto: int8 %.0f img/s against %.0f in fused fp32 on this CPU, %s; it lost " \
-        "%.2f accuracy points" % (entry["int8"], entry["fp32"], when, drop)
+    factor, against_bf16 = 1.0, ""
+    if rival is not None and rival.precision == "bf16":
+        if rival.fp32 and rival.bf16:
+            factor = rival.bf16 / rival.fp32
+            against_bf16 = " (bf16 ran %.2fx fp32 at inference, measured %s)" % (
+                factor, rival.measured)
+        else:
+            against_bf16 = " (bf16 is not measured at inference here: int8 is compared with " \
+                "fp32 only)"
+    return _faster(entry, factor), "auto: int8 %.0f img/s against %.0f in fused fp32 on this " \
+        "CPU, %s%s; it lost %.2f accuracy points" % (entry["int8"], entry["fp32"], when,
+                                                     against_bf16, drop)
+
+
+def _faster(entry, factor=1.0):
+    """True when the measured int8 speed beats fused fp32 times ``factor`` by ``THRESHOLD``."""
+    return entry["int8"] >= entry["fp32"] * factor * (1 + THRESHOLD)
+
+
+def _read_speeds():
+    try:
+        with open(_speed_cache()) as f:
+            entries = json.load(f)["entries"]
+        return [e for e in entries if isinstance(e, dict) and isinstance(e.get("key"), dict)
+                and isinstance(e.get("fp32"), (int, float))
+                and isinstance(e.get("int8"), (int, float))]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def show_int8_decisions(model=None, out=print):
+    """What ``gluon-resnet precision`` prints about int8: this machine's measured runs.
+
+    One line per run's int8 network that ``auto`` measured here (network, run
+    folder, image shape, the two speeds and the choice); ``model`` selects
+    one network's lines.  Returns the number of lines shown.
+    """
+    here = machine()
+    mine = [e for e in _read_speeds() if e["key"].get("machine") == here
+            and model in (None, e.get("network"))]
+    if not mine:
+        out("int8 (inference with a run's int8 network): nothing measured on this machine%s; "
+            "eval and predict with --precision auto measure a quantized run"
+            % (" for this model" if model else ""))
+        return 0
+    out("int8 against fused fp32 (inference with a run's int8 network, img/s; where auto "
+        "infers in bf16, int8 must also beat bf16):")
+    for e in mine:
+        choice = "int8" if _faster(e) else "fp32"
+        out("  %-18s %s %s: fp32 %.0f, int8 %.0f -> %s (measured %s)" % (
+            e.get("network") or "?", e.get("run") or "weights %s" % str(
+                e["key"].get("weights_sha256"))[:12], "x".join(
+                str(v) for v in e["key"].get("shape", [])), e["fp32"], e["int8"], choice,
+            e.get("measured", "?")))
+    return len(mine)
 
 
 def _dump(path, entries):

@@ -61,6 +61,8 @@ __all__ = ["quantize_run", "quantize_network", "first_convolution", "evaluate_pa
 
 #: How the ranges of the int8 layers are found (see the module's docstring).
 CALIB_MODE = "naive"
+#: Weight scales: one per output channel or one per layer (see the module's docstring).
+GRANULARITY = "tensor-wise"
 #: Calibration images by default (class-balanced, from the training set).
 DEFAULT_CALIB_IMAGES = 500
 #: A kept int8 network loses at most this many accuracy points against fp32.
@@ -79,7 +81,7 @@ def first_convolution(symbol):
 
 
 def quantize_network(net, calib_iter, calib_images, keep_stem_fp32=True,
-                     calib_mode=CALIB_MODE):
+                     calib_mode=CALIB_MODE, granularity=GRANULARITY):
     """``(int8 SymbolBlock, names of the layers kept in fp32)`` of the fp32 ``net``.
 
     Parameters
@@ -96,6 +98,8 @@ def quantize_network(net, calib_iter, calib_images, keep_stem_fp32=True,
         Leave the convolution that reads the image in fp32.
     calib_mode : {"naive", "entropy", "none"}
         ``"none"``: no calibration (ranges found at run time; for comparisons).
+    granularity : {"channel-wise", "tensor-wise"}
+        One weight scale per output channel, or one per layer.
     """
     net.hybridize()
     excluded = []
@@ -105,7 +109,8 @@ def quantize_network(net, calib_iter, calib_images, keep_stem_fp32=True,
     with warnings.catch_warnings():  # "Cannot decide type": the input's comes with it
         warnings.filterwarnings("ignore", "Cannot decide type", UserWarning)
         qnet = quantization.quantize_net_v2(
-            net, quantized_dtype="auto", quantize_mode="full", exclude_layers=list(excluded),
+            net, quantized_dtype="auto", quantize_mode="full", quantize_granularity=granularity,
+            exclude_layers=list(excluded),
             calib_data=calib_iter, calib_mode=calib_mode, num_calib_examples=calib_images,
             ctx=mx.cpu())
     return qnet, excluded
@@ -153,7 +158,7 @@ def _first(batches, count):
 
 def quantize_run(path, calib_images=DEFAULT_CALIB_IMAGES, max_drop=DEFAULT_MAX_DROP,
                  test_images=None, data_root=None, out=print, keep_stem_fp32=True,
-                 calib_mode=CALIB_MODE):
+                 calib_mode=CALIB_MODE, granularity=GRANULARITY):
     """What ``gluon-resnet quantize`` does: make, check and keep the run's int8 network.
 
     Parameters
@@ -196,7 +201,7 @@ def quantize_run(path, calib_images=DEFAULT_CALIB_IMAGES, max_drop=DEFAULT_MAX_D
                         "needs every class; give at least %d" % (calib_images, classes, classes))
     calib, test = _data(config, data, calib_images, test_images, data_root)
     qnet, excluded = quantize_network(trained.net, calib, calib_images, keep_stem_fp32,
-                                      calib_mode)
+                                      calib_mode, granularity)
     qnet.hybridize(static_alloc=True)
     fp32 = trained.net
     fp32.hybridize(backend="MKLDNN", static_alloc=True)
@@ -216,7 +221,8 @@ def quantize_run(path, calib_images=DEFAULT_CALIB_IMAGES, max_drop=DEFAULT_MAX_D
     record = {"model": config.model, "weights_sha256": saved.weights_digest(),
               "calibration_mode": calib_mode, "calibration_images": calib_images,
               "calibration_set": "class-balanced subset of the training set",
-              "quantized_dtype": "auto", "excluded_layers": excluded,
+              "quantized_dtype": "auto", "granularity": granularity,
+              "excluded_layers": excluded,
               "test_images": int(len(labels)), "fp32_accuracy": fp32_acc,
               "int8_accuracy": int8_acc, "agreement": agreement, "drop_points": drop,
               "max_drop": max_drop, "mxnet": mx.__version__}
@@ -225,7 +231,6 @@ def quantize_run(path, calib_images=DEFAULT_CALIB_IMAGES, max_drop=DEFAULT_MAX_D
     out("wrote %s (int8; %s calibration on %d training images; kept in fp32: %s)"
         % (target, calib_mode, calib_images, kept))
     return record
-
 
 
 def add_quantize_parser(sub, count, points):

@@ -106,7 +106,7 @@ def load_trained(path, ctx=None, precision="fp32", model=None, notice=None, batc
         return Trained(net, config, data, Precision("int8", decision), saved)
     if precision == "auto" and saved is not None and ctx.device_type == "cpu" \
             and os.path.isfile(int8_file(saved.path)):
-        chosen = _auto_int8(saved, config, data, ctx, notice, size)
+        chosen = _auto_int8(saved, config, data, ctx, notice, size, batch_size)
         if chosen is not None:
             return chosen
     case = Case(config.model, data.channels, tuple(size or data.size), batch_size,
@@ -136,8 +136,12 @@ def _int8_why(record):
                                   record.get("fp32_accuracy"))
 
 
-def _auto_int8(saved, config, data, ctx, notice, size):
-    """The int8 ``Trained`` where ``auto`` takes it (``int8.auto_int8``), else None."""
+def _auto_int8(saved, config, data, ctx, notice, size, batch_size):
+    """The int8 ``Trained`` where ``auto`` takes it (``int8.auto_int8``), else None.
+
+    int8 is compared with what ``auto`` would take otherwise: fused fp32, or
+    bf16 where this machine's inference decision is bf16.
+    """
     notice = notice or (lambda line: print(line, file=sys.stderr))
     try:
         record = read_int8_record(saved)
@@ -150,8 +154,11 @@ def _auto_int8(saved, config, data, ctx, notice, size):
     net.initialize(ctx=ctx)
     net(mx.nd.zeros((1,) + data.input_shape, ctx=ctx))
     saved.load_into(net, ctx=ctx, restore_random_state=False)
+    case = Case(config.model, data.channels, tuple(size or data.size), batch_size,
+                mode="infer", num_classes=config.num_classes)
+    rival = resolve_precision("auto", [ctx], notice=lambda line: None, case=case).decision
     use, why = auto_int8(saved, net, (data.channels,) + tuple(size or data.size), record,
-                         notice)
+                         notice, rival)
     if not use:
         notice("gluon-resnet: %s; not int8" % why)
         return None

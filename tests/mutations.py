@@ -298,6 +298,18 @@ MUTATIONS = [
              'CALIB_MODE = "naive"\n',
              'CALIB_MODE = "none"\n',
              ["tests/test_quantize.py", "-k", "calibrated"]),
+    mutation("int8-auto-ignores-bf16",
+             "auto takes int8 when it beats fp32, even where bf16 runs faster still",
+             "gluon_resnet/int8.py",
+             '    return entry["int8"] >= entry["fp32"] * factor * (1 + THRESHOLD)\n',
+             '    return entry["int8"] >= entry["fp32"] * (1 + THRESHOLD)\n',
+             ["tests/test_quantize.py", "-k", "against_bf16"]),
+    mutation("int8-listing-any-machine",
+             "gluon-resnet precision lists the int8 speeds of other CPUs as this one's",
+             "gluon_resnet/int8.py",
+             'e["key"].get("machine") == here\n',
+             'e["key"].get("machine") != "\\0"\n',
+             ["tests/test_quantize.py", "-k", "lists_this"]),
 ]
 
 

@@ -20,12 +20,12 @@ import pytest
 import mxnet as mx
 
 from gluon_resnet import cli
-from gluon_resnet.autoprecision import machine
+from gluon_resnet.autoprecision import Decision, machine
 from gluon_resnet.checkpoint import read_checkpoint, save_checkpoint
 from gluon_resnet.config import recipe_config
 from gluon_resnet.data import load_data_fashion_mnist
 from gluon_resnet.experiment import run_training
-from gluon_resnet.int8 import INT8_NAME, Int8Error, read_int8_record
+from gluon_resnet.int8 import INT8_NAME, Int8Error, auto_int8, read_int8_record
 from gluon_resnet import quantize
 from gluon_resnet.models import list_models
 from gluon_resnet.quantize import quantize_run
@@ -236,15 +236,54 @@ def test_numpy_mode_is_told_how_to_switch_back(run):
         mx.npx.reset_np()
 
 
-def _store_speeds(run, fp32, int8):
+def _store_speeds(run, fp32, int8, network=None, folder=None):
     record = read_int8_record(read_checkpoint(run))
     path = os.path.join(os.environ["XDG_CACHE_HOME"], "gluon_resnet", "int8.json")
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    entry = {"key": {"machine": machine(), "weights_sha256": record["weights_sha256"],
-                     "shape": [1, 28, 28]}, "fp32": fp32, "int8": int8, "measured": "today"}
+    entry = dict({"key": {"machine": machine(), "weights_sha256": record["weights_sha256"],
+                          "shape": [1, 28, 28]}, "fp32": fp32, "int8": int8,
+                  "measured": "today"}, network=network, run=folder)
+    other = dict(entry, key=dict(entry["key"], machine="another CPU"), network="resnet18")
     with open(path, "w") as f:
-        json.dump({"entries": [entry]}, f)
+        json.dump({"entries": [other, entry]}, f)
     return path
+
+
+def test_auto_weighs_int8_against_bf16_where_bf16_would_run(run):
+    saved = read_checkpoint(run)
+    record = read_int8_record(saved)
+    path = _store_speeds(run, fp32=100.0, int8=180.0)
+    try:
+        for bf16, expected in ((150.0, True), (200.0, False)):  # 180 against 1.05 * bf16
+            rival = Decision("bf16", "cached", fp32=100.0, bf16=bf16, measured="today")
+            use, why = auto_int8(saved, None, (1, 28, 28), record, rival=rival)
+            assert use is expected, why
+            assert "bf16 ran %.2fx fp32 at inference" % (bf16 / 100.0) in why
+        # bf16 likely but not measured at inference: int8 against fp32, said so
+        use, why = auto_int8(saved, None, (1, 28, 28), record,
+                             rival=Decision("bf16", "likely", basis="AVX512-BF16"))
+        assert use and "compared with fp32 only" in why
+        use, _ = auto_int8(saved, None, (1, 28, 28), record, rival=Decision("fp32", "cached"))
+        assert use
+    finally:
+        os.remove(path)
+
+
+def test_the_precision_command_lists_this_machines_int8_measurements(run, capsys):
+    path = _store_speeds(run, fp32=100.0, int8=180.0, network="compact_resnet8", folder=run)
+    try:
+        assert cli.main(["precision"]) == 0
+        (line,) = [x for x in capsys.readouterr().out.splitlines() if run in x]
+        assert "compact_resnet8" in line and "1x28x28" in line
+        assert "fp32 100, int8 180 -> int8" in line
+        _store_speeds(run, fp32=100.0, int8=102.0, network="compact_resnet8", folder=run)
+        cli.main(["precision"])
+        assert "fp32 100, int8 102 -> fp32" in capsys.readouterr().out  # within 5%
+        cli.main(["precision", "--model", "resnet18"])  # only another CPU measured it
+        out = capsys.readouterr().out
+        assert "int8" in out and "nothing measured on this machine for this model" in out
+    finally:
+        os.remove(path)
 
 
 def test_auto_takes_int8_only_where_it_was_measured_faster(run):
