@@ -27,6 +27,8 @@ int8 where oneDNN has the operator.  Three choices matter:
   int8 elsewhere (the normalised image, the residual sums).  The convolution
   that reads the image stays in fp32 (``keep_stem_fp32``): with one input
   channel it is a small share of the work, and it sees the image's full range.
+- **Weight scales** (``GRANULARITY = "tensor-wise"``): one per layer; one per
+  output channel (``"channel-wise"``) is available for comparisons.
 
 The int8 network is then evaluated against the run's fp32 network (both
 fused by oneDNN) on the test set: both accuracies and the share of images on

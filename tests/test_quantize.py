@@ -38,11 +38,10 @@ pytestmark = pytest.mark.slow
 #: Test images of the comparisons (the first ones of the test set, all ten classes).
 TEST_IMAGES = 1000
 #: The least share of test images on which int8 and fp32 agree.  The run here trains for
-#: two short epochs (about 0.72 test accuracy), so many test images sit near a tie between
-#: two classes, where int8's rounding flips the top-1 class; 0.98 holds for it, while a
-#: fully trained run (the ``fast`` recipe) is expected to reach 0.99.  Without calibration
-#: the check below on the graph fails instead.
-AGREEMENT = 0.98
+#: two short epochs in batches of 64 (about 0.85 test accuracy); a network trained less
+#: leaves many test images near a tie between two classes, where int8's rounding flips
+#: the top-1 class.  Without calibration the check below on the graph fails instead.
+AGREEMENT = 0.99
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +50,7 @@ def run(tmp_path_factory):
     require_data()
     folder = str(tmp_path_factory.mktemp("int8") / "run")
     config = recipe_config("fast", model="compact_resnet8", limit=6000, epochs=2,
-                           precision="fp32", seed=0)
+                           batch_size=64, precision="fp32", seed=0)
     run_training(config, out=folder, progress=False)
     quantize_run(folder, calib_images=500, test_images=TEST_IMAGES, out=lambda line: None)
     return folder
