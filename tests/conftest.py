@@ -1,5 +1,6 @@
 import os
 import random
+import signal
 import tempfile
 
 import numpy as np
@@ -40,6 +41,23 @@ def _precision_auto_from_an_empty_cache(tmp_path_factory):
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_signals_as_a_terminal_gives():
+    """The tests and the processes they start get the stop signals' dispositions a terminal
+    gives (Ctrl-C raises KeyboardInterrupt, SIGTERM and SIGHUP end the process), whatever
+    the test run inherited: started as a background job of a script, it would inherit SIGINT
+    ignored, which gluon_resnet rightly leaves ignored.  Tests of inherited dispositions set
+    them themselves."""
+    wanted = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL,
+              signal.SIGHUP: signal.SIG_DFL}
+    saved = {s: signal.getsignal(s) for s in wanted}
+    for s, handler in wanted.items():
+        signal.signal(s, handler)
+    yield
+    for s, handler in saved.items():
+        signal.signal(s, handler)
 
 
 @pytest.fixture(autouse=True)

@@ -796,3 +796,30 @@ def test_only_refuses_unknown_names_and_save(monkeypatch, args, words):
     with pytest.raises(SystemExit) as exc:
         bench.main(["--tiny"] + args)
     assert all(w in str(exc.value) for w in words), exc.value
+
+
+# ---------------------------------------------------------------------------
+# predict_check.py: predict on a folder, fp32 against int8
+
+def test_predict_check_refuses_a_run_that_was_never_quantized(tmp_path):
+    check = load_benchmark_script("predict_check")
+    with pytest.raises(SystemExit, match="has no int8 network: run gluon-resnet quantize"):
+        check.main(["--params", str(tmp_path)])
+
+
+@needs_data
+def test_predict_check_names_each_file_after_its_test_label(tmp_path):
+    """The accuracy it prints reads the label from the file name: each file must hold the
+    test image of its number, and its name that image's label."""
+    from PIL import Image
+
+    from gluon_resnet.data import load_fashion_mnist_arrays
+
+    check = load_benchmark_script("predict_check")
+    labels = check.write_images(str(tmp_path), 12)
+    _, _, images, truth = load_fashion_mnist_arrays()
+    assert list(labels) == list(truth[:12])
+    for i in range(12):
+        path = tmp_path / ("%05d-%d.png" % (i, truth[i]))
+        np.testing.assert_array_equal(np.asarray(Image.open(path)), images[i])
+    assert len(list(tmp_path.iterdir())) == 12
