@@ -83,13 +83,10 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 # Quick when everything is already there; picks up new dependencies otherwise.
-# --no-compile: Python compiles each module when it is first imported, so the thousands
-# of modules of PyTorch, Jupyter and ONNX that nothing imports are never compiled (pip
-# would compile them all at install time).
-.venv/bin/pip install -q --disable-pip-version-check --no-compile -e ".[$extras]"
+.venv/bin/pip install -q --disable-pip-version-check -e ".[$extras]"
 if [ "$tests" = 1 ]; then
     # The current edition's package (d2l 1.x), the tests' oracle for MXNet's numpy mode.
     # Pinned to the version the tests compare with; --no-deps because it pins numpy 1.23.5,
     # pandas 2.0.3 and others exactly, which would fight the project's own requirements.
-    .venv/bin/pip install -q --disable-pip-version-check --no-compile --no-deps 'd2l==1.0.3'
+    .venv/bin/pip install -q --disable-pip-version-check --no-deps 'd2l==1.0.3'
 fi
