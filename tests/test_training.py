@@ -358,8 +358,8 @@ def test_eval_command_prints_accuracy_and_saves_figures(tmp_path, capsys):
 
     open_before = set(plt.get_fignums())
     out = str(tmp_path / "run")
-    history, _ = run_training(_quick_config(epochs=2, limit=2000, model="chapter_resnet18"),
-                              out=out, quiet=True)
+    history, _ = run_training(_quick_config(epochs=2, limit=2000, batch_size=50), out=out,
+                              quiet=True)
     confusion, samples = str(tmp_path / "cm.png"), str(tmp_path / "samples.png")
     # fp32: bf16 would switch this test process to bf16 (bf16 eval: test_precision.py).
     assert main(["eval", "--params", os.path.join(out, "checkpoint.ckpt"), "--limit", "500",
