@@ -104,16 +104,17 @@ def load_trained(path, ctx=None, precision="fp32", model=None, notice=None, batc
         net, record = load_int8(saved, ctx)
         decision = Decision("int8", "requested", reason=_int8_why(record))
         return Trained(net, config, data, Precision("int8", decision), saved)
-    if precision == "auto" and saved is not None and ctx.device_type == "cpu" \
-            and os.path.isfile(int8_file(saved.path)):
-        chosen = _auto_int8(saved, config, data, ctx, notice, size, batch_size)
-        if chosen is not None:
-            return chosen
     case = Case(config.model, data.channels, tuple(size or data.size), batch_size,
                 mode="infer", num_classes=config.num_classes)
     # No network for the decision: an inference case is never measured (the cache or fp32
     # decides), so the one network is built once, after AMP is on for bf16.
-    precision = resolve_precision(precision, [ctx], notice=notice, case=case)
+    auto, precision = precision == "auto", resolve_precision(precision, [ctx], notice=notice,
+                                                             case=case)
+    if auto and saved is not None and ctx.device_type == "cpu" \
+            and os.path.isfile(int8_file(saved.path)):
+        chosen = _auto_int8(saved, config, data, ctx, notice, size, precision.decision)
+        if chosen is not None:
+            return chosen
     if precision == "bf16":
         enable_bf16()  # before the network is built
     net = get_model(config.model, num_classes=config.num_classes)
@@ -136,11 +137,12 @@ def _int8_why(record):
                                   record.get("fp32_accuracy"))
 
 
-def _auto_int8(saved, config, data, ctx, notice, size, batch_size):
+def _auto_int8(saved, config, data, ctx, notice, size, rival):
     """The int8 ``Trained`` where ``auto`` takes it (``int8.auto_int8``), else None.
 
-    int8 is compared with what ``auto`` would take otherwise: fused fp32, or
-    bf16 where this machine's inference decision is bf16.
+    int8 is compared with what ``auto`` takes otherwise, ``rival`` (an
+    ``autoprecision.Decision``): fused fp32, or bf16 where this machine's
+    inference decision is bf16.
     """
     notice = notice or (lambda line: print(line, file=sys.stderr))
     try:
@@ -154,9 +156,6 @@ def _auto_int8(saved, config, data, ctx, notice, size, batch_size):
     net.initialize(ctx=ctx)
     net(mx.nd.zeros((1,) + data.input_shape, ctx=ctx))
     saved.load_into(net, ctx=ctx, restore_random_state=False)
-    case = Case(config.model, data.channels, tuple(size or data.size), batch_size,
-                mode="infer", num_classes=config.num_classes)
-    rival = resolve_precision("auto", [ctx], notice=lambda line: None, case=case).decision
     use, why = auto_int8(saved, net, (data.channels,) + tuple(size or data.size), record,
                          notice, rival)
     if not use:

@@ -304,6 +304,13 @@ MUTATIONS = [
              '    return entry["int8"] >= entry["fp32"] * factor * (1 + THRESHOLD)\n',
              '    return entry["int8"] >= entry["fp32"] * (1 + THRESHOLD)\n',
              ["tests/test_quantize.py", "-k", "against_bf16"]),
+    mutation("int8-auto-without-rival",
+             "load_trained compares int8 with fp32 only, not with auto's bf16 decision",
+             "gluon_resnet/trained.py",
+             "        chosen = _auto_int8(saved, config, data, ctx, notice, size, "
+             "precision.decision)\n",
+             "        chosen = _auto_int8(saved, config, data, ctx, notice, size, None)\n",
+             ["tests/test_quantize.py", "-k", "cached_bf16"]),
     mutation("int8-listing-any-machine",
              "gluon-resnet precision lists the int8 speeds of other CPUs as this one's",
              "gluon_resnet/int8.py",

@@ -19,7 +19,7 @@ import pytest
 
 import mxnet as mx
 
-from gluon_resnet import cli
+from gluon_resnet import autoprecision, cli
 from gluon_resnet.autoprecision import Decision, machine
 from gluon_resnet.checkpoint import read_checkpoint, save_checkpoint
 from gluon_resnet.config import recipe_config
@@ -266,6 +266,33 @@ def test_auto_weighs_int8_against_bf16_where_bf16_would_run(run):
         assert use
     finally:
         os.remove(path)
+
+
+def test_load_trained_weighs_int8_against_the_cached_bf16_inference_decision(run, monkeypatch):
+    """The wiring: load_trained hands auto's fp32/bf16 decision for this case to the int8
+    comparison (bf16 pretended here; AMP stays off in this process)."""
+    import gluon_resnet.precision as precision
+    import gluon_resnet.trained as trained
+
+    monkeypatch.setattr(precision, "bf16_available", lambda: True)
+    monkeypatch.setattr(trained, "enable_bf16", lambda: None)
+    cache = os.path.join(os.environ["XDG_CACHE_HOME"], "gluon_resnet", "precision.json")
+    decision = {"machine": machine(), "network": "compact_resnet8", "devices": "cpu(0)",
+                "mode": "infer", "channels": 1, "size": [28, 28], "batch": 256,
+                "precision": "bf16", "fp32": 100.0, "bf16": 200.0, "measured": "today"}
+    with open(cache, "w") as f:
+        json.dump({"format": autoprecision._CACHE_FORMAT, "decisions": [decision]}, f)
+    path, lines = _store_speeds(run, fp32=100.0, int8=180.0), []
+    try:
+        chosen = load_trained(run, precision="auto", notice=lines.append)
+        assert chosen.precision == "bf16", lines  # 180 < 1.05 * 2 * 100
+        assert "bf16 ran 2.00x fp32 at inference" in lines[-1] and "not int8" in lines[-1]
+        _store_speeds(run, fp32=100.0, int8=250.0)
+        chosen = load_trained(run, precision="auto", notice=lines.append)
+        assert chosen.precision == "int8" and "bf16 ran 2.00x" in chosen.precision.why
+    finally:
+        os.remove(path)
+        os.remove(cache)
 
 
 def test_the_precision_command_lists_this_machines_int8_measurements(run, capsys):
