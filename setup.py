@@ -7,6 +7,9 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["gluon_resnet", "gluon_resnet.*"]),
+    # The command's entry point, outside the package so that it handles stop signals before
+    # the package (and MXNet) is imported.
+    py_modules=["gluon_resnet_command"],
     python_requires=">=3.8",
     install_requires=[
         # mxnet 1.9.1 (the last release) uses np.bool, which numpy 1.24 removed.
@@ -42,5 +45,5 @@ setup(
         # notebooks/run.py runs them with.
         "notebooks": ["jupyterlab", "ipykernel", "nbclient", "nbformat"],
     },
-    entry_points={"console_scripts": ["gluon-resnet=gluon_resnet.cli:main"]},
+    entry_points={"console_scripts": ["gluon-resnet=gluon_resnet_command:main"]},
 )

@@ -38,6 +38,7 @@ import sys
 import warnings
 
 from ._cpu import cpu_flags, request_amx_permission, usable_cores
+from ._testsignal import signal_at
 
 _HOW_TO_INSTALL = (
     "gluon_resnet needs MXNet 1.9.1. On a CPU: pip install 'gluon-resnet[cpu]' "
@@ -85,6 +86,7 @@ if _switch_amx:
 
 try:
     import mxnet as mx  # noqa: F401  (the package imports mx from here)
+    signal_at("import")  # test hook: a stop signal while gluon-resnet starts
 except ImportError as exc:  # pragma: no cover - exercised only without MXNet
     raise ImportError("MXNet is not installed. " + _HOW_TO_INSTALL) from exc
 except AttributeError as exc:  # pragma: no cover - numpy >= 1.24 removed np.bool

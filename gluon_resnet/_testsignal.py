@@ -2,7 +2,8 @@
 
 ``GLUON_RESNET_TEST_SIGNAL_AT=POINT[:SIGNAL]`` (for tests only) makes the
 process send itself ``SIGNAL`` (``SIGINT``, ``SIGTERM`` or ``SIGHUP``;
-default ``SIGINT``) when it reaches ``POINT``: ``start`` (the run folder is
+default ``SIGINT``) when it reaches ``POINT``: ``import`` (MXNet is loaded,
+the rest of the package not yet), ``start`` (the run folder is
 locked), ``data`` (before loading the data), ``measure`` (``auto``'s
 measuring processes have started), ``network`` (before building the
 network), ``batchN`` (before batch N of the first epoch trained; ``batch``

@@ -15,7 +15,11 @@ whole usage is ``--help``'s) with exit status 2 (a file that cannot be written:
 status 1); a stop signal during training (Ctrl-C, SIGTERM, SIGHUP) saves a
 checkpoint and exits
 with status 128 + its number (130, 143, 129), and the printed resume command
-is the one this command was started with.  A closed output pipe (``gluon-resnet
+is the one this command was started with; the other commands stop at once with
+one line and the same status (what they started, such as ``precision
+--measure``'s measuring processes, is ended; files are written whole or not
+at all).  The entry point that handles those signals while the package is
+imported is ``gluon_resnet_command``.  A closed output pipe (``gluon-resnet
 models | head``) ends the command quietly with status 141.
 """
 
@@ -38,6 +42,7 @@ from .models import count_model_parameters, get_model, list_models, model_descri
     model_input_channels, unknown_model_message
 from .int8 import show_int8_decisions
 from .precision import INFERENCE_PRECISIONS, show_decisions
+from .signals import StopSignals, signal_name
 from .predict import format_predictions, predict_files
 from .quantize import add_quantize_parser
 from .summary import format_summary, summarize
@@ -448,10 +453,19 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         try:
-            return args.func(args)
+            if args.func in (_cmd_train, _cmd_launch):  # they save, or pass signals on
+                return args.func(args)
+            # Anything else stops at once; a `finally` ends what it started (measuring
+            # processes, temporary files), which a default SIGTERM or SIGHUP would skip.
+            with StopSignals() as stop, stop.interruptible():
+                return args.func(args)
         finally:
             sys.stdout.flush()  # a closed pipe shows here, not at exit
-    except KeyboardInterrupt:  # Ctrl-C outside training, which handles its own stop signals
+    except TrainingInterrupted as exc:
+        print("\ngluon-resnet %s: stopped (%s)." % (args.command, signal_name(exc.signum)),
+              file=sys.stderr)
+        return exc.exit_status
+    except KeyboardInterrupt:  # Ctrl-C between the handlers (argument parsing)
         print("\ngluon-resnet %s: stopped (Ctrl-C)." % args.command, file=sys.stderr)
         return 128 + 2
     except BrokenPipeError:

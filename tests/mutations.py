@@ -5,7 +5,8 @@
     python tests/mutations.py NAME ...     # some of them
     python tests/mutations.py --baseline   # also run each selection unmutated: it must pass
 
-Each mutation copies ``gluon_resnet/``, ``tests/`` and ``pytest.ini`` to a temporary folder,
+Each mutation copies ``gluon_resnet/``, ``gluon_resnet_command.py``, ``tests/``, ``pytest.ini``
+and ``setup.py`` to a temporary folder,
 changes one piece of code there (the text it replaces must occur exactly once), and runs the
 tests that should catch it against the copy (``PYTHONPATH`` puts the copy first, also for
 the subprocesses the tests start).  A mutation is caught when pytest reports failed tests;
@@ -317,16 +318,44 @@ MUTATIONS = [
              'e["key"].get("machine") == here\n',
              'e["key"].get("machine") != "\\0"\n',
              ["tests/test_quantize.py", "-k", "lists_this"]),
+    mutation("command-imports-first",
+             "the gluon-resnet command imports the package before it handles stop signals",
+             "gluon_resnet_command.py",
+             "    previous = {}\n    for signum in _STOP_SIGNALS:",
+             "    import gluon_resnet  # noqa: F401\n"
+             "    previous = {}\n    for signum in _STOP_SIGNALS:",
+             ["tests/test_signals.py", "-k", "imports_mxnet"]),
+    mutation("command-unignores-nohup",
+             "the gluon-resnet command handles a SIGHUP that nohup made ignored while it starts",
+             "gluon_resnet_command.py",
+             "        if signal.getsignal(signum) != signal.SIG_IGN:",
+             "        if True:",
+             ["tests/test_signals.py", "-k", "imports_mxnet"]),
+    mutation("entry-point-in-package",
+             "setup.py makes the console script import the package first again",
+             "setup.py",
+             '"gluon-resnet=gluon_resnet_command:main"',
+             '"gluon-resnet=gluon_resnet.cli:main"',
+             ["tests/test_package.py", "-k", "installed_command"]),
+    mutation("commands-default-sigterm",
+             "commands other than train keep the default SIGTERM (measuring processes outlive it)",
+             "gluon_resnet/cli.py",
+             "            with StopSignals() as stop, stop.interruptible():\n"
+             "                return args.func(args)\n",
+             "            return args.func(args)\n",
+             ["tests/test_signals.py", "-k", "precision_command"]),
 ]
 
 
 def _copy(folder):
-    """The package, the tests and pytest.ini, copied into ``folder``."""
+    """The package, the command's entry point, the tests, pytest.ini and setup.py, copied into
+    ``folder``."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(os.path.join(ROOT, "gluon_resnet"), os.path.join(folder, "gluon_resnet"),
                     ignore=ignore)
     shutil.copytree(os.path.join(ROOT, "tests"), os.path.join(folder, "tests"), ignore=ignore)
-    shutil.copy(os.path.join(ROOT, "pytest.ini"), folder)
+    for name in ("pytest.ini", "setup.py", "gluon_resnet_command.py"):
+        shutil.copy(os.path.join(ROOT, name), folder)
 
 
 def _apply(folder, m):

@@ -223,6 +223,19 @@ def test_the_layers_import_downwards_only():
                                     "gluon_resnet.data.")}, (module, deps[module])
 
 
+def test_the_installed_command_handles_stop_signals_before_importing_the_package():
+    """The console script runs gluon_resnet_command, which imports no gluon_resnet at the top."""
+    scripts = [e for e in importlib.metadata.entry_points(group="console_scripts")
+               if e.name == "gluon-resnet"]
+    assert [e.value for e in scripts] == ["gluon_resnet_command:main"]  # as installed
+    assert '"gluon-resnet=gluon_resnet_command:main"' in (ROOT / "setup.py").read_text()
+    tree = ast.parse((ROOT / "gluon_resnet_command.py").read_text())
+    top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert all(a.name.split(".")[0] in sys.stdlib_module_names
+               for n in top for a in n.names) and not any(
+        isinstance(n, ast.ImportFrom) for n in top)
+
+
 def test_run_error_is_one_class_wherever_it_is_imported_from():
     assert config.RunError is errors.RunError is experiment.RunError
     assert issubclass(runlock.FolderInUseError, errors.RunError)

@@ -239,14 +239,42 @@ def test_a_signal_while_measuring_ends_the_measuring_processes(tmp_path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_while_the_precision_command_measures(tmp_path):
+@pytest.mark.parametrize("name, status", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_signal_while_the_precision_command_measures(tmp_path, name, status):
+    """The measuring processes end with the command (a default SIGTERM would leave them to
+    finish their step)."""
     program = ("import sys; import gluon_resnet.precision as p; p.bf16_available = lambda: True;"
                "from gluon_resnet.cli import main; sys.exit(main(sys.argv[1:]))")
     done = _run(["precision", "--measure", "--model", "compact_resnet8", "--size", "28",
-                 "--batch-size", "16"], "measure", tmp_path=tmp_path, program=program)
-    assert done.returncode == 130, done.stderr
-    assert done.stderr.strip() == "gluon-resnet precision: stopped (Ctrl-C).", done.stderr
+                 "--batch-size", "16"], "measure:" + name, tmp_path=tmp_path, program=program)
+    assert done.returncode == status, done.stderr
+    assert done.stderr.strip() == "gluon-resnet precision: stopped (%s)." % (
+        "Ctrl-C" if name == "SIGINT" else name), done.stderr
     assert _marked_processes(tmp_path) == []
+
+
+#: What the installed ``gluon-resnet`` script runs (test_package checks the entry point).
+COMMAND = "import sys; from gluon_resnet_command import main; sys.exit(main(sys.argv[1:]))"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, status", [("SIGINT", 130), ("SIGTERM", 143), ("SIGHUP", 129)])
+def test_a_signal_while_the_command_imports_mxnet(tmp_path, name, status):
+    out = tmp_path / "run"
+    done = _run(TRAIN + ["--out", str(out)], "import:" + name, tmp_path=tmp_path, program=COMMAND)
+    assert done.returncode == status, done.stderr
+    assert done.stderr.strip() == (
+        "gluon-resnet: stopped (%s) while starting, before anything was read or written; the "
+        "same command starts again." % ("Ctrl-C" if name == "SIGINT" else name)), done.stderr
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_an_ignored_signal_while_the_command_imports_mxnet_stays_ignored(tmp_path):
+    done = _run(["models"], "import:SIGHUP", ignore=(signal.SIGHUP,), tmp_path=tmp_path,
+                program=COMMAND)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert "chapter_resnet18" in done.stdout
 
 
 def _digest(path):
