@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/profile_ops.py [--model chapter_resnet18] [--size 96] [--batch-size 256]
                                      [--precision fp32|bf16] [--steps 3] [--top 25]
+    python benchmarks/profile_ops.py --int8-run RUN [--batch-size 256] [--steps 3]
 
 Builds the network as ``gluon-resnet train`` does, trains ``--warmup`` steps
 untimed, then ``--steps`` steps under ``mx.profiler`` with aggregate
@@ -12,6 +13,10 @@ the profiled steps, calls, ms per call) and the wall time per step.  With
 ``DNNL_VERBOSE=1`` in the environment oneDNN also prints each primitive it
 runs, with its kernel (``brgconv:avx512_core_amx_bf16``, ``jit:avx512_core``,
 ...) and time.  Run one precision per process: bf16 AMP cannot be undone.
+
+With ``--int8-run RUN`` it profiles inference of the int8 network that
+``gluon-resnet quantize`` wrote into RUN (hybridized, as ``predict`` runs it)
+at the run's input size, instead of training.
 """
 
 import argparse
@@ -59,9 +64,13 @@ def main(argv=None):
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--data", choices=["random", "fashion-mnist"], default="random",
                    help="the batch: uniform random pixels, or the first Fashion-MNIST batch")
+    p.add_argument("--int8-run", metavar="RUN", help="profile inference of RUN's int8 network "
+                   "(made by gluon-resnet quantize) instead of training")
     args = p.parse_args(argv)
 
     ctx = mx.cpu()
+    if args.int8_run:
+        return profile_int8(args, ctx)
     precision = resolve_precision(args.precision, [ctx])
     if precision == "bf16":
         enable_bf16()
@@ -91,12 +100,42 @@ def main(argv=None):
     seconds = time.perf_counter() - start
     mx.profiler.set_state("stop")
     table = mx.profiler.dumps(reset=True)
-    print("%s, %s, %s batch %d, %dx%d, AMX %s: %.3f s per step (%.1f img/s)"
-          % (args.model, precision, args.data, args.batch_size, args.size, args.size,
-             _mxnet.AMX[1], seconds / args.steps, args.batch_size * args.steps / seconds))
+    _report("%s, %s, %s batch %d, %dx%d" % (args.model, precision, args.data, args.batch_size,
+                                             args.size, args.size), args, seconds, table)
+
+
+def _report(what, args, seconds, table):
+    print("%s, AMX %s: %.3f s per step (%.1f img/s)" % (
+        what, _mxnet.AMX[1], seconds / args.steps, args.batch_size * args.steps / seconds))
     print("%-44s %7s %11s %10s" % ("operator", "calls", "ms/step", "ms/call"))
     for name, calls, total in parse_table(table, args.top):
         print("%-44s %7d %11.1f %10.2f" % (name[:44], calls, total / args.steps, total / calls))
+
+
+def profile_int8(args, ctx):
+    """Inference steps of RUN's int8 network under the profiler (random pixels in [0, 1])."""
+    from gluon_resnet.checkpoint import checkpoint_file, read_checkpoint
+    from gluon_resnet.int8 import load_int8
+    from gluon_resnet.trained import data_description
+
+    saved = read_checkpoint(checkpoint_file(args.int8_run))
+    net, record = load_int8(saved, ctx)
+    net.hybridize(static_alloc=True)
+    data = data_description(saved.meta)  # what the network takes: channels, (height, width)
+    X = mx.nd.random.uniform(shape=(args.batch_size, data.channels) + tuple(data.size))
+    for _ in range(args.warmup):
+        net(X).wait_to_read()
+    path = os.path.join(tempfile.mkdtemp(), "profile.json")
+    mx.profiler.set_config(profile_all=True, aggregate_stats=True, filename=path)
+    mx.profiler.set_state("run")
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        net(X).wait_to_read()
+    seconds = time.perf_counter() - start
+    mx.profiler.set_state("stop")
+    _report("%s int8 inference, batch %d, %dx%d" % (saved.meta["config"]["model"],
+                                                    args.batch_size, *data.size),
+            args, seconds, mx.profiler.dumps(reset=True))
 
 
 if __name__ == "__main__":

@@ -132,6 +132,22 @@ def test_the_int8_network_runs_int8_kernels(run):
     assert len(int8_convs) >= 5, done.stdout[-2000:]
 
 
+def test_profile_ops_profiles_the_int8_network(run):
+    """benchmarks/profile_ops.py --int8-run: the operators of int8 inference, largest first."""
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "benchmarks", "profile_ops.py")
+    done = subprocess.run([sys.executable, script, "--int8-run", run, "--batch-size", "4",
+                           "--steps", "1", "--warmup", "1", "--top", "3"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("compact_resnet8 int8 inference, batch 4, 28x28"), lines[0]
+    rows = [line.split() for line in lines[2:]]
+    assert len(rows) == 3 and "_sg_mkldnn_conv" in [r[0] for r in rows], lines
+    totals = [float(r[-2]) for r in rows]
+    assert totals == sorted(totals, reverse=True)
+
+
 def _cli(*argv):
     return cli.main(list(argv))
 
