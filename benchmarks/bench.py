@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/bench.py [--batch-size 256] [--size 96] [--rounds 5] [--steps 4]
-                               [--json out.json] [--tiny] [--tiers auto|all|LIST]
+                               [--json out.json] [--tiny [--jobs N]] [--tiers auto|all|LIST]
                                [--save] [--results-dir DIR] [--only NAMES]
                                [--int8-run RUN] [--calib-images 500] [--test-images 1000]
 
@@ -62,6 +62,7 @@ error) and exits 0.
 """
 
 import argparse
+import concurrent.futures
 import contextlib
 import datetime
 import json
@@ -946,6 +947,9 @@ def main(argv=None):
     parser.add_argument("--json", metavar="PATH", help="write the results here")
     parser.add_argument("--tiny", action="store_true",
                         help="batch 8, 32x32, 1 round, 1 step, small matrix: a smoke test")
+    parser.add_argument("--jobs", type=int, default=1, help="with --tiny only: run this many "
+                        "workers at once (a quicker smoke test; timings of workers that share "
+                        "the cores mean nothing)")
     parser.add_argument("--tiers", default="auto",
                         help="ISA tiers: auto (this CPU's own, uncapped; the default), all "
                         "(every tier it can emulate), or a list such as AVX2,AVX512_CORE")
@@ -977,6 +981,9 @@ def main(argv=None):
         return 0
 
     settings = resolve_settings(args)
+    if args.jobs < 1 or (args.jobs > 1 and not args.tiny):
+        raise SystemExit("bench.py: --jobs runs workers side by side, so their timings mean "
+                         "nothing: it takes a positive integer, and more than 1 only with --tiny")
     only = parse_only(args.only) if args.only is not None else None
     if only is not None and args.save:
         raise SystemExit("bench.py: --save records whole tiers; run it without --only")
@@ -998,15 +1005,27 @@ def main(argv=None):
     errors = {tier: [] for tier in plan}
     started = time.perf_counter()
     for r in range(settings["rounds"]):
-        for tier in plan:
-            for name, env, note in tier_runs(tier, plan, flags, settings, only):
-                result = {"unavailable": note} if env is None else launch(name, settings, env)
+        planned = [(tier, name, env, note) for tier in plan
+                   for name, env, note in tier_runs(tier, plan, flags, settings, only)]
+
+        def run(item):
+            _, name, env, note = item
+            return {"unavailable": note} if env is None else launch(name, settings, env)
+
+        # One at a time, in order; --tiny --jobs N: N at once, the results still in order.
+        pool = concurrent.futures.ThreadPoolExecutor(args.jobs) if args.jobs > 1 else None
+        try:
+            results = pool.map(run, planned) if pool else map(run, planned)
+            for (tier, name, _, _), result in zip(planned, results):
                 if "error" in result:
                     errors[tier].append("round %d, tier %s: %s" % (r + 1, tier, result["error"]))
                 runs[tier][name].append(result)
                 print("round %d/%d %-16s %-16s %s"
                       % (r + 1, settings["rounds"], tier, name, _progress_text(result)),
                       file=sys.stderr, flush=True)
+        finally:
+            if pool:  # a Ctrl-C starts no more workers
+                pool.shutdown(wait=False, cancel_futures=True)
     meta["seconds"] = time.perf_counter() - started
     meta["load_average_end"] = list(os.getloadavg())
     top = tiers.supported_tiers(flags)[-1]

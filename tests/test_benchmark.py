@@ -45,7 +45,9 @@ def tiny(tmp_path_factory):
     env = dict(os.environ)
     env.pop(DISABLE_ENV, None)
     # The timeout only ends a hung run: the tiny run's work is bounded by --tiny.
-    proc = subprocess.run([sys.executable, BENCH, "--tiny", "--json", str(out)], env=env,
+    # Two workers at a time: the tiny run checks the workers and the report, not speed.
+    proc = subprocess.run([sys.executable, BENCH, "--tiny", "--jobs", "2", "--json", str(out)],
+                          env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           universal_newlines=True, timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -796,6 +798,14 @@ def test_only_refuses_unknown_names_and_save(monkeypatch, args, words):
     with pytest.raises(SystemExit) as exc:
         bench.main(["--tiny"] + args)
     assert all(w in str(exc.value) for w in words), exc.value
+
+
+@pytest.mark.parametrize("args", [["--jobs", "2"], ["--tiny", "--jobs", "0"]])
+def test_workers_side_by_side_only_in_the_tiny_run(monkeypatch, args):
+    monkeypatch.setattr(bench, "launch", lambda *a, **k: pytest.fail("nothing may run"))
+    with pytest.raises(SystemExit) as exc:
+        bench.main(args)
+    assert "--jobs" in str(exc.value) and "only with --tiny" in str(exc.value), exc.value
 
 
 # ---------------------------------------------------------------------------
