@@ -29,8 +29,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import gluon_resnet  # noqa: E402, F401  (before MXNet: threads and AMX)
 from gluon_resnet import _mxnet  # noqa: E402
+from gluon_resnet.checkpoint import checkpoint_file, read_checkpoint  # noqa: E402
 from gluon_resnet.experiment import TrainConfig, build_network, build_trainer  # noqa: E402
+from gluon_resnet.int8 import load_int8  # noqa: E402
 from gluon_resnet.precision import resolve_precision, enable_bf16  # noqa: E402
+from gluon_resnet.trained import data_description  # noqa: E402
 from gluon_resnet.training import Learner  # noqa: E402
 
 mx = _mxnet.mx
@@ -90,18 +93,23 @@ def main(argv=None):
     learner.fit(1)
     mx.nd.waitall()
 
+    learner = Learner(net, [(X, y)] * args.steps, None, trainer, [ctx], handle_signals=False)
+    seconds, table = _profiled(lambda: learner.fit(1))
+    _report("%s, %s, %s batch %d, %dx%d" % (args.model, precision, args.data, args.batch_size,
+                                             args.size, args.size), args, seconds, table)
+
+
+def _profiled(work):
+    """``(seconds, aggregate table)`` of ``work()`` run under ``mx.profiler``."""
     path = os.path.join(tempfile.mkdtemp(), "profile.json")
     mx.profiler.set_config(profile_all=True, aggregate_stats=True, filename=path)
-    learner = Learner(net, [(X, y)] * args.steps, None, trainer, [ctx], handle_signals=False)
     mx.profiler.set_state("run")
     start = time.perf_counter()
-    learner.fit(1)
+    work()
     mx.nd.waitall()
     seconds = time.perf_counter() - start
     mx.profiler.set_state("stop")
-    table = mx.profiler.dumps(reset=True)
-    _report("%s, %s, %s batch %d, %dx%d" % (args.model, precision, args.data, args.batch_size,
-                                             args.size, args.size), args, seconds, table)
+    return seconds, mx.profiler.dumps(reset=True)
 
 
 def _report(what, args, seconds, table):
@@ -114,28 +122,21 @@ def _report(what, args, seconds, table):
 
 def profile_int8(args, ctx):
     """Inference steps of RUN's int8 network under the profiler (random pixels in [0, 1])."""
-    from gluon_resnet.checkpoint import checkpoint_file, read_checkpoint
-    from gluon_resnet.int8 import load_int8
-    from gluon_resnet.trained import data_description
-
     saved = read_checkpoint(checkpoint_file(args.int8_run))
-    net, record = load_int8(saved, ctx)
+    net, _ = load_int8(saved, ctx)
     net.hybridize(static_alloc=True)
     data = data_description(saved.meta)  # what the network takes: channels, (height, width)
     X = mx.nd.random.uniform(shape=(args.batch_size, data.channels) + tuple(data.size))
-    for _ in range(args.warmup):
-        net(X).wait_to_read()
-    path = os.path.join(tempfile.mkdtemp(), "profile.json")
-    mx.profiler.set_config(profile_all=True, aggregate_stats=True, filename=path)
-    mx.profiler.set_state("run")
-    start = time.perf_counter()
-    for _ in range(args.steps):
-        net(X).wait_to_read()
-    seconds = time.perf_counter() - start
-    mx.profiler.set_state("stop")
+
+    def steps(count):
+        for _ in range(count):
+            net(X).wait_to_read()
+
+    steps(args.warmup)
+    seconds, table = _profiled(lambda: steps(args.steps))
     _report("%s int8 inference, batch %d, %dx%d" % (saved.meta["config"]["model"],
                                                     args.batch_size, *data.size),
-            args, seconds, mx.profiler.dumps(reset=True))
+            args, seconds, table)
 
 
 if __name__ == "__main__":

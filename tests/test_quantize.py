@@ -284,7 +284,8 @@ def test_auto_weighs_int8_against_bf16_where_bf16_would_run(run):
         os.remove(path)
 
 
-def test_load_trained_weighs_int8_against_the_cached_bf16_inference_decision(run, monkeypatch):
+def test_load_trained_weighs_int8_against_the_cached_bf16_inference_decision(run, monkeypatch,
+                                                                             tmp_path):
     """The wiring: load_trained hands auto's fp32/bf16 decision for this case to the int8
     comparison (bf16 pretended here; AMP stays off in this process)."""
     import gluon_resnet.precision as precision
@@ -292,29 +293,22 @@ def test_load_trained_weighs_int8_against_the_cached_bf16_inference_decision(run
 
     monkeypatch.setattr(precision, "bf16_available", lambda: True)
     monkeypatch.setattr(trained, "enable_bf16", lambda: None)
-    cache = os.path.join(os.environ["XDG_CACHE_HOME"], "gluon_resnet", "precision.json")
-    before = open(cache).read() if os.path.exists(cache) else None  # other tests' entries
-    os.makedirs(os.path.dirname(cache), exist_ok=True)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # a cache of this test's own
+    cache = os.path.join(str(tmp_path), "gluon_resnet", "precision.json")
+    os.makedirs(os.path.dirname(cache))
     decision = {"machine": machine(), "network": "compact_resnet8", "devices": "cpu(0)",
                 "mode": "infer", "channels": 1, "size": [28, 28], "batch": 256,
                 "precision": "bf16", "fp32": 100.0, "bf16": 200.0, "measured": "today"}
     with open(cache, "w") as f:
         json.dump({"format": autoprecision._CACHE_FORMAT, "decisions": [decision]}, f)
-    path, lines = _store_speeds(run, fp32=100.0, int8=180.0), []
-    try:
-        chosen = load_trained(run, precision="auto", notice=lines.append)
-        assert chosen.precision == "bf16", lines  # 180 < 1.05 * 2 * 100
-        assert "bf16 ran 2.00x fp32 at inference" in lines[-1] and "not int8" in lines[-1]
-        _store_speeds(run, fp32=100.0, int8=250.0)
-        chosen = load_trained(run, precision="auto", notice=lines.append)
-        assert chosen.precision == "int8" and "bf16 ran 2.00x" in chosen.precision.why
-    finally:
-        os.remove(path)
-        if before is None:
-            os.remove(cache)
-        else:
-            with open(cache, "w") as f:
-                f.write(before)
+    _store_speeds(run, fp32=100.0, int8=180.0)
+    lines = []
+    chosen = load_trained(run, precision="auto", notice=lines.append)
+    assert chosen.precision == "bf16", lines  # 180 < 1.05 * 2 * 100
+    assert "bf16 ran 2.00x fp32 at inference" in lines[-1] and "not int8" in lines[-1]
+    _store_speeds(run, fp32=100.0, int8=250.0)
+    chosen = load_trained(run, precision="auto", notice=lines.append)
+    assert chosen.precision == "int8" and "bf16 ran 2.00x" in chosen.precision.why
 
 
 def test_the_precision_command_lists_this_machines_int8_measurements(run, capsys):
